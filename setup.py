@@ -1,0 +1,41 @@
+"""Build fastsock: the pure-Python package plus every Cython module under fastsock/.
+
+Set FASTSOCK_NO_EXT=1 to skip the extensions (the package then runs on its
+pure-Python twins, slower). FASTSOCK_DEBUG=1 builds with assertions and
+without -O3, for gdb and sanitizers.
+"""
+import os
+import pathlib
+
+from setuptools import setup
+
+HERE = pathlib.Path(__file__).parent
+
+
+def extensions():
+    if os.environ.get("FASTSOCK_NO_EXT") == "1":
+        return []
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    debug = os.environ.get("FASTSOCK_DEBUG") == "1"
+    cflags = ["-O0", "-g"] if debug else ["-O3"]
+    mods = []
+    for pyx in sorted(HERE.glob("fastsock/**/*.pyx")):
+        rel = pyx.relative_to(HERE)
+        name = ".".join(rel.with_suffix("").parts)
+        mods.append(Extension(name, [str(rel)], extra_compile_args=cflags))
+    return cythonize(
+        mods,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": debug,
+            "wraparound": debug,
+            "cdivision": True,
+            "initializedcheck": debug,
+        },
+        annotate=os.environ.get("FASTSOCK_ANNOTATE") == "1",
+    )
+
+
+setup(ext_modules=extensions())
