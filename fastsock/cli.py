@@ -1,0 +1,157 @@
+"""``python -m fastsock``: the limits report and the example servers.
+
+    python -m fastsock limits [--json] [--raise]
+    python -m fastsock serve APP [options]      (python -m fastsock serve --help lists apps)
+
+Exit codes: 0 success (including a server stopped by SIGINT/SIGTERM), 1 a
+runtime failure (port in use, permission denied, an app that cannot load),
+2 bad usage (unknown command, app or option, bad host or port), 130 when
+interrupted before a server started. Every failure is ONE line on stderr,
+``fastsock: error: <what is wrong>``, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import NoReturn, Sequence
+
+from fastsock import __version__
+from fastsock.apps import APPS, load_app
+from fastsock.apps._common import EXIT_USAGE, AppError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (exit 2), no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"fastsock: error: {message} (see: {self.prog} --help)\n")
+
+
+def _app_descriptions() -> dict[str, str]:
+    """One help line per app. Imports each app module (only for --help)."""
+    out: dict[str, str] = {}
+    for name in APPS:
+        try:
+            out[name] = str(getattr(load_app(name), "DESCRIPTION", ""))
+        except Exception as exc:  # a broken app must not break --help for the others
+            out[name] = f"(cannot load: {type(exc).__name__}: {exc})"
+    return out
+
+
+def _chosen_app(argv: Sequence[str]) -> str | None:
+    """The APP of ``serve APP ...`` (first non-option word after serve), if any."""
+    try:
+        at = list(argv).index("serve")
+    except ValueError:
+        return None
+    for word in argv[at + 1:]:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The full parser. Only the app named in ``argv`` is imported (for its options)."""
+    parser = _Parser(prog="python -m fastsock",
+                     description="fastsock: thousands of TCP, UDP and WebSocket connections "
+                                 "on one thread.")
+    parser.add_argument("--version", action="version", version=f"fastsock {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    lim = commands.add_parser(
+        "limits", help="descriptor and socket limits, and how many connections they allow",
+        description="Print the descriptor and socket limits of this process and machine, "
+                    "how many connections they allow, which binds first and how to raise it.")
+    lim.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    lim.add_argument("--raise", dest="raise_nofile", action="store_true",
+                     help="raise the soft descriptor limit to the hard one first (this process "
+                          "only; shows what a server started with --raise-nofile gets)")
+
+    serve = commands.add_parser(
+        "serve", help="run an example server (serve --help lists them)",
+        description="Run an example server until SIGINT/SIGTERM. It prints one line "
+                    "'fastsock APP listening on SCHEME://HOST:PORT' on stdout once it "
+                    "accepts connections; logs (the limits summary first) go to stderr.")
+    apps = serve.add_subparsers(dest="app", metavar="APP", parser_class=_Parser)
+    apps.required = True
+    chosen = _chosen_app(argv)
+    described = _app_descriptions() if chosen is None and any(
+        a in ("-h", "--help") for a in argv) else {}
+    for name in APPS:
+        if name == chosen:
+            module = load_app(name)  # errors surface in main() as one line
+            sub = apps.add_parser(name, help=getattr(module, "DESCRIPTION", None),
+                                  description=getattr(module, "DESCRIPTION", None))
+            module.add_arguments(sub)
+            sub.set_defaults(_run=module.run)
+        else:
+            apps.add_parser(name, help=described.get(name))
+    return parser
+
+
+def _limits(args: argparse.Namespace) -> int:
+    # Not `from fastsock import limits`: that name is the limits() function.
+    from fastsock.limits import format_report, limits, raise_nofile
+
+    if args.raise_nofile:
+        # Say what happened on stderr so that --json stays parseable on stdout.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("fastsock: %(message)s"))
+        log = logging.getLogger("fastsock.cli.limits")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        try:
+            raise_nofile(log=log)
+        except OSError as exc:
+            raise AppError(f"cannot raise the descriptor limit: {exc}") from None
+    report = limits()
+    if args.json:
+        json.dump(report.as_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_report(report) + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        chosen = _chosen_app(args_list)
+        if chosen is not None and chosen not in APPS:
+            raise AppError(f"unknown app {chosen!r} (available: {', '.join(APPS)})", EXIT_USAGE)
+        try:
+            parser = build_parser(args_list)
+        except Exception as exc:  # the chosen app failed to import
+            raise AppError(f"cannot load app {chosen!r}: {type(exc).__name__}: {exc}") from None
+        args = parser.parse_args(args_list)
+        if args.command == "limits":
+            return _limits(args)
+        return int(args._run(args))
+    except AppError as exc:
+        sys.stderr.write(f"fastsock: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:  # before a server installed its signal handlers
+        sys.stderr.write("fastsock: interrupted\n")
+        return 130
+    except BrokenPipeError:  # e.g. `python -m fastsock limits | head -1`
+        # Point stdout at /dev/null so the flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _run_main() -> NoReturn:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _run_main()
+
