@@ -1,0 +1,467 @@
+/* Client side shared by tcpload and wsload: non-blocking connections on one
+ * epoll, the WebSocket client handshake and framing (masked frames, RFC 6455),
+ * and the closed-loop echo driver (N connections x K messages in flight). */
+#ifndef FASTSOCK_CLIENT_H
+#define FASTSOCK_CLIENT_H
+
+#include "lg.h"
+#include <sys/epoll.h>
+
+enum { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_DEAD };
+
+typedef struct conn {
+    int fd, state, idx;
+    uint8_t *in;                /* unparsed bytes kept between reads */
+    size_t in_len, in_cap;
+    uint8_t *out;               /* bytes the socket did not take yet */
+    size_t out_len, out_cap;
+    char accept[29];            /* expected Sec-WebSocket-Accept */
+    /* echo driver */
+    uint64_t *ring;             /* send times of the messages in flight */
+    uint32_t ring_head, ring_n;
+    uint64_t rx_bytes, done;    /* raw TCP: bytes echoed, messages completed */
+    /* c10k driver */
+    uint32_t next_seq;          /* next broadcast sequence number expected */
+    uint32_t pings_sent, pongs_ok;
+    uint64_t t_connect;
+} conn_t;
+
+typedef struct {
+    int ws;                     /* 1: WebSocket, 0: raw TCP */
+    const char *host, *path;
+    int port;
+    struct sockaddr_in dst;
+    int n_sources;              /* source addresses 127.0.0.1 .. 127.0.0.n (0: kernel's choice) */
+    int ep;
+    uint64_t errors;
+    uint64_t open_dropped;      /* connections lost after their handshake */
+    char last_error[160];
+} client_t;
+
+static client_t CL;
+static uint8_t rbuf[256 * 1024];
+static uint8_t *sbuf;           /* frames built while handling one read */
+static size_t sbuf_len, sbuf_cap;
+
+static void note_error(const char *what, int err) {
+    CL.errors++;
+    snprintf(CL.last_error, sizeof CL.last_error, "%s: %s", what, err ? strerror(err) : "protocol");
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 1024;
+    while (c < need) c *= 2;
+    uint8_t *nb = realloc(*buf, c);
+    if (!nb) return -1;
+    *buf = nb; *cap = c;
+    return 0;
+}
+
+static void sbuf_put(const void *p, size_t n) {
+    if (grow(&sbuf, &sbuf_cap, sbuf_len + n) < 0) die("realloc");
+    memcpy(sbuf + sbuf_len, p, n);
+    sbuf_len += n;
+}
+
+static void conn_drop(conn_t *c, const char *why, int err) {
+    if (c->state == C_DEAD) return;
+    if (why) note_error(why, err);
+    if (c->state == C_OPEN) CL.open_dropped++;
+    epoll_ctl(CL.ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    c->state = C_DEAD;
+    free(c->in); c->in = NULL; c->in_len = c->in_cap = 0;
+    free(c->out); c->out = NULL; c->out_len = c->out_cap = 0;
+}
+
+static void conn_send(conn_t *c, const void *data, size_t n) {
+    const uint8_t *p = data;
+    if (c->state == C_DEAD) return;
+    if (c->out_len == 0) {
+        while (n) {
+            ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                if (errno != EAGAIN) { conn_drop(c, "send", errno); return; }
+                break;
+            }
+            p += w; n -= (size_t)w;
+        }
+        if (!n) return;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+        epoll_ctl(CL.ep, EPOLL_CTL_MOD, c->fd, &ev);
+    }
+    if (grow(&c->out, &c->out_cap, c->out_len + n) < 0) { conn_drop(c, "out of memory", ENOMEM); return; }
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += n;
+}
+
+static void conn_flush(conn_t *c) {
+    size_t off = 0;
+    while (off < c->out_len) {
+        ssize_t w = send(c->fd, c->out + off, c->out_len - off, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN) { conn_drop(c, "send", errno); return; }
+            break;
+        }
+        off += (size_t)w;
+    }
+    memmove(c->out, c->out + off, c->out_len - off);
+    c->out_len -= off;
+    if (!c->out_len) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        epoll_ctl(CL.ep, EPOLL_CTL_MOD, c->fd, &ev);
+    }
+}
+
+/* Starts a non-blocking connect; the socket reports writable when done. */
+static int conn_start(conn_t *c) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) { note_error("socket", errno); c->state = C_DEAD; return -1; }
+    if (CL.n_sources > 1) {     /* spread over 127.0.0.x to widen the 4-tuple space */
+        int one = 1;
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(0x7F000001u + (uint32_t)(c->idx % CL.n_sources));
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+            note_error("bind source address", errno); close(fd); c->state = C_DEAD; return -1;
+        }
+    }
+    set_nodelay(fd);
+    c->fd = fd;
+    c->t_connect = now_ns();
+    int r = connect(fd, (struct sockaddr *)&CL.dst, sizeof CL.dst);
+    if (r < 0 && errno != EINPROGRESS) { note_error("connect", errno); close(fd); c->fd = -1; c->state = C_DEAD; return -1; }
+    c->state = C_CONNECTING;
+    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+    epoll_ctl(CL.ep, EPOLL_CTL_ADD, fd, &ev);
+    return 0;
+}
+
+/* ---- WebSocket framing (client side: frames we send are masked) ---- */
+
+/* Builds one masked frame at out (room: len + 14); returns its size. */
+static size_t ws_build_masked(uint8_t *out, int b0, const uint8_t *pl, size_t len) {
+    size_t h = 2;
+    out[0] = (uint8_t)b0;
+    if (len < 126) out[1] = 0x80 | (uint8_t)len;
+    else if (len < 65536) { out[1] = 0x80 | 126; out[2] = (uint8_t)(len >> 8); out[3] = (uint8_t)len; h = 4; }
+    else { out[1] = 0x80 | 127; for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i)); h = 10; }
+    uint32_t key = (uint32_t)rng_next();
+    uint8_t *m = out + h;
+    memcpy(m, &key, 4);
+    uint8_t *dst = out + h + 4;
+    for (size_t i = 0; i < len; i++) dst[i] = pl[i] ^ m[i & 3];
+    return h + 4 + len;
+}
+
+/* Parses one unmasked server frame: returns its total size, 0 when
+ * incomplete, -1 when the frame is invalid for a client to receive. */
+static long ws_parse(const uint8_t *p, size_t n, int *b0, const uint8_t **pl, size_t *len) {
+    if (n < 2) return 0;
+    if (p[1] & 0x80) return -1;         /* servers must not mask */
+    uint64_t l = p[1] & 0x7F;
+    size_t h = 2;
+    if (l == 126) { if (n < 4) return 0; l = (uint64_t)p[2] << 8 | p[3]; h = 4; }
+    else if (l == 127) {
+        if (n < 10) return 0;
+        l = 0;
+        for (int i = 0; i < 8; i++) l = l << 8 | p[2 + i];
+        h = 10;
+    }
+    if (l > (1ull << 30)) return -1;
+    if (n < h + l) return 0;
+    *b0 = p[0]; *pl = p + h; *len = (size_t)l;
+    return (long)(h + l);
+}
+
+static void ws_send_handshake(conn_t *c) {
+    uint8_t raw[16];
+    for (int i = 0; i < 16; i += 8) { uint64_t r = rng_next(); memcpy(raw + i, &r, 8); }
+    char key[32], req[512];
+    base64(raw, 16, key);
+    ws_accept(key, strlen(key), c->accept);
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                     CL.path, CL.host, CL.port, key);
+    conn_send(c, req, (size_t)n);
+}
+
+/* Checks the 101 response; returns bytes of head consumed, 0 if incomplete, -1 bad. */
+static long ws_check_response(conn_t *c, uint8_t *p, size_t n) {
+    uint8_t *end = memmem(p, n, "\r\n\r\n", 4);
+    if (!end) return n > 8192 ? -1 : 0;
+    size_t used = (size_t)(end - p) + 4;
+    char head[8200];
+    if (used > sizeof head - 1) return -1;
+    memcpy(head, p, used);
+    head[used] = 0;
+    if (strncmp(head, "HTTP/1.1 101", 12) != 0) return -1;
+    size_t vlen;
+    const char *v = find_header(head, "Sec-WebSocket-Accept", &vlen);
+    if (!v || vlen != strlen(c->accept) || memcmp(v, c->accept, vlen) != 0) return -1;
+    return (long)used;
+}
+
+/* Hooks of the driver using these connections. */
+typedef struct {
+    void (*on_open)(conn_t *c);
+    /* consumes bytes of an open connection; returns bytes used (< n leaves a tail) */
+    size_t (*on_data)(conn_t *c, uint8_t *p, size_t n);
+    void (*on_fail)(conn_t *c);
+} hooks_t;
+
+static void conn_event(conn_t *c, uint32_t events, const hooks_t *hk) {
+    if (c->state == C_CONNECTING) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) { conn_drop(c, "connect", err); hk->on_fail(c); return; }
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        epoll_ctl(CL.ep, EPOLL_CTL_MOD, c->fd, &ev);
+        if (CL.ws) { c->state = C_HANDSHAKE; ws_send_handshake(c); }
+        else { c->state = C_OPEN; hk->on_open(c); }
+        return;
+    }
+    if (events & EPOLLOUT) conn_flush(c);
+    if (c->state == C_DEAD || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+    ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (r <= 0) {
+        int was_open = c->state == C_OPEN;
+        conn_drop(c, r == 0 ? "server closed the connection" : "recv", r == 0 ? ECONNRESET : errno);
+        if (!was_open) hk->on_fail(c);
+        return;
+    }
+    uint8_t *p = rbuf;
+    size_t n = (size_t)r;
+    if (c->in_len) {
+        if (grow(&c->in, &c->in_cap, c->in_len + n) < 0) { conn_drop(c, "out of memory", ENOMEM); return; }
+        memcpy(c->in + c->in_len, rbuf, n);
+        c->in_len += n;
+        p = c->in; n = c->in_len;
+    }
+    size_t used = 0;
+    if (c->state == C_HANDSHAKE) {
+        long h = ws_check_response(c, p, n);
+        if (h < 0) { conn_drop(c, "bad handshake response", 0); hk->on_fail(c); return; }
+        if (h > 0) {
+            used = (size_t)h;
+            c->state = C_OPEN;
+            hk->on_open(c);
+        }
+    }
+    sbuf_len = 0;
+    if (c->state == C_OPEN && n > used) used += hk->on_data(c, p + used, n - used);
+    if (sbuf_len && c->state == C_OPEN) conn_send(c, sbuf, sbuf_len);
+    if (c->state == C_DEAD) return;
+    size_t rest = n - used;
+    if (p == c->in) {
+        memmove(c->in, c->in + used, rest);
+        c->in_len = rest;
+        if (!rest) { free(c->in); c->in = NULL; c->in_cap = 0; }
+    } else if (rest) {
+        if (grow(&c->in, &c->in_cap, rest) < 0) { conn_drop(c, "out of memory", ENOMEM); return; }
+        memcpy(c->in, p + used, rest);
+        c->in_len = rest;
+    }
+}
+
+static void client_init(int ws, const char *prog) {
+    CL.ws = ws;
+    if (parse_addr(CL.host, CL.port, &CL.dst) < 0) usage_error(prog, "bad IPv4 host", CL.host);
+    CL.ep = epoll_create1(0);
+    if (CL.ep < 0) die("epoll_create1");
+    rng_seed();
+    install_stop_signals();
+}
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if ((unsigned char)*s >= 0x20) fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* ================= closed-loop echo driver ================= */
+
+static struct {
+    int conns, size, inflight, binary;
+    double duration, warmup, connect_timeout;
+    uint64_t max_messages;
+    uint8_t *frames[16];        /* pre-masked frames, each with its own key */
+    size_t frame_len;
+    uint8_t *payload;
+    uint64_t t_measure, t_end;
+    int running;
+    uint64_t total, measured;   /* messages completed: all / inside the window */
+    hist_t hist;
+    int opened, failed;
+} E;
+
+static void echo_send_one(conn_t *c) {
+    c->ring[(c->ring_head + c->ring_n) % (uint32_t)E.inflight] = now_ns();
+    c->ring_n++;
+    if (CL.ws) sbuf_put(E.frames[rng_next() & 15], E.frame_len);
+    else sbuf_put(E.payload, (size_t)E.size);
+}
+
+static void echo_complete(conn_t *c) {
+    uint64_t now = now_ns();
+    if (c->ring_n) {
+        uint64_t sent = c->ring[c->ring_head];
+        c->ring_head = (c->ring_head + 1) % (uint32_t)E.inflight;
+        c->ring_n--;
+        if (now >= E.t_measure && now < E.t_end) {
+            hist_add(&E.hist, now - sent);
+            E.measured++;
+        }
+    }
+    E.total++;
+    if (E.running && now < E.t_end && E.total < E.max_messages) echo_send_one(c);
+}
+
+static void echo_on_open(conn_t *c) { E.opened++; (void)c; }
+static void echo_on_fail(conn_t *c) { E.failed++; (void)c; }
+
+static size_t echo_on_data(conn_t *c, uint8_t *p, size_t n) {
+    if (!CL.ws) {
+        c->rx_bytes += n;
+        while (c->rx_bytes >= (c->done + 1) * (uint64_t)E.size) { c->done++; echo_complete(c); }
+        return n;
+    }
+    size_t off = 0;
+    while (off < n) {
+        int b0; const uint8_t *pl; size_t len;
+        long fl = ws_parse(p + off, n - off, &b0, &pl, &len);
+        if (fl == 0) break;
+        if (fl < 0) { conn_drop(c, "bad frame from server", 0); return n; }
+        off += (size_t)fl;
+        int op = b0 & 0x0F;
+        if (op == 0x9) {            /* answer pings so keepalives never fail us */
+            uint8_t pong[140];
+            sbuf_put(pong, ws_build_masked(pong, 0x8A, pl, len > 125 ? 125 : len));
+        } else if (op == 0x8) {
+            conn_drop(c, "server sent close", 0); return n;
+        } else if (op == 1 || op == 2) {
+            if ((op == 2) != E.binary || len != (size_t)E.size || !(b0 & 0x80)) {
+                note_error("echo mismatch (type, size or fragmentation)", 0);
+            }
+            echo_complete(c);
+        }
+    }
+    return off;
+}
+
+static void echo_usage(const char *prog, int ws) {
+    printf("usage: %s --port N [--host 127.0.0.1] [--connections 50] [--size 64] [--inflight 1]\n"
+           "       [--duration 5] [--warmup 1] [--max-messages N] [--connect-timeout 10]%s\n"
+           "Closed-loop echo load: every connection keeps INFLIGHT messages of SIZE bytes\n"
+           "outstanding; prints one JSON line with msgs/s, MB/s, latency percentiles, errors.\n",
+           prog, ws ? " [--text|--binary] [--path /]" : "");
+}
+
+static const hooks_t echo_hooks = {echo_on_open, echo_on_data, echo_on_fail};
+
+static int echo_main(int argc, char **argv, int ws) {
+    const char *prog = ws ? "wsload" : "tcpload";
+    CL.host = "127.0.0.1"; CL.path = "/"; CL.port = -1;
+    E.conns = 50; E.size = 64; E.inflight = 1; E.duration = 5; E.warmup = 1;
+    E.connect_timeout = 10; E.max_messages = UINT64_MAX;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { echo_usage(prog, ws); exit(0); }
+        if (ws && !strcmp(a, "--text")) { E.binary = 0; continue; }
+        if (ws && !strcmp(a, "--binary")) { E.binary = 1; continue; }
+        if (!strcmp(a, "--mode")) { i++; continue; }   /* "echo", checked by the caller */
+        if (i + 1 >= argc) usage_error(prog, "missing value for", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--host")) CL.host = v;
+        else if (!strcmp(a, "--port")) CL.port = (int)parse_long(prog, a, v, 1, 65535);
+        else if (!strcmp(a, "--path") && ws) CL.path = v;
+        else if (!strcmp(a, "--connections")) E.conns = (int)parse_long(prog, a, v, 1, 100000);
+        else if (!strcmp(a, "--size")) E.size = (int)parse_long(prog, a, v, 1, 16 << 20);
+        else if (!strcmp(a, "--inflight")) E.inflight = (int)parse_long(prog, a, v, 1, 4096);
+        else if (!strcmp(a, "--duration")) E.duration = parse_double(prog, a, v, 0.01, 600);
+        else if (!strcmp(a, "--warmup")) E.warmup = parse_double(prog, a, v, 0, 60);
+        else if (!strcmp(a, "--connect-timeout")) E.connect_timeout = parse_double(prog, a, v, 0.1, 120);
+        else if (!strcmp(a, "--max-messages")) E.max_messages = (uint64_t)parse_long(prog, a, v, 1, LONG_MAX);
+        else usage_error(prog, "unknown option", a);
+    }
+    if (CL.port < 0) usage_error(prog, "--port is required", NULL);
+    client_init(ws, prog);
+    raise_nofile();
+
+    E.payload = malloc((size_t)E.size);
+    for (int i = 0; i < E.size; i++) E.payload[i] = E.binary ? (uint8_t)(i * 31 + 7) : (uint8_t)('a' + i % 26);
+    if (ws) {
+        for (int k = 0; k < 16; k++) {
+            E.frames[k] = malloc((size_t)E.size + 14);
+            E.frame_len = ws_build_masked(E.frames[k], 0x80 | (E.binary ? 2 : 1), E.payload, (size_t)E.size);
+        }
+    }
+    conn_t *conns = calloc((size_t)E.conns, sizeof *conns);
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < E.conns; i++) {
+        conns[i].idx = i;
+        conns[i].ring = calloc((size_t)E.inflight, sizeof(uint64_t));
+        if (conn_start(&conns[i]) < 0) E.failed++;
+    }
+    struct epoll_event evs[1024];
+    uint64_t connect_deadline = t0 + (uint64_t)(E.connect_timeout * 1e9);
+    uint64_t t_connected = 0, t_run = 0;
+    while (!g_stop) {
+        uint64_t now = now_ns();
+        if (!t_run) {
+            if (E.opened + E.failed >= E.conns || now >= connect_deadline) {
+                t_connected = now;
+                t_run = now;
+                E.t_measure = now + (uint64_t)(E.warmup * 1e9);
+                E.t_end = E.t_measure + (uint64_t)(E.duration * 1e9);
+                E.running = 1;
+                for (int i = 0; i < E.conns; i++) {
+                    conn_t *c = &conns[i];
+                    if (c->state != C_OPEN) continue;
+                    sbuf_len = 0;
+                    for (int k = 0; k < E.inflight; k++) echo_send_one(c);
+                    conn_send(c, sbuf, sbuf_len);
+                }
+                if (E.opened == 0) break;
+            }
+        } else if (now >= E.t_end || E.total >= E.max_messages) {
+            break;
+        }
+        int n = epoll_wait(CL.ep, evs, 1024, 5);
+        if (n < 0) { if (errno == EINTR) continue; die("epoll_wait"); }
+        for (int i = 0; i < n; i++) conn_event(evs[i].data.ptr, evs[i].events, &echo_hooks);
+    }
+    uint64_t t_stop = now_ns();
+    double window = 0;
+    if (t_run) {
+        uint64_t end = t_stop < E.t_end ? t_stop : E.t_end;
+        window = end > E.t_measure ? (end - E.t_measure) / 1e9 : 0;
+    }
+    int alive = 0;
+    for (int i = 0; i < E.conns; i++) alive += conns[i].state == C_OPEN;
+    double mps = window > 0 ? E.measured / window : 0;
+    printf("{\"tool\":\"%s\",\"mode\":\"echo\",\"connections\":%d,\"connected\":%d,\"alive\":%d,"
+           "\"size\":%d,\"inflight\":%d,\"type\":\"%s\",\"connect_s\":%.4f,\"duration_s\":%.3f,"
+           "\"messages\":%llu,\"messages_total\":%llu,\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,",
+           prog, E.conns, E.opened, alive, E.size, E.inflight, ws ? (E.binary ? "binary" : "text") : "raw",
+           t_connected ? (t_connected - t0) / 1e9 : 0.0, window,
+           (unsigned long long)E.measured, (unsigned long long)E.total, mps, mps * E.size / 1e6);
+    hist_print_json(stdout, &E.hist);
+    printf(",\"errors\":%llu,\"last_error\":", (unsigned long long)CL.errors);
+    json_str(stdout, CL.last_error);
+    printf("}\n");
+    fflush(stdout);
+    return E.opened == 0 ? 1 : 0;
+}
+
+#endif
