@@ -500,6 +500,8 @@ class DescriptorWatch:
         self._commands = ()
         if self._warned and self._in_use <= self._rearm_at:
             self._warned = False
+        elif not self._warned and self._in_use >= self._warn_at:
+            self._warn()
 
     @property
     def in_use(self) -> int:
