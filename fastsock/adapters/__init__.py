@@ -1,0 +1,1 @@
+"""Run fastsock protocols on other event loops (asyncio, uvloop): see :mod:`.aio`."""

@@ -1,0 +1,109 @@
+"""fastsock's WebSocket server and client on asyncio or uvloop loops.
+
+The handshake protocols and :class:`~fastsock.websocket.WebSocketHandler`
+only use asyncio's protocol/transport shape and ``loop.call_later`` /
+``loop.time``, so they run unchanged on any asyncio loop::
+
+    server = await fastsock.adapters.aio.serve(Echo, "127.0.0.1", 8765)
+    ws = await fastsock.adapters.aio.connect("ws://127.0.0.1:8765/", Client)
+
+:func:`new_loop` makes an ``"asyncio"`` or ``"uvloop"`` loop by name.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Optional, Sequence
+
+from ..client import ClientHandshakeProtocol
+from ..server import Routes, ServerState
+from ..websocket.handshake import parse_uri
+from ..websocket.protocol import WebSocketHandler, WebSocketOptions
+
+__all__ = ["AioWebSocketServer", "serve", "connect", "new_loop"]
+
+
+def new_loop(kind: str = "asyncio") -> asyncio.AbstractEventLoop:
+    """A new ``"asyncio"`` or ``"uvloop"`` event loop."""
+    if kind == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    if kind == "asyncio":
+        return asyncio.new_event_loop()
+    raise ValueError(f"unknown loop kind {kind!r}: expected 'asyncio' or 'uvloop'")
+
+
+class AioWebSocketServer:
+    """A listening server on an asyncio loop: ``close()``, ``wait_closed()``,
+    ``broadcast()``, ``connections``, ``port``."""
+
+    def __init__(self, server: asyncio.AbstractServer, state: ServerState) -> None:
+        self.server = server
+        self.state = state
+
+    @property
+    def sockets(self) -> Any:
+        return self.server.sockets
+
+    @property
+    def port(self) -> int:
+        return int(self.server.sockets[0].getsockname()[1])
+
+    @property
+    def connections(self) -> set[WebSocketHandler]:
+        return self.state.handlers
+
+    def broadcast(self, message: Any) -> int:
+        return self.state.broadcast(message)
+
+    def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Stop accepting and send ``code`` to every open connection."""
+        self.server.close()
+        self.state.close_all(code, reason)
+
+    async def wait_closed(self, timeout: Optional[float] = None) -> None:
+        """Wait until every connection is gone (aborting the rest after ``timeout``)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while len(self.state):
+            if deadline is not None and loop.time() >= deadline:
+                self.state.abort_all()
+                await asyncio.sleep(0)
+                break
+            await asyncio.sleep(0.01)
+        await self.server.wait_closed()
+
+
+async def serve(handler: Routes, host: str = "127.0.0.1", port: int = 0, *,
+                backlog: int = 1024, reuse_port: bool = False, **kwargs: Any) -> AioWebSocketServer:
+    """Listen on the running asyncio/uvloop loop; arguments as :func:`fastsock.server.serve`."""
+    loop = asyncio.get_running_loop()
+    state = ServerState(handler, loop, **kwargs)
+    server = await loop.create_server(state.protocol_factory, host, port, backlog=backlog,
+                                      reuse_address=True, reuse_port=reuse_port or None)
+    return AioWebSocketServer(server, state)
+
+
+async def connect(uri: str, handler: Callable[[], WebSocketHandler], *,
+                  subprotocols: Sequence[str] = (), headers: Sequence[tuple[str, str]] = (),
+                  origin: Optional[str] = None, options: Optional[WebSocketOptions] = None,
+                  timeout: float = 10.0) -> WebSocketHandler:
+    """Open a WebSocket on the running loop; returns the open handler."""
+    loop = asyncio.get_running_loop()
+    parsed = parse_uri(uri)
+    if parsed.secure:
+        raise ValueError("wss:// needs TLS, which fastsock's WebSocket client does not do yet")
+    future = loop.create_future()
+    proto = ClientHandshakeProtocol(parsed, handler, loop, future, subprotocols=subprotocols,
+                                    headers=headers, origin=origin, options=options,
+                                    timeout=timeout)
+    try:
+        await asyncio.wait_for(loop.create_connection(lambda: proto, parsed.host, parsed.port),
+                               timeout)
+    except asyncio.TimeoutError:
+        proto._finish()
+        from ..exceptions import ConnectTimeoutError
+        raise ConnectTimeoutError(f"TCP connect to {parsed.host_header} timed out") from None
+    except BaseException:
+        proto._finish()
+        raise
+    return await future

@@ -1,0 +1,784 @@
+"""The WebSocket connection core (RFC 6455 after the handshake).
+
+:class:`WebSocketHandler` is both the connection state machine and the base
+class applications subclass. It is sans-I/O: bytes go in through
+:meth:`~WebSocketHandler.receive_data`, the application callbacks
+(``on_message``...) come out, and bytes to send are queued. It never touches a
+socket: it talks to an object with asyncio's transport shape (``write``,
+``writelines``, ``close``, ``abort``, ``write_eof``, ``pause_reading``...) and
+schedules timers through ``loop.call_later``, so the same object runs on
+fastsock's reactor, on asyncio and on uvloop, and in tests on a fake transport
+(or with no transport at all: then :meth:`~WebSocketHandler.data_to_send`
+returns what would have been written).
+
+Hot path (why it looks the way it does): one ``FrameParser.feed`` per received
+chunk returns every frame the chunk completed; an unfragmented data frame goes
+straight to ``on_message``; everything the application sends while a chunk is
+being handled is queued and written with one ``writelines`` at the end of the
+chunk, so N pipelined messages cost one send, not N.
+"""
+from __future__ import annotations
+
+import enum
+import os
+import struct
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+from ..exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidStateError,
+    ProtocolError,
+)
+from ..frame import FrameParser, build_frame
+
+__all__ = [
+    "State",
+    "WebSocketHandler",
+    "WebSocketOptions",
+    "Extension",
+    "SLOW_PEER_POLICIES",
+    "broadcast",
+    "encode_message",
+    "is_valid_close_code",
+]
+
+Data = Union[str, bytes, bytearray, memoryview]
+
+
+class State(enum.IntEnum):
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
+
+SLOW_PEER_POLICIES = ("pause", "drop", "disconnect")
+
+
+def is_valid_close_code(code: int) -> bool:
+    """May this code appear in a close frame on the wire (RFC 6455 7.4)?"""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+class WebSocketOptions:
+    """Per-connection limits and timeouts; one instance is shared by a server.
+
+    - ``max_message_size``: largest message accepted (bytes, after
+      reassembly); bigger → close 1009, checked before buffering. ``None``:
+      unlimited.
+    - ``max_frame_size``: largest single frame; ``None``: same as the message limit.
+    - ``close_timeout``: seconds to wait for the peer's close frame / TCP close.
+    - ``ping_interval`` / ``ping_timeout``: keep-alive; ``None`` disables it.
+    - ``write_limit`` / ``write_low``: write-buffer watermarks (bytes) where
+      back-pressure starts and ends; ``slow_peer``: what happens at
+      ``write_limit`` — ``"pause"`` (stop reading from that peer until its
+      buffer drains), ``"drop"`` (broadcasts skip it, counted in
+      ``messages_dropped``) or ``"disconnect"`` (abort the connection).
+    - ``validate_utf8``: check text messages (turning it off breaks RFC 6455).
+    """
+
+    __slots__ = ("max_message_size", "max_frame_size", "close_timeout", "ping_interval",
+                 "ping_timeout", "write_limit", "write_low", "slow_peer", "validate_utf8")
+
+    def __init__(self, *, max_message_size: Optional[int] = 1 << 20,
+                 max_frame_size: Optional[int] = None, close_timeout: float = 5.0,
+                 ping_interval: Optional[float] = 20.0, ping_timeout: Optional[float] = 20.0,
+                 write_limit: int = 1 << 20, write_low: Optional[int] = None,
+                 slow_peer: str = "pause", validate_utf8: bool = True) -> None:
+        if slow_peer not in SLOW_PEER_POLICIES:
+            raise ValueError(f"slow_peer must be one of {SLOW_PEER_POLICIES}, not {slow_peer!r}")
+        if max_message_size is not None and max_message_size < 0:
+            raise ValueError("max_message_size must be >= 0 or None")
+        if write_limit < 1:
+            raise ValueError("write_limit must be >= 1")
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+        self.close_timeout = close_timeout
+        self.ping_interval = ping_interval or None
+        self.ping_timeout = ping_timeout or None
+        self.write_limit = write_limit
+        self.write_low = write_limit // 4 if write_low is None else write_low
+        self.slow_peer = slow_peer
+        self.validate_utf8 = validate_utf8
+
+    def parser(self, require_mask: bool, allowed_rsv: int = 0) -> FrameParser:
+        big = 2**63 - 1
+        msg = big if self.max_message_size is None else self.max_message_size
+        frame = msg if self.max_frame_size is None else self.max_frame_size
+        return FrameParser(require_mask=require_mask, max_frame_size=frame,
+                           max_message_size=msg, allowed_rsv=allowed_rsv,
+                           validate_utf8=self.validate_utf8)
+
+
+DEFAULT_OPTIONS = WebSocketOptions()
+
+
+class Extension:
+    """A negotiated extension (RFC 6455 9): the hook RFC 7692 plugs into.
+
+    ``rsv`` names the RSV bits the extension may set (the parser rejects the
+    others). ``decode`` turns a received message (its first frame's RSV bits,
+    whole payload) into plain data; ``encode`` turns an outgoing message into
+    ``(rsv, payload)``. Extensions are applied in negotiation order for
+    ``encode`` and reverse order for ``decode``. Servers negotiate them with
+    an object that has ``name`` and ``accept(params) -> (response_params,
+    Extension) | None`` (see :mod:`fastsock.server`).
+    """
+
+    name = ""
+    rsv = 0
+
+    def decode(self, rsv: int, opcode: int, payload: bytes) -> bytes:
+        return payload
+
+    def encode(self, opcode: int, payload: bytes) -> tuple[int, bytes]:
+        return 0, payload
+
+
+# Precomputed server headers for payloads below 126 bytes: index by length.
+_H_TEXT = [bytes((0x81, n)) for n in range(126)]
+_H_BINARY = [bytes((0x82, n)) for n in range(126)]
+_pack16 = struct.Struct("!BBH").pack
+_pack64 = struct.Struct("!BBQ").pack
+_COALESCE = 4096   # below this, header and payload are joined into one bytes
+
+
+def _header(b0: int, n: int) -> bytes:
+    if n < 126:
+        return bytes((b0, n))
+    if n < 65536:
+        return _pack16(b0, 126, n)
+    return _pack64(b0, 127, n)
+
+
+def encode_message(message: Data) -> bytes:
+    """One unmasked (server) frame for ``message``: ``str`` → text, else binary.
+
+    The result can be written to any number of server-side connections.
+    """
+    if type(message) is str:
+        payload = message.encode()
+        b0 = 0x81
+    else:
+        payload = bytes(message)
+        b0 = 0x82
+    return _header(b0, len(payload)) + payload
+
+
+class WebSocketHandler:
+    """One WebSocket connection; subclass it and override the ``on_*`` callbacks.
+
+    Callbacks (all optional, all called on the loop thread)::
+
+        on_open()                       the handshake is done; send() works
+        on_message(data)                a whole message: str (text) or bytes (binary)
+        on_ping(payload) / on_pong(payload)
+        on_pause_writing() / on_drain() the write buffer crossed write_limit / fell
+                                        back under write_low
+        on_close(code, reason)          once, when the connection is gone
+                                        (1006 if it ended without a close frame)
+
+    Actions: :meth:`send`, :meth:`ping`, :meth:`close`, :meth:`abort`, and
+    :func:`broadcast` for one frame to many connections. State and
+    measurements: ``state``, ``path``, ``request``, ``subprotocol``,
+    ``remote_address``, ``latency``, ``buffered_amount``, ``close_code``.
+    """
+
+    __slots__ = (
+        "__weakref__", "_state", "_client", "_parser", "_transport", "_loop", "_out", "_batching",
+        "_frag", "_frag_op", "_frag_rsv", "_close_sent", "_close_received", "_sent_code",
+        "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency",
+        "_extensions", "_options", "_writing_paused", "_reading_paused", "messages_dropped",
+        "request", "subprotocol", "_on_lost", "_eof_sent", "_fail_code", "_fail_reason",
+    )
+
+    def __init__(self) -> None:
+        # Subclasses may define __init__ with no arguments and call super().__init__().
+        self._state = CONNECTING
+        self._client = False
+        self._parser: Any = None
+        self._transport: Any = None
+        self._loop: Any = None
+        self._out: list[bytes] = []
+        self._batching = False
+        self._frag: Optional[list[bytes]] = None
+        self._frag_op = 0
+        self._frag_rsv = 0
+        self._close_sent = False
+        self._close_received = False
+        self._sent_code: Optional[int] = None
+        self.close_code: Optional[int] = None     # the peer's code once known; 1006 if none
+        self.close_reason = ""
+        self._close_timer: Any = None
+        self._ping_timer: Any = None
+        self._pings: dict[bytes, float] = {}
+        self.latency: Optional[float] = None       # seconds, from the last answered ping
+        self._extensions: Sequence[Extension] = ()
+        self._options = DEFAULT_OPTIONS
+        self._writing_paused = False
+        self._reading_paused = False
+        self.messages_dropped = 0
+        self.request: Any = None                   # handshake.Request on a server
+        self.subprotocol: Optional[str] = None
+        self._on_lost: Optional[Callable[["WebSocketHandler"], None]] = None
+        self._eof_sent = False
+        self._fail_code: Optional[int] = None
+        self._fail_reason = ""
+
+    # ------------------------------------------------------------ callbacks
+
+    def on_open(self) -> None:
+        """The connection is open."""
+
+    def on_message(self, data: Union[str, bytes]) -> None:
+        """A complete message arrived: ``str`` for text, ``bytes`` for binary."""
+
+    def on_ping(self, payload: bytes) -> None:
+        """A ping arrived (the pong is already queued)."""
+
+    def on_pong(self, payload: bytes) -> None:
+        """A pong arrived (``latency`` is updated if it answered our ping)."""
+
+    def on_pause_writing(self) -> None:
+        """The write buffer passed ``write_limit``: the peer reads slower than we send."""
+
+    def on_drain(self) -> None:
+        """The write buffer fell under ``write_low`` after a pause."""
+
+    def on_close(self, code: int, reason: str) -> None:
+        """The connection is closed (called exactly once)."""
+
+    # ------------------------------------------------------------ set-up
+
+    def attach(self, transport: Any, loop: Any, *, client: bool = False,
+               options: Optional[WebSocketOptions] = None,
+               extensions: Sequence[Extension] = (), subprotocol: Optional[str] = None,
+               request: Any = None) -> None:
+        """Bind to a transport after a successful handshake and call ``on_open``.
+
+        ``transport`` may be ``None`` for pure sans-I/O use; ``loop`` may be
+        ``None`` when no timers are wanted (no keep-alive, no close timeout).
+        """
+        if self._state is not CONNECTING:
+            raise InvalidStateError("cannot attach a connection twice")
+        opts = options or DEFAULT_OPTIONS
+        self._options = opts
+        self._client = client
+        self._transport = transport
+        self._loop = loop
+        self._extensions = tuple(extensions)
+        rsv = 0
+        for ext in self._extensions:
+            rsv |= ext.rsv
+        self._parser = opts.parser(require_mask=not client, allowed_rsv=rsv)
+        self.subprotocol = subprotocol
+        self.request = request
+        if transport is not None:
+            try:
+                transport.set_write_buffer_limits(high=opts.write_limit, low=opts.write_low)
+            except (AttributeError, NotImplementedError):
+                pass
+        self._state = OPEN
+        if loop is not None and opts.ping_interval:
+            self._ping_timer = loop.call_later(opts.ping_interval, self._keepalive)
+        self.on_open()
+        if self._out and not self._batching:
+            self._flush()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def open(self) -> bool:
+        return self._state is OPEN
+
+    @property
+    def transport(self) -> Any:
+        return self._transport
+
+    @property
+    def path(self) -> Optional[str]:
+        return self.request.path if self.request is not None else None
+
+    @property
+    def remote_address(self) -> Any:
+        t = self._transport
+        return t.get_extra_info("peername") if t is not None else None
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes queued but not yet handed to the kernel."""
+        n = sum(map(len, self._out))
+        t = self._transport
+        if t is not None:
+            n += t.get_write_buffer_size()
+        return n
+
+    @property
+    def writing_paused(self) -> bool:
+        return self._writing_paused
+
+    # ------------------------------------------------------------ receiving
+
+    def data_received(self, data: bytes) -> None:
+        """Transport callback: handle a chunk, then write everything it produced at once."""
+        self._batching = True
+        try:
+            self.receive_data(data)
+        finally:
+            self._batching = False
+            if self._out:
+                self._flush()
+
+    def receive_data(self, data: bytes) -> None:
+        """Sans-I/O entry: handle received bytes (callbacks fire, output is queued)."""
+        if self._state is CLOSED or self._parser is None:
+            return
+        parser = self._parser
+        try:
+            frames = parser.feed(data)
+        except ProtocolError:
+            return   # already failed on this error: discard what follows
+        on_message = self.on_message
+        for frame in frames:
+            op = frame.opcode
+            if op == 1 or op == 2:
+                if self._state is not OPEN:
+                    continue                       # after our close: data is ignored
+                if frame.fin:
+                    payload = frame.payload
+                    if frame.rsv:
+                        payload = self._decode(frame.rsv, op, payload)
+                        if payload is None:
+                            return
+                    if op == 1:
+                        try:
+                            text = payload.decode()
+                        except UnicodeDecodeError:
+                            self.fail(1007, "invalid UTF-8 in text message")
+                            return
+                        on_message(text)
+                    else:
+                        on_message(payload)
+                else:
+                    self._frag = [frame.payload]
+                    self._frag_op = op
+                    self._frag_rsv = frame.rsv
+            elif op == 0:
+                frag = self._frag
+                if frag is None:                    # the parser prevents this; be safe
+                    self.fail(1002, "unexpected continuation frame")
+                    return
+                frag.append(frame.payload)
+                if frame.fin:
+                    self._frag = None
+                    if self._state is not OPEN:
+                        continue
+                    payload = b"".join(frag)
+                    op = self._frag_op
+                    if self._frag_rsv:
+                        payload = self._decode(self._frag_rsv, op, payload)
+                        if payload is None:
+                            return
+                    if op == 1:
+                        try:
+                            text = payload.decode()
+                        except UnicodeDecodeError:
+                            self.fail(1007, "invalid UTF-8 in text message")
+                            return
+                        on_message(text)
+                    else:
+                        on_message(payload)
+            elif op == 9:
+                if self._state is OPEN:
+                    self._queue_control(0x8A, frame.payload)
+                self.on_ping(frame.payload)
+            elif op == 10:
+                self._pong_received(frame.payload)
+            else:
+                self._close_frame_received(frame.payload)
+            if self._state is CLOSED or self._close_received:
+                return
+        err = parser.error
+        if err is not None and not self._close_received:
+            self.fail(err.close_code, str(err))
+
+    def receive_eof(self) -> None:
+        """The peer closed its sending side (TCP FIN)."""
+        if self._state is CLOSED:
+            return
+        if self._transport is not None:
+            self._transport.close()
+
+    def eof_received(self) -> bool:
+        """Transport callback: after a close handshake this is the expected end;
+        before it, the peer vanished (reported as 1006 by ``connection_lost``)."""
+        return False     # let the transport close our side
+
+    def _decode(self, rsv: int, op: int, payload: bytes) -> Optional[bytes]:
+        try:
+            for ext in reversed(self._extensions):
+                payload = ext.decode(rsv, op, payload)
+        except ProtocolError as exc:
+            self.fail(exc.close_code, str(exc))
+            return None
+        except Exception as exc:   # a broken extension: internal error, not the peer's
+            self.fail(1011, f"extension failed: {exc}")
+            return None
+        size = self._options.max_message_size
+        if size is not None and len(payload) > size:
+            self.fail(1009, "message too big after decoding")
+            return None
+        return payload
+
+    def _close_frame_received(self, payload: bytes) -> None:
+        n = len(payload)
+        if n == 0:
+            code, reason = 1005, ""
+        elif n == 1:
+            self.fail(1002, "close frame with a 1-byte payload")
+            return
+        else:
+            code = (payload[0] << 8) | payload[1]
+            if not is_valid_close_code(code):
+                self.fail(1002, f"invalid close code {code}")
+                return
+            try:
+                reason = payload[2:].decode()
+            except UnicodeDecodeError:
+                self.fail(1007, "invalid UTF-8 in close reason")
+                return
+        self._close_received = True
+        self.close_code = code
+        self.close_reason = reason
+        if not self._close_sent:
+            # Echo the peer's code (and reason) back, as websockets does: an
+            # empty close is answered with an empty close.
+            self._close_sent = True
+            self._sent_code = code
+            self._queue_control(0x88, payload)
+        self._state = CLOSING
+        self._frag = None
+        self._finish_closing()
+
+    def _finish_closing(self) -> None:
+        """Both close frames are exchanged: the server drops TCP, the client waits."""
+        self._cancel_ping()
+        if self._out:
+            self._flush()
+        t = self._transport
+        if t is None:
+            return
+        if not self._client:
+            t.close()
+        else:
+            self._arm_close_timer()
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, message: Data) -> None:
+        """Send one message: ``str`` as text, bytes-like as binary.
+
+        Raises :class:`ConnectionClosed` once the closing handshake started.
+        A memoryview is copied only if it is small; do not change a large
+        one until ``buffered_amount`` says it was sent.
+        """
+        if self._state is not OPEN:
+            raise self._closed_error()
+        if type(message) is str:
+            payload: Any = message.encode()
+            b0 = 0x81
+        elif type(message) is bytes:
+            payload = message
+            b0 = 0x82
+        elif isinstance(message, (bytearray, memoryview)):
+            payload = message if len(message) >= _COALESCE else bytes(message)
+            b0 = 0x82
+        else:
+            raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
+        if self._extensions:
+            payload = bytes(payload)
+            rsv = 0
+            for ext in self._extensions:
+                r, payload = ext.encode(b0 & 0x0F, payload)
+                rsv |= r
+            b0 |= rsv
+        n = len(payload)
+        out = self._out
+        if self._client:
+            out.append(build_frame(b0 & 0x0F, payload, rsv=b0 & 0x70, mask=True))
+        elif n < 126:
+            out.append((_H_TEXT if b0 == 0x81 else _H_BINARY)[n] + payload
+                       if b0 & 0x70 == 0 else bytes((b0, n)) + payload)
+        elif n < _COALESCE:
+            out.append(_pack16(b0, 126, n) + payload)
+        else:
+            out.append(_header(b0, n))
+            out.append(payload)
+        if not self._batching:
+            self._flush()
+
+    def send_frame_bytes(self, frame: bytes) -> bool:
+        """Write an already encoded frame (see :func:`encode_message`), applying
+        the slow-peer policy. Returns False if it was dropped."""
+        if self._state is not OPEN:
+            return False
+        if self._writing_paused:
+            policy = self._options.slow_peer
+            if policy == "drop":
+                self.messages_dropped += 1
+                return False
+            if policy == "disconnect":
+                self.messages_dropped += 1
+                self.abort()
+                return False
+        self._out.append(frame)
+        if not self._batching:
+            self._flush()
+        return True
+
+    def ping(self, payload: Union[bytes, str] = b"") -> None:
+        """Send a ping; ``on_pong`` gets the answer and ``latency`` is updated."""
+        if self._state is not OPEN:
+            raise self._closed_error()
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        if len(data) > 125:
+            raise ValueError("a ping payload is at most 125 bytes")
+        if self._loop is not None:
+            self._pings[data] = self._loop.time()
+        self._queue_control(0x89, data)
+        if not self._batching:
+            self._flush()
+
+    def pong(self, payload: Union[bytes, str] = b"") -> None:
+        """Send an unsolicited pong (a one-way heartbeat)."""
+        if self._state is not OPEN:
+            raise self._closed_error()
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        if len(data) > 125:
+            raise ValueError("a pong payload is at most 125 bytes")
+        self._queue_control(0x8A, data)
+        if not self._batching:
+            self._flush()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; everything sent before is delivered first.
+
+        ``on_close`` follows when the peer answers (or after ``close_timeout``).
+        Calling it again, or after the connection closed, does nothing.
+        """
+        if code != 1000 and not (code in (1001, 1002, 1003) or 1007 <= code <= 1014
+                                 or 3000 <= code <= 4999):
+            raise ValueError(f"cannot send close code {code}")
+        data = code.to_bytes(2, "big") + reason.encode()
+        if len(data) > 125:
+            raise ValueError("a close reason is at most 123 bytes of UTF-8")
+        if self._state is not OPEN:
+            return
+        self._send_close(code, data)
+        if not self._batching:
+            self._flush()
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection (RFC 6455 7.1.7): send a close with ``code``,
+        stop sending, half-close TCP and wait (bounded) for the peer to go."""
+        if self._state is CLOSED:
+            return
+        if self._fail_code is None and not self._close_received:
+            self._fail_code = code
+            self._fail_reason = reason
+        if not self._close_sent:
+            data = code.to_bytes(2, "big") + reason.encode()[:123]
+            self._send_close(code, data)
+        self._state = CLOSING
+        self._frag = None
+        self._cancel_ping()
+        if self._out:
+            self._flush()
+        t = self._transport
+        if t is not None and not self._eof_sent:
+            self._eof_sent = True
+            try:
+                can_eof = t.can_write_eof()
+            except (AttributeError, NotImplementedError):
+                can_eof = False
+            if can_eof:
+                t.write_eof()
+                self._arm_close_timer()
+            else:
+                t.close()
+
+    def abort(self) -> None:
+        """Drop the connection now, without a closing handshake (reported as 1006)."""
+        if self._state is CLOSED:
+            return
+        self._out.clear()
+        if self._transport is not None:
+            self._transport.abort()
+        else:
+            self._connection_closed()
+
+    def data_to_send(self) -> bytes:
+        """Sans-I/O: take the bytes queued for the peer (no transport attached)."""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    # ------------------------------------------------------------ internals
+
+    def _closed_error(self) -> ConnectionClosed:
+        code = self.close_code if self.close_code is not None else (self._sent_code or 1006)
+        cls = ConnectionClosedOK if code in (1000, 1001) else ConnectionClosedError
+        return cls(code, self.close_reason)
+
+    def _queue_control(self, b0: int, payload: bytes) -> None:
+        if self._client:
+            self._out.append(build_frame(b0 & 0x0F, payload, mask=True))
+        else:
+            self._out.append(bytes((b0, len(payload))) + payload)
+
+    def _send_close(self, code: int, data: bytes) -> None:
+        self._close_sent = True
+        self._sent_code = code
+        self._queue_control(0x88, data)
+        self._state = CLOSING
+        self._cancel_ping()
+        self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        loop = self._loop
+        if loop is None or self._transport is None:
+            return
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self._close_timer = loop.call_later(self._options.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self._close_timer = None
+        if self._state is not CLOSED and self._transport is not None:
+            self._transport.abort()
+
+    def _flush(self) -> None:
+        out = self._out
+        t = self._transport
+        if t is None:
+            return
+        if len(out) == 1:
+            t.write(out[0])
+        else:
+            t.writelines(out)
+        out.clear()
+
+    def _pong_received(self, payload: bytes) -> None:
+        sent = self._pings.pop(payload, None)
+        if sent is not None:
+            self.latency = self._loop.time() - sent
+            # Pings are answered in order: older unanswered ones are implied.
+            self._pings.clear()
+        self.on_pong(payload)
+
+    def _keepalive(self) -> None:
+        self._ping_timer = None
+        if self._state is not OPEN:
+            return
+        opts = self._options
+        if self._pings and opts.ping_timeout:
+            oldest = min(self._pings.values())
+            if self._loop.time() - oldest >= opts.ping_timeout:
+                self.fail(1011, "keepalive ping timeout")
+                return
+        if not self._pings:
+            self.ping(os.urandom(4))
+        self._ping_timer = self._loop.call_later(opts.ping_interval, self._keepalive)
+
+    def _cancel_ping(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+
+    # transport callbacks ------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:  # pragma: no cover - set by glue
+        self._transport = transport
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        policy = self._options.slow_peer
+        if policy == "pause":
+            if self._transport is not None and not self._reading_paused:
+                self._reading_paused = True
+                self._transport.pause_reading()
+        elif policy == "disconnect":
+            # Not from inside the transport's write(): abort on the next turn.
+            if self._loop is not None:
+                self._loop.call_soon(self.abort)
+            else:
+                self.abort()
+            return
+        self.on_pause_writing()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._reading_paused and self._state is not CLOSED:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        self.on_drain()
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self._connection_closed()
+
+    def _connection_closed(self) -> None:
+        if self._state is CLOSED:
+            return
+        if self._state is CONNECTING:
+            self._state = CLOSED
+            return
+        self._state = CLOSED
+        self._cancel_ping()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        self._frag = None
+        if self._fail_code is not None:
+            # We failed the connection: report why, not the peer's echo.
+            code, reason = self._fail_code, self._fail_reason
+            if self.close_code is None:
+                self.close_code = 1006
+        elif self._close_received:
+            code = self.close_code if self.close_code is not None else 1005
+            reason = self.close_reason
+        else:
+            code, reason = 1006, ""
+            self.close_code = 1006
+        on_lost = self._on_lost
+        self._on_lost = None
+        try:
+            self.on_close(code, reason)
+        finally:
+            if on_lost is not None:
+                on_lost(self)
+
+
+def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
+    """Encode ``message`` once and write the same frame to every open
+    server-side connection. Connections whose write buffer is over
+    ``write_limit`` follow their ``slow_peer`` policy (a dropped message is
+    counted in their ``messages_dropped``). Client-side connections must mask
+    each frame, so they get their own ``send``. Returns how many got it."""
+    frame = encode_message(message)
+    sent = 0
+    for conn in connections:
+        if conn._client:
+            if conn._state is OPEN:
+                conn.send(message)
+                sent += 1
+        elif conn.send_frame_bytes(frame):
+            sent += 1
+    return sent
