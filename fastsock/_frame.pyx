@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, embedsignature=True
 """The RFC 6455 frame codec in Cython (the hot path of fastsock).
 
 Same API, behaviour and errors as the pure-Python twin fastsock._frame_py;

@@ -167,6 +167,8 @@ class Frame:
     __slots__ = ("_fin", "_rsv", "_opcode", "_payload")
 
     def __init__(self, opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0) -> None:
+        if type(payload) is not bytes:
+            raise TypeError(f"payload must be bytes, not {type(payload).__name__}")
         self._opcode = opcode
         self._payload = payload
         self._fin = fin
@@ -195,6 +197,9 @@ class Frame:
                 f"len={len(data)}, payload={shown})")
 
 
+_urandom = os.urandom
+
+
 class _KeyPool:
     """Masking keys cut from one os.urandom call per 1024 frames."""
 
@@ -207,7 +212,7 @@ class _KeyPool:
     def take(self) -> bytes:
         pos = self._pos
         if pos + 4 > len(self._pool):
-            self._pool = os.urandom(4096)
+            self._pool = _urandom(4096)
             pos = 0
         self._pos = pos + 4
         return self._pool[pos:pos + 4]
