@@ -12,6 +12,7 @@ interrupted before a server started. Every failure is ONE line on stderr,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -111,7 +112,8 @@ def _limits(args: argparse.Namespace) -> int:
             raise_nofile(log=log)
         except OSError as exc:
             raise AppError(f"cannot raise the descriptor limit: {exc}") from None
-    report = limits()
+    # The raise commands should name the server's PID, not this short-lived one.
+    report = dataclasses.replace(limits(), pid=None)
     if args.json:
         json.dump(report.as_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -143,7 +143,9 @@ class LimitsReport:
     conntrack_max: int | None        # net.netfilter.nf_conntrack_max, when loaded
     conntrack_count: int | None      # net.netfilter.nf_conntrack_count, when loaded
     fds_in_use: int | None           # descriptors open in this process now
-    pid: int = field(default_factory=os.getpid)
+    # The process the raise commands name; None for "the server's PID" (the
+    # `limits` command reports on behalf of a server that is not running yet).
+    pid: int | None = field(default_factory=os.getpid)
     reserve: int = RESERVE
 
     # -- derived ----------------------------------------------------------
@@ -235,12 +237,13 @@ class LimitsReport:
 
     def _nofile_commands(self) -> tuple[str, ...]:
         """Exact commands that raise the descriptor limit of this server."""
-        soft, hard, pid = self.nofile_soft, self.nofile_hard, self.pid
+        soft, hard = self.nofile_soft, self.nofile_hard
+        pid = self.pid if self.pid is not None else "<server PID>"
         if soft is not None and hard is not None and (hard == UNLIMITED or hard > soft):
             target = hard if hard != UNLIMITED else max(soft * 2, _SUGGESTED_NOFILE)
             return (
                 f"ulimit -n {target}   # in the shell that starts the server",
-                "python -m fastsock serve ... uses raise_nofile() to lift soft to hard",
+                "python -m fastsock serve APP --raise-nofile   # or raise_nofile() in code",
                 f"prlimit --pid {pid} --nofile={target}:{hard if hard != UNLIMITED else 'unlimited'}",
             )
         # Soft is already at hard: the hard limit itself must go up, and it
@@ -360,6 +363,9 @@ def _derived_lines(r: LimitsReport) -> list[str]:
     for label, bound in (("server", r.binding), ("client", r.client_binding)):
         if bound is None:
             lines.append(f"binds first ({label}): unknown")
+            continue
+        if label == "client" and bound == r.binding:
+            lines.append(f"binds first ({label}): {bound.name}, as for the server")
             continue
         lines.append(f"binds first ({label}): {bound.name} ({bound.connections} connections); raise it with:")
         lines += [f"    {cmd}" for cmd in bound.commands]

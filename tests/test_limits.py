@@ -187,6 +187,13 @@ def test_server_connections_subtract_in_use_and_reserve():
     assert f"prlimit --pid 4242 --nofile=4096:4096" in r.binding.commands
 
 
+def test_commands_without_a_pid_name_the_server():
+    r = make_report(nofile_soft=1024, nofile_hard=4096, fds_in_use=10, pid=None)
+    assert "prlimit --pid <server PID> --nofile=4096:4096" in r.binding.commands
+    assert any("--raise-nofile" in c for c in r.binding.commands)
+    assert r.as_dict()["pid"] is None
+
+
 def test_headroom_never_negative():
     r = make_report(nofile_soft=20, nofile_hard=20, fds_in_use=10)
     assert r.server_connections == 0
