@@ -36,6 +36,7 @@ __all__ = [
     "ServerHandshakeProtocol",
     "WebSocketServer",
     "serve",
+    "run",
     "default_http_handler",
 ]
 
@@ -98,7 +99,7 @@ class ServerState:
     def factory_for(self, path: str) -> Optional[HandlerFactory]:
         if self.routes is None:
             return self.default
-        return self.routes.get(path)
+        return self.routes.get(path) or self.routes.get("*")
 
     def broadcast(self, message: Union[str, bytes]) -> int:
         """Send one message to every open connection of this server (encoded once)."""
@@ -270,6 +271,7 @@ class ServerHandshakeProtocol:
         transport = self.transport
         transport.write(response_bytes)
         handler._on_lost = state._lost
+        handler.server = state
         state.handlers.add(handler)
         transport.set_protocol(handler)
         try:
@@ -367,9 +369,28 @@ def serve(handler: Routes, host: str = "127.0.0.1", port: int = 0, *, reactor: A
     return server
 
 
-def handlers_of(servers: Iterable[WebSocketServer]) -> list[WebSocketHandler]:
-    """Every open connection of several servers (for a cross-server broadcast)."""
-    out: list[WebSocketHandler] = []
-    for s in servers:
-        out.extend(s.state.handlers)
-    return out
+def run(handler: Routes, host: str = "127.0.0.1", port: int = 0, *,
+        on_ready: Optional[Callable[[WebSocketServer], None]] = None,
+        shutdown_timeout: float = 5.0, **kwargs: Any) -> int:
+    """Serve on a new fastsock reactor until SIGINT/SIGTERM, then close every
+    connection with 1001 (up to ``shutdown_timeout`` seconds) and return 0.
+
+    ``on_ready(server)`` runs once the socket listens (e.g. to print the port).
+    """
+    from .reactor import Reactor
+
+    reactor = Reactor()
+    try:
+        server = serve(handler, host, port, reactor=reactor, **kwargs)
+        reactor.install_shutdown_signals(shutdown_timeout)
+        if on_ready is not None:
+            on_ready(server)
+        reactor.run_forever()
+        if len(server.state):
+            # Whatever did not finish its closing handshake before the deadline.
+            server.state.abort_all()
+            reactor.run_until(lambda: not len(server.state), timeout=0.5)
+        server.tcp_server.close()
+    finally:
+        reactor.close()
+    return 0

@@ -19,7 +19,7 @@ from ..server import Routes, ServerState
 from ..websocket.handshake import parse_uri
 from ..websocket.protocol import WebSocketHandler, WebSocketOptions
 
-__all__ = ["AioWebSocketServer", "serve", "connect", "new_loop"]
+__all__ = ["AioWebSocketServer", "serve", "connect", "new_loop", "run"]
 
 
 def new_loop(kind: str = "asyncio") -> asyncio.AbstractEventLoop:
@@ -107,3 +107,39 @@ async def connect(uri: str, handler: Callable[[], WebSocketHandler], *,
         proto._finish()
         raise
     return await future
+
+
+def run(handler: Routes, host: str = "127.0.0.1", port: int = 0, *, loop: str = "asyncio",
+        on_ready: Optional[Callable[[AioWebSocketServer], None]] = None,
+        shutdown_timeout: float = 5.0, **kwargs: Any) -> int:
+    """Serve on a new ``"asyncio"`` or ``"uvloop"`` loop until SIGINT/SIGTERM,
+    then close every connection with 1001 (bounded by ``shutdown_timeout``)."""
+    import signal
+
+    async def main() -> int:
+        running = asyncio.get_running_loop()
+        server = await serve(handler, host, port, **kwargs)
+        stop = running.create_future()
+
+        def on_signal() -> None:
+            if not stop.done():
+                stop.set_result(None)
+            else:                      # a second signal: stop waiting
+                server.state.abort_all()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            running.add_signal_handler(sig, on_signal)
+        if on_ready is not None:
+            on_ready(server)
+        await stop
+        server.close()
+        await server.wait_closed(shutdown_timeout)
+        return 0
+
+    event_loop = new_loop(loop)
+    try:
+        asyncio.set_event_loop(event_loop)
+        return event_loop.run_until_complete(main())
+    finally:
+        asyncio.set_event_loop(None)
+        event_loop.close()

@@ -14,7 +14,10 @@ __all__ = ["APPS", "load_app"]
 
 APPS: dict[str, str] = {
     "tcp-echo": "fastsock.apps.tcp_echo",
-    "demo": "fastsock.apps.tcp_echo",
+    "demo": "fastsock.apps.demo",
+    "echo": "fastsock.apps.ws_echo",
+    "broadcast": "fastsock.apps.broadcast",
+    "chat": "fastsock.apps.chat",
 }
 
 

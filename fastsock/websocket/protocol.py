@@ -194,6 +194,7 @@ class WebSocketHandler:
         "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency",
         "_extensions", "_options", "_writing_paused", "_reading_paused", "messages_dropped",
         "request", "subprotocol", "_on_lost", "_eof_sent", "_fail_code", "_fail_reason",
+        "_flush_scheduled", "server",
     )
 
     def __init__(self) -> None:
@@ -228,6 +229,8 @@ class WebSocketHandler:
         self._eof_sent = False
         self._fail_code: Optional[int] = None
         self._fail_reason = ""
+        self._flush_scheduled = False
+        self.server: Any = None                    # the ServerState on a server
 
     # ------------------------------------------------------------ callbacks
 
@@ -526,8 +529,9 @@ class WebSocketHandler:
             self._flush()
 
     def send_frame_bytes(self, frame: bytes) -> bool:
-        """Write an already encoded frame (see :func:`encode_message`), applying
-        the slow-peer policy. Returns False if it was dropped."""
+        """Queue an already encoded server frame (see :func:`encode_message`),
+        applying the slow-peer policy; frames queued this way in one loop turn
+        go out in one write. Returns False if it was dropped."""
         if self._state is not OPEN:
             return False
         if self._writing_paused:
@@ -539,9 +543,7 @@ class WebSocketHandler:
                 self.messages_dropped += 1
                 self.abort()
                 return False
-        self._out.append(frame)
-        if not self._batching:
-            self._flush()
+        self._queue_frame(frame)
         return True
 
     def ping(self, payload: Union[bytes, str] = b"") -> None:
@@ -675,6 +677,22 @@ class WebSocketHandler:
         else:
             t.writelines(out)
         out.clear()
+
+    def _deferred_flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and not self._batching:
+            self._flush()
+
+    def _queue_frame(self, frame: bytes) -> None:
+        """Queue a pre-encoded frame; written once per loop turn with the others."""
+        self._out.append(frame)
+        if not self._batching and not self._flush_scheduled:
+            loop = self._loop
+            if loop is None:
+                self._flush()
+            else:
+                self._flush_scheduled = True
+                loop.call_soon(self._deferred_flush)
 
     def _pong_received(self, payload: bytes) -> None:
         sent = self._pings.pop(payload, None)

@@ -1,0 +1,124 @@
+"""``python -m fastsock serve echo``: a WebSocket echo server on any path.
+
+Every message goes back to its sender with its type (text stays text). As a
+conformance and benchmark target it accepts messages up to 64 MiB in any
+number of fragments and sends no keep-alive pings by default; the library's
+own defaults (1 MiB messages, pings every 20 s) stay safe. This module also
+holds what the other WebSocket apps share: :func:`add_ws_arguments` and
+:func:`serve_ws`.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from fastsock.apps._common import (
+    AppError, add_common_arguments, bind_error, prepare, ready, resolve_host,
+)
+from fastsock.websocket import WebSocketHandler, WebSocketOptions
+
+__all__ = ["DEFAULT_PORT", "DESCRIPTION", "EchoHandler", "add_arguments", "add_ws_arguments",
+           "options_from", "run", "serve_ws"]
+
+DESCRIPTION = "WebSocket echo server: every message goes back with its type, on any path"
+DEFAULT_PORT = 8765
+
+
+class EchoHandler(WebSocketHandler):
+    """``send`` keeps the type (str → text, bytes → binary), so it *is* the echo."""
+
+    __slots__ = ()
+    on_message = WebSocketHandler.send
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().rstrip("ib").rstrip("b")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 65536, 64k or 64M, got {text!r}") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def add_ws_arguments(parser: argparse.ArgumentParser, default_port: int = DEFAULT_PORT, *,
+                     max_message_size: int = 64 << 20, ping_interval: float = 0.0) -> None:
+    """The common server options plus the WebSocket limits."""
+    add_common_arguments(parser, default_port)
+    group = parser.add_argument_group("WebSocket options")
+    group.add_argument("--max-message-size", type=_size, default=max_message_size, metavar="BYTES",
+                       help="largest message accepted, e.g. 1M; bigger ones close with 1009 "
+                            "(default: %(default)s)")
+    group.add_argument("--ping-interval", type=_seconds, default=ping_interval, metavar="SECONDS",
+                       help="keep-alive ping period, 0 = off (default: %(default)s)")
+    group.add_argument("--ping-timeout", type=_seconds, default=20.0, metavar="SECONDS",
+                       help="close a peer whose pong is this late (default: %(default)s)")
+    group.add_argument("--close-timeout", type=_seconds, default=5.0, metavar="SECONDS",
+                       help="how long to wait for the peer's close (default: %(default)s)")
+    group.add_argument("--handshake-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                       help="drop a client that has not finished its handshake by then "
+                            "(default: %(default)s)")
+    group.add_argument("--write-limit", type=_size, default=1 << 20, metavar="BYTES",
+                       help="per-connection write buffer where back-pressure starts "
+                            "(default: %(default)s)")
+    group.add_argument("--slow-peer", choices=("pause", "drop", "disconnect"), default="pause",
+                       help="what to do with a peer over --write-limit (default: %(default)s)")
+
+
+def options_from(args: argparse.Namespace) -> WebSocketOptions:
+    return WebSocketOptions(max_message_size=args.max_message_size or None,
+                            ping_interval=args.ping_interval or None,
+                            ping_timeout=args.ping_timeout or None,
+                            close_timeout=args.close_timeout, write_limit=args.write_limit,
+                            slow_peer=args.slow_peer)
+
+
+def serve_ws(app: str, handler: Any, args: argparse.Namespace, **kwargs: Any) -> int:
+    """Run a WebSocket server for an app on ``args.loop`` until SIGINT/SIGTERM;
+    print the ready line; close every connection with 1001 on the way out."""
+    prepare(args)
+    _, host = resolve_host(args.host, args.port)
+    kwargs.setdefault("options", options_from(args))
+    kwargs.setdefault("handshake_timeout", args.handshake_timeout)
+
+    def on_ready(server: Any) -> None:
+        if args.loop == "fastsock":
+            bound_host, bound_port = server.addresses[0][:2]
+        else:
+            bound_host, bound_port = server.sockets[0].getsockname()[:2]
+        ready(app, "ws", bound_host, bound_port)
+
+    try:
+        if args.loop == "fastsock":
+            from fastsock.server import run
+            return run(handler, host, args.port, on_ready=on_ready, backlog=args.backlog,
+                       shutdown_timeout=args.shutdown_timeout, **kwargs)
+        from fastsock.adapters.aio import run as aio_run
+        if args.loop == "uvloop":
+            try:
+                import uvloop  # noqa: F401
+            except ImportError:
+                raise AppError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
+        return aio_run(handler, host, args.port, loop=args.loop, on_ready=on_ready,
+                       backlog=args.backlog, shutdown_timeout=args.shutdown_timeout, **kwargs)
+    except OSError as exc:
+        raise bind_error(exc, host, args.port) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_ws_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    return serve_ws(getattr(args, "app", "echo"), EchoHandler, args)
