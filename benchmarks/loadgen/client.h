@@ -280,6 +280,47 @@ static void client_init(int ws, const char *prog) {
     install_stop_signals();
 }
 
+/* Ends every open connection politely so servers see a normal close, not a
+ * reset: a WebSocket close frame (1000) or a TCP half-close, then waits up to
+ * `timeout` seconds for the server to close its side.  Outside any measurement. */
+static void close_all(conn_t *cs, int n, double timeout) {
+    int waiting = 0;
+    for (int i = 0; i < n; i++) {
+        conn_t *c = &cs[i];
+        if (c->state != C_OPEN && c->state != C_HANDSHAKE && c->state != C_CONNECTING) continue;
+        if (c->state == C_OPEN && CL.ws) {
+            uint8_t fr[16], code[2] = {0x03, 0xE8};
+            conn_send(c, fr, ws_build_masked(fr, 0x88, code, 2));
+        } else if (c->state == C_OPEN) {
+            shutdown(c->fd, SHUT_WR);
+        }
+        if (c->state == C_DEAD) continue;
+        if (c->state != C_OPEN) { conn_drop(c, NULL, 0); continue; }
+        c->state = C_HANDSHAKE;       /* reused as "closing": only EOF matters now */
+        struct epoll_event ev = {.events = EPOLLIN | (c->out_len ? EPOLLOUT : 0), .data.ptr = c};
+        epoll_ctl(CL.ep, EPOLL_CTL_MOD, c->fd, &ev);
+        waiting++;
+    }
+    uint64_t deadline = now_ns() + (uint64_t)(timeout * 1e9);
+    struct epoll_event evs[1024];
+    while (waiting > 0 && now_ns() < deadline) {
+        int k = epoll_wait(CL.ep, evs, 1024, 20);
+        for (int i = 0; i < k; i++) {
+            conn_t *c = evs[i].data.ptr;
+            if (c->state == C_DEAD) continue;
+            if (evs[i].events & EPOLLOUT) conn_flush(c);
+            if (c->state == C_DEAD) { waiting--; continue; }
+            ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                c->state = C_HANDSHAKE;
+                conn_drop(c, NULL, 0);
+                waiting--;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) if (cs[i].state != C_DEAD && cs[i].fd >= 0) conn_drop(&cs[i], NULL, 0);
+}
+
 static void json_str(FILE *f, const char *s) {
     fputc('"', f);
     for (; *s; s++) {
@@ -442,13 +483,15 @@ static int echo_main(int argc, char **argv, int ws) {
         for (int i = 0; i < n; i++) conn_event(evs[i].data.ptr, evs[i].events, &echo_hooks);
     }
     uint64_t t_stop = now_ns();
+    int alive = 0;
+    for (int i = 0; i < E.conns; i++) alive += conns[i].state == C_OPEN;
+    E.running = 0;
+    close_all(conns, E.conns, 2.0);
     double window = 0;
     if (t_run) {
         uint64_t end = t_stop < E.t_end ? t_stop : E.t_end;
         window = end > E.t_measure ? (end - E.t_measure) / 1e9 : 0;
     }
-    int alive = 0;
-    for (int i = 0; i < E.conns; i++) alive += conns[i].state == C_OPEN;
     double mps = window > 0 ? E.measured / window : 0;
     printf("{\"tool\":\"%s\",\"mode\":\"echo\",\"connections\":%d,\"connected\":%d,\"alive\":%d,"
            "\"size\":%d,\"inflight\":%d,\"type\":\"%s\",\"connect_s\":%.4f,\"duration_s\":%.3f,"

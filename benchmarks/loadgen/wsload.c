@@ -311,12 +311,15 @@ static int c10k_main(int argc, char **argv) {
              (unsigned long long)K.out_of_order, fl_p50, fl_max, last_lag);
     emit("flood_end", x);
 
+    int open_at_end = OPEN_NOW;
+    close_all(conns, K.conns, 3.0);
+
     /* ---- result ---- */
     printf("{\"event\":\"result\",\"tool\":\"wsload\",\"mode\":\"c10k\",\"connections\":%d,\"connected\":%d,"
            "\"failed\":%d,\"timed_out\":%d,\"connect_s\":%.4f,\"open_at_end\":%d,"
            "\"echo\":{\"pings\":%llu,\"pongs\":%llu,\"bad_pongs\":%llu,\"success\":%.6f},"
            "\"broadcast\":{%s,",
-           K.conns, K.opened, K.failed, never, connect_s, OPEN_NOW,
+           K.conns, K.opened, K.failed, never, connect_s, open_at_end,
            (unsigned long long)K.pings_sent, (unsigned long long)K.pongs_ok,
            (unsigned long long)K.pongs_bad, echo_rate, bc_json);
     hist_print_json(stdout, &K.hist);
