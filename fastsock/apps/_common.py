@@ -190,9 +190,10 @@ def prepare(args: argparse.Namespace) -> None:
             raise_nofile()
         except OSError as exc:
             log.warning("cannot raise the descriptor limit: %s", exc)
-    # once=True: the TCP server logs the same summary at its first start;
-    # this call takes that turn, so the summary appears once, before binding.
-    log_summary(logging.getLogger("fastsock.limits"), once=True)
+    # fastsock's TCP server logs this summary itself at its first start, so
+    # only the asyncio/uvloop paths print it here (once either way).
+    if getattr(args, "loop", None) != "fastsock":
+        log_summary(logging.getLogger("fastsock.limits"), once=True)
 
 
 class ProtocolFactory(_TypingProtocol):
