@@ -20,6 +20,7 @@ chunk, so N pipelined messages cost one send, not N.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import struct
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
@@ -43,6 +44,8 @@ __all__ = [
     "encode_message",
     "is_valid_close_code",
 ]
+
+log = logging.getLogger("fastsock.websocket")
 
 Data = Union[str, bytes, bytearray, memoryview]
 
@@ -335,6 +338,12 @@ class WebSocketHandler:
         self._batching = True
         try:
             self.receive_data(data)
+        except Exception:
+            # A bug in an on_* callback: report it and fail with 1011
+            # ("internal error") instead of tearing the socket down silently.
+            log.exception("error in a callback of %s", type(self).__name__)
+            self._batching = False
+            self.fail(1011, "internal error")
         finally:
             self._batching = False
             if self._out:
@@ -671,6 +680,9 @@ class WebSocketHandler:
         out = self._out
         t = self._transport
         if t is None:
+            return
+        if self._eof_sent:          # nothing may follow our close frame
+            out.clear()
             return
         if len(out) == 1:
             t.write(out[0])
