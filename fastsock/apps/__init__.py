@@ -18,6 +18,7 @@ APPS: dict[str, str] = {
     "echo": "fastsock.apps.ws_echo",
     "broadcast": "fastsock.apps.broadcast",
     "chat": "fastsock.apps.chat",
+    "udp-echo": "fastsock.apps.udp_echo",
 }
 
 
