@@ -133,7 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = build_parser(args_list)
         except Exception as exc:  # the chosen app failed to import
             raise AppError(f"cannot load app {chosen!r}: {type(exc).__name__}: {exc}") from None
-        args = parser.parse_args(args_list)
+        args, extras = parser.parse_known_args(args_list)
+        if extras:  # name the command whose --help lists the valid options
+            where = " ".join(w for w in (args.command, getattr(args, "app", None)) if w)
+            raise AppError(f"unrecognized arguments: {' '.join(extras)} "
+                           f"(see: python -m fastsock {where} --help)", EXIT_USAGE)
         if args.command == "limits":
             return _limits(args)
         return int(args._run(args))

@@ -143,10 +143,13 @@ def test_port_in_use(loop):
     assert result.stdout == ""
 
 
-def test_address_not_on_this_machine():
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "fastsock"])
+def test_address_not_on_this_machine(loop):
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
     # 192.0.2.1 is TEST-NET-1 (RFC 5737): never a local address.
     result = run("serve", "tcp-echo", "--host", "192.0.2.1", "--port", "0",
-                 "--loop", "asyncio", "--quiet")
+                 "--loop", loop, "--quiet")
     assert result.returncode == EXIT_RUNTIME, result.stderr
     assert "192.0.2.1 is not an address of this machine" in one_error_line(result)
 
@@ -168,14 +171,17 @@ def _drop_net_bind_service() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
-def test_permission_denied_on_a_low_port():
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "fastsock"])
+def test_permission_denied_on_a_low_port(loop):
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
     low_port_limit = _unprivileged_port_start()
     if low_port_limit <= 1:
         pytest.skip("net.ipv4.ip_unprivileged_port_start lets everyone bind low ports")
     preexec = _drop_net_bind_service if os.geteuid() == 0 else None
     port = low_port_limit - 1
     try:
-        result = run("serve", "tcp-echo", "--port", str(port), "--loop", "asyncio", "--quiet",
+        result = run("serve", "tcp-echo", "--port", str(port), "--loop", loop, "--quiet",
                      preexec_fn=preexec)
     except subprocess.SubprocessError as exc:
         pytest.skip(f"cannot drop CAP_NET_BIND_SERVICE for the child: {exc}")
