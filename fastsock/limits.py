@@ -166,7 +166,7 @@ class LimitsReport:
     @property
     def server_connections_at_hard(self) -> int | None:
         """The same after raising the soft limit to the hard one (``--raise``)."""
-        bounds = self._server_bounds(self.nofile_hard)
+        bounds = self._server_bounds(self.nofile_hard, "RLIMIT_NOFILE (hard)")
         return min(b.connections for b in bounds) if bounds else None
 
     @property
@@ -193,13 +193,13 @@ class LimitsReport:
     @property
     def binding(self) -> Bound | None:
         """The limit that stops a server first (fewest connections), or None."""
-        bounds = self._server_bounds(self.nofile_soft)
+        bounds = self._server_bounds(self.nofile_soft, "RLIMIT_NOFILE (soft)")
         return min(bounds, key=lambda b: b.connections) if bounds else None
 
     @property
     def client_binding(self) -> Bound | None:
         """The limit that stops clients to one destination first, or None."""
-        bounds = self._server_bounds(self.nofile_soft)
+        bounds = self._server_bounds(self.nofile_soft, "RLIMIT_NOFILE (soft)")
         ports = self.ephemeral_ports
         if ports is not None:
             bounds.append(Bound(
@@ -209,14 +209,12 @@ class LimitsReport:
             ))
         return min(bounds, key=lambda b: b.connections) if bounds else None
 
-    def _server_bounds(self, nofile: int | None) -> list[Bound]:
+    def _server_bounds(self, nofile: int | None, label: str) -> list[Bound]:
+        """Every known limit on descriptors, with ``nofile`` as the rlimit."""
         bounds: list[Bound] = []
         room = self._headroom(nofile)
         if room is not None:
-            bounds.append(Bound(
-                "RLIMIT_NOFILE (soft)" if nofile == self.nofile_soft else "RLIMIT_NOFILE (hard)",
-                room, self._nofile_commands(),
-            ))
+            bounds.append(Bound(label, room, self._nofile_commands()))
         if self.file_max is not None:
             bounds.append(Bound(
                 "fs.file-max", max(0, self.file_max - (self.file_nr or 0)),
