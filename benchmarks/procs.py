@@ -59,12 +59,28 @@ def free_port(kind: str = "tcp") -> int:
 
 
 def pinned(core: int | None, argv: list[str]) -> list[str]:
-    if core is None or shutil.which("taskset") is None:
+    if core is None or core < 0 or shutil.which("taskset") is None:
         return argv
     return ["taskset", "-c", str(core), *argv]
 
 
 def cpu_seconds(p: psutil.Process) -> float:
+    """On-CPU time of every thread of the process.  /proc/PID/task/*/schedstat
+    counts nanoseconds; psutil's cpu_times counts 10 ms ticks, too coarse for
+    a broadcast phase of a few hundred milliseconds."""
+    total, seen = 0, False
+    try:
+        for tid in os.listdir(f"/proc/{p.pid}/task"):
+            try:
+                with open(f"/proc/{p.pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+                    seen = True
+            except (OSError, ValueError, IndexError):
+                continue
+    except OSError:
+        pass
+    if seen:
+        return total / 1e9
     t = p.cpu_times()
     return float(t.user + t.system)
 

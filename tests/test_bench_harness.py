@@ -1,0 +1,301 @@
+"""The benchmark harness itself: the C tools build and speak their protocols
+correctly, every scenario and every server adapter starts and is driven, and
+results are parsed and reported right.  Runs are tiny (a fraction of a
+second, a few connections); nothing here asserts speed."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from benchmarks import c10k, report, run
+from benchmarks.procs import HarnessError, ServerProcess, build_loadgen, free_port, parse_result, tool
+
+pytestmark = pytest.mark.timeout(120)
+
+TOOLS = ("tcpload", "wsload", "tcpecho_c", "wsecho_c")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built() -> None:
+    try:
+        build_loadgen()
+    except HarnessError as exc:
+        pytest.skip(f"cannot build the C load generators here: {exc}")
+
+
+def tiny_args(**over: object) -> run.argparse.Namespace:
+    ns = run.build_parser().parse_args([])
+    ns.duration, ns.warmup, ns.server_core, ns.client_core = 0.2, 0.0, None, None
+    for k, v in over.items():
+        setattr(ns, k, v)
+    return ns
+
+
+def ws_handshake(sock: socket.socket) -> bytes:
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    sock.sendall(f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+# ---- the C tools -------------------------------------------------------------
+
+@pytest.mark.parametrize("name", TOOLS)
+def test_tool_builds_and_prints_usage(name: str) -> None:
+    assert tool(name).exists()
+    out = subprocess.run([str(tool(name)), "--help"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0
+    assert "usage" in out.stdout
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--port", "1", "--connections", "0"], "--connections must be an integer"),
+    (["--port", "1", "--bogus", "3"], "unknown option"),
+    (["--connections", "3"], "--port is required"),
+    (["--port", "1", "--size"], "missing value"),
+])
+def test_loadgen_rejects_bad_arguments(argv: list[str], needle: str) -> None:
+    out = subprocess.run([str(tool("tcpload")), *argv], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 2
+    assert needle in out.stderr
+    assert out.stdout == ""
+
+
+def test_wsecho_c_talks_to_a_real_websocket_client() -> None:
+    from websockets.sync.client import connect
+
+    port = free_port()
+    with ServerProcess("c", [str(tool("wsecho_c")), "--port", str(port)], core=None) as srv:
+        assert srv.ready_line.startswith("wsecho_c listening on ws://127.0.0.1:")
+        with connect(f"ws://127.0.0.1:{port}/any/path", max_size=None, compression=None) as ws:
+            ws.send("héllo")
+            assert ws.recv(timeout=5) == "héllo"
+            big = bytes(range(256)) * 300          # 76,800 bytes: 64-bit length form
+            ws.send(big)
+            assert ws.recv(timeout=5) == big
+            ws.ping(b"p").wait(5)
+
+
+def test_wsecho_c_broadcast_reaches_everyone_including_the_sender() -> None:
+    from websockets.sync.client import connect
+
+    port = free_port()
+    with ServerProcess("c", [str(tool("wsecho_c")), "--port", str(port), "--mode", "broadcast"], core=None):
+        with connect(f"ws://127.0.0.1:{port}/") as a, connect(f"ws://127.0.0.1:{port}/") as b:
+            a.send(b"\x00\x01fan-out")
+            assert a.recv(timeout=5) == b"\x00\x01fan-out"
+            assert b.recv(timeout=5) == b"\x00\x01fan-out"
+
+
+def test_wsecho_c_refuses_non_websocket_and_unmasked_frames() -> None:
+    port = free_port()
+    with ServerProcess("c", [str(tool("wsecho_c")), "--port", str(port)], core=None):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 400")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            assert ws_handshake(s).startswith(b"HTTP/1.1 101")
+            s.sendall(b"\x81\x02hi")               # a client frame without a mask
+            assert s.recv(4096) == b""             # closed
+
+
+def test_wsload_rejects_a_wrong_accept_key() -> None:
+    """The C client checks Sec-WebSocket-Accept instead of trusting any 101."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    lsock.settimeout(10)
+    port = lsock.getsockname()[1]
+
+    def serve_bad() -> None:
+        for _ in range(2):
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                wrong = base64.b64encode(hashlib.sha1(b"not the key").digest()).decode()
+                conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             f"Connection: Upgrade\r\nSec-WebSocket-Accept: {wrong}\r\n\r\n".encode())
+                try:
+                    conn.recv(1)
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=serve_bad, daemon=True)
+    t.start()
+    try:
+        out = subprocess.run([str(tool("wsload")), "--port", str(port), "--connections", "2",
+                              "--duration", "0.1", "--warmup", "0", "--connect-timeout", "5"],
+                             capture_output=True, text=True, timeout=30)
+    finally:
+        lsock.close()
+        t.join(10)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 1
+    assert res["connected"] == 0 and res["errors"] == 2
+    assert res["last_error"].startswith("bad handshake response")
+
+
+# ---- every scenario and adapter ----------------------------------------------------
+
+CASES = [(scenario, a) for scenario in run.SCENARIOS for a in run.ADAPTERS[scenario]]
+
+
+@pytest.mark.parametrize("scenario,adapter", CASES, ids=[f"{s}-{a.name}" for s, a in CASES])
+def test_every_adapter_is_driven(scenario: str, adapter: run.Adapter) -> None:
+    if scenario == "udp-echo" and not tool("udpload").exists():
+        pytest.skip("udpload.c (the UDP engineer's load generator) is not in benchmarks/loadgen yet")
+    reason = run.unavailable(adapter, run.fastsock_apps())
+    if reason:
+        pytest.skip(reason)
+    case = {"connections": 3, "size": 100, "inflight": 2}
+    res = run.run_once(scenario, adapter, case, tiny_args())
+    assert res["server_alive"], res.get("server_stderr")
+    assert res["errors"] == 0, res
+    assert res["msgs_per_s"] > 0 and res["server_cpu_s"] >= 0
+    assert res["server_peak_rss_mib"] > 0
+    if scenario != "udp-echo":
+        assert res["connected"] == 3 and res["messages"] > 0
+        assert res["p50_us"] <= res["p99_us"] <= res["p999_us"] <= res["max_us"]
+
+
+@pytest.mark.parametrize("adapter", c10k.ADAPTERS, ids=[a.name for a in c10k.ADAPTERS])
+def test_c10k_scenario_runs_against_every_broadcast_server(adapter: run.Adapter) -> None:
+    reason = run.unavailable(adapter, run.fastsock_apps())
+    if reason:
+        pytest.skip(reason)
+    args = c10k.build_parser().parse_args([
+        "--connections", "40", "--concurrency", "10", "--idle", "0.1", "--ping-rounds", "2",
+        "--ping-spread", "0.05", "--broadcasts", "3", "--broadcast-gap", "0.01", "--flood", "4",
+        "--flood-interval", "0.02", "--phase-timeout", "5", "--connect-timeout", "10"])
+    args.sources, args.server_core, args.client_core = 2, None, None
+    r = c10k.drive(adapter, args, deadline=float("inf"))
+    assert r["server_alive"]
+    assert r["connected"] == 40 and r["failed"] == 0
+    assert r["pings"] == 80 and r["echo_success_pct"] == 100.0
+    assert r["bc_delivered"] == r["bc_expected"] == 3 * 40
+    assert r["flood_delivered"] == r["flood_expected"] == 4 * 40
+    assert r["flood_lost"] == 0 and r["flood_gaps"] == 0 and r["flood_out_of_order"] == 0
+    assert r["server_fds"] >= 40
+    assert "rss_per_conn_kib" in r and "idle_cpu_pct" in r and "bc_cpu_us_per_delivery" in r
+
+
+# ---- whole commands and their output ------------------------------------------------
+
+def test_run_interleaves_rounds_and_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run.main(["--scenario", "tcp-echo", "--servers", "c,asyncio", "--connections", "2",
+                     "--duration", "0.15", "--warmup", "0", "--rounds", "2", "--baseline", "asyncio",
+                     "--out", str(tmp_path), "--tag", "t", "--server-core", "-1", "--client-core", "-1"])
+    assert code == 0
+    progress = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
+    names = [next(n for n in ("asyncio", "c") if f" {n} " in ln) for ln in progress]
+    assert names == ["c", "asyncio", "c", "asyncio"]          # A B A B, not A A B B
+    data = json.loads((tmp_path / "tcp-echo-t.json").read_text())
+    summary = data["cases"][0]["summary"]
+    assert summary["asyncio"]["ratio"] == 1.0
+    assert summary["c"]["rounds"] == 2 and len(summary["c"]["msgs_per_s_all"]) == 2
+    md = (tmp_path / "tcp-echo-t.md").read_text()
+    assert "| c |" in md and "× asyncio" in md and data["machine"]["commit"] in md
+    assert (tmp_path / "tcp-echo-t.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_c10k_main_writes_reports(tmp_path: Path) -> None:
+    code = c10k.main(["--servers", "c", "--connections", "30", "--idle", "0.05", "--ping-rounds", "1",
+                      "--ping-spread", "0.02", "--broadcasts", "2", "--broadcast-gap", "0.01", "--flood", "3",
+                      "--flood-interval", "0.02", "--out", str(tmp_path), "--server-core", "-1",
+                      "--client-core", "-1"])
+    assert code == 0
+    data = json.loads((tmp_path / "c10k.json").read_text())
+    assert data["results"]["c"]["connected"] == 30
+    assert data["results"]["c"]["connect_vs_c"] == 1.0
+    assert "| c | 30 |" in (tmp_path / "c10k.md").read_text()
+    assert (tmp_path / "c10k.png").exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--scenario", "tcp-echo", "--servers", "nginx"], "unknown server(s) for tcp-echo: nginx"),
+    (["--scenario", "tcp-echo", "--size", "64,x"], "--size takes integers"),
+    (["--host", "10.1.2.3"], "loopback only"),
+    (["--rounds", "0"], "--rounds >= 1"),
+])
+def test_run_rejects_bad_input(argv: list[str], needle: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run.main([*argv, "--out", str(tmp_path)])
+    assert needle in str(exc.value)
+
+
+def test_server_that_never_gets_ready_is_reported() -> None:
+    with pytest.raises(HarnessError, match="did not print its ready line"):
+        ServerProcess("broken", [sys.executable, "-c", "import sys; print('oops'); sys.exit(3)"],
+                      core=None, ready_timeout=10)
+
+
+def test_results_are_parsed_and_normalised() -> None:
+    udp = parse_result('noise\n{"tool":"udpload","datagrams_per_s":1000.0,"p50_us":5}\n', "", 0, "udpload")
+    norm = run.normalise(udp, 100)
+    assert norm["msgs_per_s"] == 1000.0 and norm["mb_per_s"] == pytest.approx(0.1) and norm["errors"] == 0
+    with pytest.raises(HarnessError, match="printed no result"):
+        parse_result("", "boom", 2, "/x/tcpload")
+    with pytest.raises(HarnessError, match="bad JSON"):
+        parse_result("{not json", "", 0, "tcpload")
+
+
+def test_summary_takes_medians_and_ratios() -> None:
+    runs = {"a": [{"msgs_per_s": v, "mb_per_s": 1, "p50_us": 1, "p99_us": 2, "p999_us": 3, "errors": 0,
+                   "server_cpu_pct": 50, "server_peak_rss_mib": 10} for v in (100, 300, 200)],
+            "b": [{"msgs_per_s": 50, "errors": 1}, {"error": "server died"}]}
+    s = run.summarise(runs, "a")
+    assert s["a"]["msgs_per_s"] == 200 and s["a"]["ratio"] == 1.0
+    assert s["b"]["ratio"] == 0.25 and s["b"]["failed_rounds"] == 1 and s["b"]["errors"] == 1
+    md = report.markdown({"scenario": "tcp-echo", "baseline": "a", "params": {}, "machine": {},
+                          "cases": [{"connections": 1, "size": 2, "inflight": 3, "summary": s,
+                                     "runs": {"b": runs["b"]}}]})
+    assert "| b | 50 | 0.25 |" in md and "server died" in md
+
+
+def test_c10k_goals_follow_the_measurements() -> None:
+    res = {"c": {"connected": 10, "connect_s": 1.0, "bc_last_p50_ms": 10.0},
+           "fastsock": {"connections": 10, "connected": 10, "connect_s": 1.2, "bc_last_p50_ms": 11.0,
+                        "echo_success_pct": 100.0, "rss_per_conn_kib": 5.0, "flood_lost": 0, "flood_gaps": 0}}
+    c10k.add_ratios(res)
+    met = {g["goal"]: g["met"] for g in c10k.goals(res)}
+    assert met["time to connect all vs C server"] is True            # 1.2x <= 1.5x
+    assert met["broadcast to the last client (p50) vs C server"] is False   # 1.1x > 1.05x
+    assert met["server RSS per idle connection"] is False
+    assert met["connections established"] and met["echoes answered"]
+
+
+def test_report_cli_regenerates_from_json(tmp_path: Path) -> None:
+    src = {"scenario": "ws-echo", "baseline": "x", "servers": ["x"], "params": {}, "machine": {"commit": "abc"},
+           "cases": [{"connections": 1, "size": 64, "inflight": 1, "runs": {},
+                      "summary": run.summarise({"x": [{"msgs_per_s": 10, "errors": 0}]}, "x")}]}
+    path = tmp_path / "ws-echo.json"
+    path.write_text(json.dumps(src))
+    assert report.main([str(path)]) == 0
+    assert "| x | 10 | 1.00 |" in (tmp_path / "ws-echo.md").read_text()
+    assert (tmp_path / "ws-echo.png").exists()
+    assert report.main([str(tmp_path / "missing.json")]) == 1
+
+
+def test_sources_cover_the_port_range() -> None:
+    n, why = c10k.sources_needed(10_000)
+    assert n >= 1 and "source address" in why
+    pr = c10k.port_range()
+    if pr is not None:
+        assert n * int((pr[1] - pr[0] + 1) * 0.9) >= 10_000
