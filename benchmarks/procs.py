@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import resource
 import selectors
 import shutil
 import signal
@@ -183,11 +184,19 @@ class ServerProcess:
 
 def run_loadgen(argv: list[str], *, core: int | None, timeout: float) -> dict[str, Any]:
     """Runs a load generator to completion; returns its last JSON line."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
     try:
         proc = subprocess.run(pinned(core, argv), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired as exc:
         raise HarnessError(f"{Path(argv[0]).name} did not finish within {timeout:.0f}s") from exc
-    return parse_result(proc.stdout, proc.stderr, proc.returncode, argv[0])
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = parse_result(proc.stdout, proc.stderr, proc.returncode, argv[0])
+    # the load generator's own CPU: near 100% means it, not the server, set the pace
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out["loadgen_cpu_pct"] = round(100 * cpu / wall, 1) if wall > 0 else 0.0
+    return out
 
 
 def parse_result(stdout: str, stderr: str, code: int, name: str) -> dict[str, Any]:

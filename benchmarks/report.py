@@ -49,13 +49,14 @@ def _echo_markdown(result: dict[str, Any]) -> str:
     for case in result.get("cases", []):
         out += ["", f"### {case['connections']} connections, {case['size']} B, {case['inflight']} in flight", "",
                 f"| server | msgs/s | × {base} | MB/s | p50 µs | p99 µs | p99.9 µs | server CPU % "
-                f"| peak RSS MiB | errors | rounds |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                f"| loadgen CPU % | peak RSS MiB | errors | rounds |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, s in case.get("summary", {}).items():
             rounds = f"{s['rounds']}" + (f" ({s['failed_rounds']} failed)" if s.get("failed_rounds") else "")
             out.append(f"| {name} | {_num(s['msgs_per_s'])} | {_num(s.get('ratio'), '.2f')} | "
                        f"{_num(s['mb_per_s'], ',.1f')} | {_num(s['p50_us'], '.0f')} | {_num(s['p99_us'], '.0f')} | "
                        f"{_num(s['p999_us'], '.0f')} | {_num(s['server_cpu_pct'], '.0f')} | "
+                       f"{_num(s.get('loadgen_cpu_pct'), '.0f')} | "
                        f"{_num(s['server_peak_rss_mib'], '.1f')} | {s['errors']} | {rounds} |")
         failures = [(n, r["error"]) for n, rs in case.get("runs", {}).items() for r in rs if "error" in r]
         for name, err in failures[:5]:

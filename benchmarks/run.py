@@ -165,6 +165,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]], baseline: str) -> dict[str,
             "p999_us": med(ok, "p999_us"),
             "server_cpu_pct": med(ok, "server_cpu_pct"),
             "server_peak_rss_mib": med(ok, "server_peak_rss_mib"),
+            "loadgen_cpu_pct": med(ok, "loadgen_cpu_pct"),
             "errors": sum(int(r.get("errors", 0)) for r in ok),
         }
     base = summary.get(baseline, {}).get("msgs_per_s") or 0.0
