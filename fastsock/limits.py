@@ -391,9 +391,10 @@ _summary_logged = False
 
 
 def log_summary(log: logging.Logger | None = None, *, report: LimitsReport | None = None,
-                once: bool = False) -> bool:
-    """Log :func:`summary_lines` at INFO. With ``once=True`` only the first
-    such call in the process logs (servers use it at their first start).
+                once: bool = True) -> bool:
+    """Log :func:`summary_lines` at INFO, by default only the first time in
+    the process: the CLI and every server call it at start, and the first
+    caller's summary is the one that appears. ``once=False`` always logs.
     Returns whether it logged."""
     global _summary_logged
     if once and _summary_logged:

@@ -269,9 +269,10 @@ def test_log_summary_once(monkeypatch, caplog):
     log = logging.getLogger("test.limits.summary")
     r = make_report(nofile_soft=1024, nofile_hard=4096, fds_in_use=10)
     with caplog.at_level(logging.INFO, logger="test.limits.summary"):
-        assert log_summary(log, report=r, once=True) is True
-        assert log_summary(log, report=r, once=True) is False
         assert log_summary(log, report=r) is True
+        assert log_summary(log, report=r) is False          # once per process by default
+        assert log_summary(log, report=r, once=True) is False
+        assert log_summary(log, report=r, once=False) is True
     assert len(caplog.records) == 2 * len(summary_lines(r))
 
 

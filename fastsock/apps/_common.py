@@ -190,10 +190,9 @@ def prepare(args: argparse.Namespace) -> None:
             raise_nofile()
         except OSError as exc:
             log.warning("cannot raise the descriptor limit: %s", exc)
-    # fastsock's TCP server logs this summary itself at its first start, so
-    # only the asyncio/uvloop paths print it here (once either way).
-    if getattr(args, "loop", None) != "fastsock":
-        log_summary(logging.getLogger("fastsock.limits"), once=True)
+    # Once per process: fastsock's TCP server makes the same call at its
+    # first start, which is then a no-op, so the summary appears before binding.
+    log_summary(logging.getLogger("fastsock.limits"))
 
 
 class ProtocolFactory(_TypingProtocol):
