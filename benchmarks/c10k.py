@@ -28,7 +28,7 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.procs import (PYTHON, RESULTS_DIR, HarnessError, Sample, ServerProcess, build_loadgen, free_port,
-                              machine_info, pinned, tool)
+                              kernel_slab_bytes, machine_info, pinned, tool)
 from benchmarks.run import Adapter, fastsock_apps, unavailable
 
 ADAPTERS = [
@@ -114,6 +114,7 @@ def drive(adapter: Adapter, args: argparse.Namespace, deadline: float) -> dict[s
     with ServerProcess(adapter.name, adapter.command(args.host, port), core=args.server_core) as server:
         time.sleep(0.3)              # let start-up allocations settle before the baseline
         base = server.sample()
+        slab = {"base": kernel_slab_bytes()}
         client = subprocess.Popen(pinned(args.client_core, argv), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         assert client.stdout is not None
@@ -139,6 +140,8 @@ def drive(adapter: Adapter, args: argparse.Namespace, deadline: float) -> dict[s
                 if ev in EVENTS:
                     samples[ev] = server.sample()
                     events[ev] = obj
+                    if ev == "idle_end":
+                        slab["idle_end"] = kernel_slab_bytes()
                     extra = {k: v for k, v in obj.items() if k not in ("event", "t")}
                     print(f"    {adapter.name:<11} {obj.get('t', 0):7.2f}s {ev:<16}"
                           f" rss {samples[ev].rss / 2**20:7.1f} MiB {json.dumps(extra) if extra else ''}",
@@ -165,7 +168,11 @@ def drive(adapter: Adapter, args: argparse.Namespace, deadline: float) -> dict[s
         raise HarnessError(f"wsload gave no result against {adapter.name} within its time bound "
                            f"(last event {list(events)[-1] if events else 'none'}): {stderr.strip()[-300:]}"
                            + (f"; server stderr: {server_err}" if server_err else ""))
-    return summarise(result, samples, base, peak, soft_limit, alive, stderr)
+    out = summarise(result, samples, base, peak, soft_limit, alive, stderr)
+    if slab.get("base") and slab.get("idle_end") and out["connected"]:
+        # both ends of every connection live in this kernel (loopback)
+        out["kernel_slab_kib_per_conn_pair"] = round((slab["idle_end"] - slab["base"]) / out["connected"] / 1024, 2)
+    return out
 
 
 def summarise(res: dict[str, Any], s: dict[str, Sample], base: Sample, peak: int | None,

@@ -98,6 +98,20 @@ def peak_rss(pid: int) -> int | None:
     return None
 
 
+def kernel_slab_bytes() -> int | None:
+    """Slab memory of the whole kernel (/proc/meminfo "Slab"): where socket,
+    file and epoll structures live.  System-wide, so only a rough estimate
+    per connection on a shared machine."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("Slab:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 @dataclass
 class Sample:
     t: float

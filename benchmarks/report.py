@@ -70,6 +70,7 @@ C10K_COLUMNS = [
     ("connect_s", "connect s", "{:.2f}"),
     ("connect_vs_c", "× C", "{:.2f}"),
     ("rss_per_conn_kib", "RSS KiB/conn", "{:.1f}"),
+    ("kernel_slab_kib_per_conn_pair", "kernel slab KiB/conn (both ends)", "{:.1f}"),
     ("idle_cpu_pct", "idle CPU %", "{:.1f}"),
     ("echo_success_pct", "echo ok %", "{:.2f}"),
     ("bc_last_p50_ms", "bcast last p50 ms", "{:.1f}"),
