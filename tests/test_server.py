@@ -1,0 +1,333 @@
+"""fastsock's WebSocket server with real peers: the ``websockets`` client and
+raw sockets sending good and malformed handshakes and frames, on each loop."""
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from fastsock.websocket import Response, WebSocketHandler, WebSocketOptions
+from test_websocket_helpers import (
+    LOOPS, ServerThread, eof_after, masked, raw_upgrade, read_frames, recv_head, status_of,
+    upgrade_request,
+)
+
+BIG = WebSocketOptions(max_message_size=64 << 20, ping_interval=None)
+
+
+class Echo(WebSocketHandler):
+    def on_message(self, data: Any) -> None:
+        self.send(data)
+
+
+class Closes(WebSocketHandler):
+    """Records how each connection ended; the test reads ``ended``."""
+
+    ended: list[tuple[int, str]] = []
+
+    def on_message(self, data: Any) -> None:
+        if data == "close-me":
+            self.send("bye")
+            self.close(4001, "as asked")
+        else:
+            self.send(data)
+
+    def on_close(self, code: int, reason: str) -> None:
+        Closes.ended.append((code, reason))
+
+
+@pytest.fixture(params=LOOPS)
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+# --------------------------------------------------------------- real peer
+
+
+def test_websockets_client_text_binary_fragmented_ping(loop_kind: str) -> None:
+    with ServerThread(Echo, loop=loop_kind, options=BIG) as srv:
+        with connect(srv.url + "/any/path?x=1", max_size=None) as ws:
+            ws.send("héllo")
+            assert ws.recv() == "héllo"
+            ws.send(b"\x00\x01\x02")
+            assert ws.recv() == b"\x00\x01\x02"
+            ws.send(["frag", "mented", " text"])
+            assert ws.recv() == "fragmented text"
+            ws.send([b"a" * 70000, b"b" * 3])
+            assert ws.recv() == b"a" * 70000 + b"bbb"
+            assert ws.ping(b"are you there").wait(5)
+
+
+def test_websockets_client_16_mib_message(loop_kind: str) -> None:
+    payload = bytes(range(256)) * (1 << 16)    # 16 MiB
+    with ServerThread(Echo, loop=loop_kind, options=BIG) as srv:
+        with connect(srv.url, max_size=None) as ws:
+            ws.send(payload)
+            assert ws.recv(timeout=60) == payload
+            text = "ü" * (8 << 20)
+            ws.send(text)
+            assert ws.recv(timeout=60) == text
+
+
+def test_close_paths_seen_by_both_sides(loop_kind: str) -> None:
+    Closes.ended = []
+    with ServerThread(Closes, loop=loop_kind, options=BIG) as srv:
+        # client starts the close
+        with connect(srv.url) as ws:
+            ws.send("x")
+            assert ws.recv() == "x"
+        assert wait_for(lambda: (1000, "") in Closes.ended)
+        # server starts the close: what was sent before it arrives first
+        with connect(srv.url) as ws:
+            ws.send("close-me")
+            assert ws.recv() == "bye"
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=5)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 4001
+            assert info.value.rcvd.reason == "as asked"
+        assert wait_for(lambda: (4001, "as asked") in Closes.ended)
+        # abrupt peer: 1006
+        sock, _ = raw_upgrade(srv.port)
+        sock.close()
+        assert wait_for(lambda: (1006, "") in Closes.ended)
+        assert wait_for(lambda: len(srv.state.handlers) == 0)
+
+
+def test_message_too_big_is_1009(loop_kind: str) -> None:
+    opts = WebSocketOptions(max_message_size=1000, ping_interval=None)
+    with ServerThread(Echo, loop=loop_kind, options=opts) as srv:
+        with connect(srv.url) as ws:
+            ws.send(b"x" * 1000)
+            assert ws.recv() == b"x" * 1000
+            ws.send(b"x" * 1001)
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=5)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+
+
+# --------------------------------------------------------------- raw frames
+
+
+@pytest.mark.parametrize("frames, code", [
+    (masked(1, b"ok") + masked(2, b"x", rsv=0x10), 1002),           # reserved bit
+    (masked(1, b"ok") + b"\x83\x80\x01\x02\x03\x04", 1002),        # reserved opcode
+    (masked(1, b"ok") + masked(0, b"orphan"), 1002),                # continuation, no start
+    (masked(1, b"ok") + masked(1, b"a", fin=False) + masked(1, b"b"), 1002),  # nested start
+    (masked(1, b"ok") + masked(1, b"\xed\xa0\x80"), 1007),          # surrogate: invalid UTF-8
+    (masked(1, b"ok") + masked(8, b"\x03\xed"), 1002),              # close code 1005
+    (masked(1, b"ok") + masked(8, b"\x03"), 1002),                  # 1-byte close payload
+    (masked(1, b"ok") + masked(8, b"\x03\xe8\xff"), 1007),          # bad UTF-8 reason
+    (masked(1, b"ok") + b"\x89\xfe\x00\x7e" + b"\0" * 130, 1002),   # 126-byte ping
+    (masked(1, b"ok") + b"\x81\x02ab", 1002),                       # unmasked client frame
+])
+def test_malformed_frames_get_the_exact_close_code(loop_kind: str, frames: bytes, code: int) -> None:
+    with ServerThread(Echo, loop=loop_kind) as srv:
+        sock, rest = raw_upgrade(srv.port)
+        with sock:
+            sock.sendall(frames)
+            got = read_frames(sock, rest)
+            assert got[0] == (1, b"ok")               # the valid frame was echoed first
+            assert got[-1][0] == 8 and int.from_bytes(got[-1][1][:2], "big") == code
+            sock.sendall(masked(8, got[-1][1][:2]))   # complete the closing handshake
+            assert eof_after(sock)
+
+
+def test_close_handshake_raw_and_server_drops_tcp(loop_kind: str) -> None:
+    with ServerThread(Echo, loop=loop_kind) as srv:
+        sock, rest = raw_upgrade(srv.port)
+        with sock:
+            sock.sendall(masked(9, b"p1") + masked(8, b"\x03\xe8bye") + masked(1, b"ignored"))
+            assert read_frames(sock, rest) == [(10, b"p1"), (8, b"\x03\xe8bye")]
+            assert eof_after(sock)
+
+
+# --------------------------------------------------------------- handshakes
+
+
+def http_status(port: int, request: bytes, host: str = "127.0.0.1") -> tuple[int, bytes]:
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(request)
+        head, rest = recv_head(sock)
+        assert b"connection: close" in head.lower()
+        assert eof_after(sock), "the server must close after a rejection"
+        return status_of(head), head
+
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"POST / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: " + KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n", 405),
+    (b"GET / HTTP/1.0\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: " + KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: " + KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: " + KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n"
+     b"Sec-WebSocket-Key: " + KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: !!notbase64!!!!!!!!!!!!=\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Version: 13\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: " + KEY.encode() + b"\r\nSec-WebSocket-Version: 8\r\n\r\n", 426),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: " + KEY.encode() + b"\r\n\r\n", 426),
+    (b"BLAH\x00 / HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X-Pad: y\r\n" * 101 + b"\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"y" * 20000 + b"\r\n\r\n", 431),
+    (b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n", 426),                # plain HTTP
+])
+def test_bad_handshakes_get_the_exact_status(loop_kind: str, request_bytes: bytes, status: int) -> None:
+    with ServerThread(Echo, loop=loop_kind) as srv:
+        got, head = http_status(srv.port, request_bytes)
+        assert got == status, head
+        if status == 426:
+            assert b"Sec-WebSocket-Version: 13" in head
+
+
+def test_tokens_in_lists_and_case_insensitive_headers() -> None:
+    with ServerThread(Echo) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            sock.sendall(f"GET / HTTP/1.1\r\nhost: h\r\nupgrade: WebSocket\r\n"
+                         f"connection: keep-alive, UPGRADE\r\nsec-websocket-key: {KEY}\r\n"
+                         f"sec-websocket-version: 13\r\n\r\n".encode())
+            head, _ = recv_head(sock)
+            assert status_of(head) == 101
+            assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+
+
+def test_handshake_timeout_drops_a_trickling_client(loop_kind: str) -> None:
+    with ServerThread(Echo, loop=loop_kind, handshake_timeout=0.5) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            request = upgrade_request()
+            start = time.monotonic()
+            closed = False
+            for i in range(len(request) - 4):     # never completes the head
+                try:
+                    sock.sendall(request[i:i + 1])
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.05)
+                if time.monotonic() - start > 0.5 + 3:
+                    break
+            head, _ = recv_head(sock, timeout=5) if not closed else (b"HTTP/1.1 408 x", b"")
+            assert status_of(head) == 408
+            assert wait_for(lambda: len(srv.state.handshakes) == 0)
+            assert srv.state.stats["timeouts"] == 1
+
+
+def test_routes_origin_subprotocol_process_request_and_http_handler() -> None:
+    class Who(WebSocketHandler):
+        def on_open(self) -> None:
+            self.send(f"{self.path} {self.subprotocol} {self.request.headers.get('X-User')}")
+
+    def auth(request: Any) -> Any:
+        if request.headers.get("Authorization") != "Bearer good":
+            return Response(401, [("WWW-Authenticate", "Bearer")], "who are you?\n")
+        return None
+
+    def http(request: Any) -> Any:
+        if request.path == "/health":
+            return Response(200, [], "OK\n")
+        return None
+
+    with ServerThread({"/a": Who, "/b": Echo}, origins=["https://ok.example", None],
+                      subprotocols=["chat.v2", "chat.v1"], process_request=auth,
+                      http_handler=http, extra_headers=[("X-Server", "fastsock")]) as srv:
+        good = [("Authorization", "Bearer good"), ("X-User", "ann")]
+        with connect(srv.url + "/a", additional_headers=good,
+                     subprotocols=["chat.v1", "chat.v2"]) as ws:
+            assert ws.recv() == "/a chat.v2 ann"
+            assert ws.subprotocol == "chat.v2"
+            assert ws.response.headers["X-Server"] == "fastsock"
+        with pytest.raises(InvalidStatus) as info:
+            connect(srv.url + "/nope", additional_headers=good)
+        assert info.value.response.status_code == 404
+        with pytest.raises(InvalidStatus) as info:
+            connect(srv.url + "/a", additional_headers=good, origin="https://evil.example")
+        assert info.value.response.status_code == 403
+        with pytest.raises(InvalidStatus) as info:
+            connect(srv.url + "/a")
+        assert info.value.response.status_code == 401
+        assert info.value.response.body == b"who are you?\n"
+        status, head = http_status(srv.port, b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert status == 200
+
+
+def test_data_right_after_the_handshake_in_the_same_packet() -> None:
+    with ServerThread(Echo) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            sock.sendall(upgrade_request() + masked(1, b"early") + masked(8, b"\x03\xe8"))
+            head, rest = recv_head(sock)
+            assert status_of(head) == 101
+            assert read_frames(sock, rest) == [(1, b"early"), (8, b"\x03\xe8")]
+
+
+def test_ipv6_server_and_client() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 is not configured")
+    with ServerThread(Echo, host="::1") as srv:
+        with connect(srv.url) as ws:
+            ws.send("six")
+            assert ws.recv() == "six"
+
+
+def test_broadcast_reaches_every_connection_and_shutdown_sends_1001() -> None:
+    with ServerThread(Echo) as srv, contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(connect(srv.url)) for _ in range(5)]
+        assert wait_for(lambda: len(srv.state.handlers) == 5)
+        assert srv.call(srv.state.broadcast, "to all") == 5
+        for ws in clients:
+            assert ws.recv(timeout=5) == "to all"
+        srv.call(srv.state.close_all)
+        for ws in clients:
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=5)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+
+
+def test_many_concurrent_clients_from_threads() -> None:
+    errors: list[BaseException] = []
+
+    def client(n: int) -> None:
+        try:
+            with connect(srv_url) as ws:
+                for i in range(20):
+                    ws.send(f"{n}:{i}")
+                    assert ws.recv(timeout=10) == f"{n}:{i}"
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    with ServerThread(Echo) as srv:
+        srv_url = srv.url
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors
