@@ -270,6 +270,7 @@ def machine_info() -> dict[str, Any]:
         "compiler": _cc_version(),
         "versions": _versions(),
         "commit": git_commit(),
+        "loadavg_at_start": [round(v, 2) for v in os.getloadavg()],
     }
 
 

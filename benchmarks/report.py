@@ -28,7 +28,8 @@ def _header(result: dict[str, Any]) -> list[str]:
     lines = [
         f"Measured {result.get('started', '?')} at commit `{m.get('commit', '?')}` on {m.get('cpu', '?')} "
         f"({m.get('cores', '?')} cores, {m.get('memory_gib', '?')} GiB), Linux {m.get('kernel', '?')}, "
-        f"Python {m.get('python', '?')}; {vers}.",
+        f"Python {m.get('python', '?')}; {vers}. Load average at start "
+        f"{'/'.join(str(x) for x in m.get('loadavg_at_start', [])) or '?'} (the machine is shared).",
         "",
         f"Command: `{result.get('command', '?')}`",
     ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
+import os
 import statistics
 import sys
 import time
@@ -141,6 +142,7 @@ def run_once(scenario: str, adapter: Adapter, case: dict[str, int], args: argpar
         result["server_cpu_pct"] = round(100 * (after.cpu_s - before.cpu_s) / wall, 1) if wall > 0 else 0.0
         result["server_peak_rss_mib"] = round((server.peak_rss() or after.rss) / 2**20, 2)
         result["server_alive"] = server.alive()
+        result["loadavg_1m"] = round(os.getloadavg()[0], 2)   # other work on this shared machine
         if not server.alive():
             result["server_stderr"] = server.stderr_tail()
     return result
