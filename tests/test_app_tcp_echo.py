@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -135,8 +136,10 @@ def test_echo_and_clean_stop(servers, loop, sig):
     with server.connect() as sock:
         for size in (1, 64, 4096, 1 << 20):
             payload = os.urandom(size)
-            sock.sendall(payload)
-            assert recv_exactly(sock, size) == payload
+            # in steps, so that neither side's buffers can fill up and stall us
+            for at in range(0, size, 65536):
+                sock.sendall(payload[at:at + 65536])
+                assert recv_exactly(sock, min(65536, size - at)) == payload[at:at + 65536]
 
     # many connections at once, interleaved
     socks = [server.connect() for _ in range(20)]
@@ -169,9 +172,17 @@ def test_half_close_receives_the_whole_echo(servers, loop):
     server = servers("tcp-echo", "--port", "0", "--loop", loop, "--quiet")
     payload = os.urandom(300_000)
     with server.connect() as sock:
-        sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
+        def send_then_half_close() -> None:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+
+        # send from a thread while this one reads: the echo can be larger
+        # than what the socket buffers between us hold
+        sender = threading.Thread(target=send_then_half_close, daemon=True)
+        sender.start()
         assert recv_until_eof(sock, len(payload)) == payload
+        sender.join(IO_TIMEOUT)
+        assert not sender.is_alive()
     code, _, err = server.stop(signal.SIGTERM)
     assert code == 0, err
     assert "limits:" not in err  # --quiet leaves out the INFO summary
