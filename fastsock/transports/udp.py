@@ -39,6 +39,8 @@ import struct
 from collections import deque
 from typing import Any, Callable
 
+from .base import BaseTransport
+
 __all__ = ["IMPLEMENTATION", "UDPTransport", "create_udp_endpoint"]
 
 logger = logging.getLogger("fastsock.transports.udp")
@@ -63,7 +65,6 @@ SLOW_PATH = -2
 # Per queued datagram on top of its payload, as asyncio counts it (3.12+): an
 # empty datagram still occupies the queue.
 _HEADER_SIZE = 8
-_DEFAULT_HIGH = 64 * 1024
 _MAX_BATCH = 1024
 _MAX_DATAGRAM = 65535
 _TRANSIENT = (BlockingIOError, InterruptedError)
@@ -158,7 +159,7 @@ class _PySender:
         return count if count else WOULD_BLOCK
 
 
-class UDPTransport:
+class UDPTransport(BaseTransport):
     """One UDP socket on the reactor (asyncio's ``DatagramTransport`` shape).
 
     Attributes beyond asyncio's: :attr:`stats`, :attr:`implementation`,
@@ -169,14 +170,15 @@ class UDPTransport:
     """
 
     def __init__(self, reactor: Any, sock: socket.socket, protocol: Any,
-                 address: Any = None, *, batch: int = 64,
+                 address: Any = None, *, connected: bool | None = None, batch: int = 64,
                  max_datagram_size: int = _MAX_DATAGRAM,
                  max_write_buffer_size: int = 1024 * 1024) -> None:
-        self._reactor = reactor
+        super().__init__(reactor, protocol, {"socket": sock})
         self._sock = sock
         self._fileno = sock.fileno()
-        self._protocol = protocol
         self._address = address
+        # a unix datagram pair is connected with an empty peer name
+        self._connected = address is not None if connected is None else connected
         self._max_datagram_size = max_datagram_size
         self._max_buffer = max_write_buffer_size
         family = sock.family
@@ -189,16 +191,11 @@ class UDPTransport:
             self._tx = _PySender(sock, batch)
             self.implementation = "python"
         self._queue: deque[tuple[bytes, Any]] = deque()
-        self._buffer_size = 0
-        self._high = _DEFAULT_HIGH
-        self._low = _DEFAULT_HIGH // 4
-        self._protocol_paused = False
         self._writing = False      # writer registered with the reactor
         self._reading = False      # reader registered
         self._want_reading = True  # pause_reading() not in effect
         self._corked = False       # inside a receive batch: sendto only queues
         self._held: list[tuple[bytes, Any]] | None = None  # rest of a batch cut by pause_reading
-        self._closing = False
         self._lost_pending = False  # connection_lost scheduled
         self._lost = False
         # counters (plain attributes: cheaper than a dict on the hot path)
@@ -212,7 +209,6 @@ class UDPTransport:
         self._truncated_in = 0
         self._oversized_out = 0
         self._errors = 0
-        self._extra: dict[str, Any] = {"socket": sock}
         try:
             self._extra["sockname"] = sock.getsockname()
         except OSError:
@@ -229,9 +225,9 @@ class UDPTransport:
             return
         try:
             protocol.connection_made(self)
-        except Exception:
-            self.abort()
-            raise
+        except Exception as exc:
+            self._fatal_error(exc, "protocol.connection_made() failed")
+            return
         if not self._closing and self._want_reading:
             self._add_reader()
 
@@ -245,9 +241,6 @@ class UDPTransport:
             self._reactor.remove_reader(self._fileno)
             self._reading = False
 
-    def is_closing(self) -> bool:
-        return self._closing
-
     def close(self) -> None:
         """Stop receiving; send what is queued, then ``connection_lost(None)``."""
         if self._closing:
@@ -258,8 +251,8 @@ class UDPTransport:
         if not self._queue:
             self._schedule_lost(None)
 
-    def abort(self) -> None:
-        """Close now, dropping anything queued (counted in ``dropped_out``)."""
+    def _force_close(self, exc: BaseException | None) -> None:
+        # abort(): close now, dropping anything queued (counted in dropped_out).
         if self._lost:
             return
         if self._queue:
@@ -272,7 +265,7 @@ class UDPTransport:
         self._closing = True
         self._held = None
         self._remove_reader()
-        self._schedule_lost(None)
+        self._schedule_lost(exc)
 
     def _schedule_lost(self, exc: BaseException | None) -> None:
         if not self._lost_pending:
@@ -373,7 +366,7 @@ class UDPTransport:
                 raise TypeError(f"data must be bytes, bytearray or memoryview, "
                                 f"not {type(data).__name__}")
             data = bytes(data)  # the caller may reuse its buffer once we return
-        if self._address is not None:
+        if self._connected:
             if addr is not None and addr != self._address and \
                     tuple(addr[:2]) != tuple(self._address[:2]):
                 raise ValueError(f"invalid address: must be None or {self._address}")
@@ -471,43 +464,8 @@ class UDPTransport:
             self._schedule_lost(None)
 
     def get_write_buffer_size(self) -> int:
-        """Bytes queued (payload + 8 per datagram), as asyncio counts them."""
+        """Bytes queued (payload + 8 per datagram, as asyncio counts them)."""
         return self._buffer_size
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = _DEFAULT_HIGH if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high = high
-        self._low = low
-        self._maybe_pause_protocol()
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._low, self._high)
-
-    def _maybe_pause_protocol(self) -> None:
-        if self._buffer_size <= self._high or self._protocol_paused:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except AttributeError:
-            pass  # a protocol without flow control
-        except Exception as exc:
-            self._callback_error(exc, "pause_writing")
-
-    def _maybe_resume_protocol(self) -> None:
-        if self._protocol_paused and self._buffer_size <= self._low:
-            self._protocol_paused = False
-            try:
-                self._protocol.resume_writing()
-            except AttributeError:
-                pass
-            except Exception as exc:
-                self._callback_error(exc, "resume_writing")
 
     # ---------------------------------------------------------------- errors
     def _send_failed(self, exc: BaseException, addr: Any) -> None:
@@ -572,12 +530,6 @@ class UDPTransport:
             opt = socket.SO_RCVBUF if name == "rcvbuf" else socket.SO_SNDBUF
             return self._sock.getsockopt(socket.SOL_SOCKET, opt)
         return self._extra.get(name, default)
-
-    def get_protocol(self) -> Any:
-        return self._protocol
-
-    def set_protocol(self, protocol: Any) -> None:
-        self._protocol = protocol
 
     # ------------------------------------------------------------- multicast
     def _membership(self, group: str, interface: str | int | None, join: bool) -> None:
@@ -726,11 +678,11 @@ def create_udp_endpoint(
         sock.setblocking(False)
         _set_options(sock, reuse_address, reuse_port, allow_broadcast, rcvbuf, sndbuf)
         try:
-            peer = sock.getpeername()
+            peer, connected = sock.getpeername(), True
         except OSError:
-            peer = None
-        return _make(reactor, protocol_factory, sock, peer or None, batch, max_datagram_size,
-                     max_write_buffer_size)
+            peer, connected = None, False
+        return _make(reactor, protocol_factory, sock, peer, batch, max_datagram_size,
+                     max_write_buffer_size, connected)
 
     if local_addr is None and remote_addr is None and family not in (socket.AF_INET, socket.AF_INET6):
         raise ValueError("give local_addr, remote_addr, or family=AF_INET/AF_INET6")
@@ -772,7 +724,7 @@ def create_udp_endpoint(
             s.close()
             raise
         return _make(reactor, protocol_factory, s, raddr, batch, max_datagram_size,
-                     max_write_buffer_size)
+                     max_write_buffer_size, raddr is not None)
     if len(errors) == 1:
         raise errors[0]
     raise OSError(f"cannot open a UDP endpoint: {'; '.join(str(e) for e in errors)}")
@@ -793,11 +745,11 @@ def _set_options(sock: socket.socket, reuse_address: bool, reuse_port: bool,
 
 
 def _make(reactor: Any, protocol_factory: Callable[[], Any], sock: socket.socket, peer: Any,
-          batch: int, max_datagram_size: int, max_write_buffer_size: int
+          batch: int, max_datagram_size: int, max_write_buffer_size: int, connected: bool
           ) -> tuple[UDPTransport, Any]:
     try:
         protocol = protocol_factory()
-        transport = UDPTransport(reactor, sock, protocol, peer, batch=batch,
+        transport = UDPTransport(reactor, sock, protocol, peer, connected=connected, batch=batch,
                                  max_datagram_size=max_datagram_size,
                                  max_write_buffer_size=max_write_buffer_size)
     except BaseException:
