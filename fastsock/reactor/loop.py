@@ -211,7 +211,11 @@ class Reactor:
     def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable (level-triggered)."""
         self._check_closed()
-        self._add_reader_raw(_fileno(fd), callback, args)
+        fd = _fileno(fd)
+        known = fd in self._fds
+        self._add_reader_raw(fd, callback, args)
+        if known:
+            self._reassert(fd)
 
     def remove_reader(self, fd: Any) -> bool:
         if self._closed:
@@ -221,12 +225,24 @@ class Reactor:
     def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable (level-triggered)."""
         self._check_closed()
-        self._add_writer_raw(_fileno(fd), callback, args)
+        fd = _fileno(fd)
+        known = fd in self._fds
+        self._add_writer_raw(fd, callback, args)
+        if known:
+            self._reassert(fd)
 
     def remove_writer(self, fd: Any) -> bool:
         if self._closed:
             return False
         return self._remove_writer_raw(_fileno(fd))
+
+    def _reassert(self, fd: int) -> None:
+        # The public API re-states the interest with one epoll_ctl: if the fd
+        # number was closed while registered and is now another file, the
+        # kernel forgot it and this registers the new one (see _epoll.py).
+        entry = self._fds[fd]
+        mask = (self._rmask if entry[0] is not None else 0) | (self._wmask if entry[2] is not None else 0)
+        self._backend.modify(fd, mask)
 
     def _stale_event(self, fd: int) -> None:
         # An event for an fd nobody registered: see the essay in _epoll.py.

@@ -48,6 +48,10 @@ ACCEPT_RETRY_MIN = 0.05   # first back-off after EMFILE (seconds)
 ACCEPT_RETRY_MAX = 1.0    # cap of the doubling back-off
 
 
+def _unset(data: bytes) -> None:
+    raise RuntimeError("the protocol has no data_received()")
+
+
 def _set_nodelay(sock: socket.socket) -> None:
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         try:
@@ -80,6 +84,7 @@ class TCPTransport(BaseTransport):
         self.bytes_received = 0
         self.bytes_sent = 0
         self._read_ready: Callable[[], None] = self._read_ready_bytes
+        self._data_received: Callable[[bytes], Any] = _unset
         self.set_protocol(protocol)
         reactor._track(self)
         reactor.call_soon(self._start)
@@ -116,6 +121,8 @@ class TCPTransport(BaseTransport):
             read_ready = self._read_ready_buffered
         else:
             read_ready = self._read_ready_bytes
+            # bound once: data_received is the hottest call there is
+            self._data_received = getattr(protocol, "data_received", _unset)
         self._read_ready = read_ready
         if self._started and self.is_reading():
             self._reactor._add_reader_raw(self._fd, read_ready, ())
@@ -155,7 +162,7 @@ class TCPTransport(BaseTransport):
             return
         self.bytes_received += n
         try:
-            self._protocol.data_received(self._rview[:n].tobytes())
+            self._data_received(self._rview[:n].tobytes())
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
