@@ -446,3 +446,24 @@ def test_watch_warns_when_the_limit_drops_under_current_use():
 def test_default_watch_is_process_wide(monkeypatch):
     monkeypatch.setattr(L, "_default_watch", None)
     assert default_watch() is default_watch()
+
+
+@pytest.mark.parametrize("first", ["package attribute", "submodule import"])
+def test_fastsock_limits_is_callable_in_any_import_order(first):
+    """`import fastsock; fastsock.limits()` must work even after something
+    (a TCP server) imported the fastsock.limits submodule, which rebinds it."""
+    import subprocess
+    import sys
+
+    order = ("import fastsock; f = fastsock.limits; from fastsock.limits import DescriptorWatch"
+             if first == "package attribute" else
+             "import fastsock; from fastsock.limits import DescriptorWatch")
+    code = (f"{order}; r = fastsock.limits(); "
+            "print(type(r).__name__, r.nofile_soft == __import__('resource').getrlimit("
+            "__import__('resource').RLIMIT_NOFILE)[0])")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["LimitsReport", "True"]
