@@ -29,6 +29,8 @@ _EXPORTS: dict[str, str] = {
     "limits": "fastsock.limits",
     "LimitsReport": "fastsock.limits",
     "DescriptorWatch": "fastsock.limits",
+    "raise_nofile": "fastsock.limits",
+    "format_report": "fastsock.limits",
 }
 
 __all__ = ["__version__", *_EXPORTS]
