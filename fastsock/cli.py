@@ -21,7 +21,7 @@ from typing import NoReturn, Sequence
 
 from fastsock import __version__
 from fastsock.apps import APPS, load_app
-from fastsock.apps._common import EXIT_USAGE, AppError
+from fastsock.apps._common import EXIT_RUNTIME, EXIT_USAGE, AppError
 
 __all__ = ["main"]
 
@@ -144,14 +144,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AppError as exc:
         sys.stderr.write(f"fastsock: error: {exc}\n")
         return exc.exit_code
-    except KeyboardInterrupt:  # before a server installed its signal handlers
-        sys.stderr.write("fastsock: interrupted\n")
-        return 130
     except BrokenPipeError:  # e.g. `python -m fastsock limits | head -1`
         # Point stdout at /dev/null so the flush at exit does not fail again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a runtime failure an app did not name itself (e.g. EMFILE)
+        sys.stderr.write(f"fastsock: error: {exc.strerror or exc}"
+                         f"{f': {exc.filename}' if exc.filename else ''}\n")
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:  # before a server installed its signal handlers
+        sys.stderr.write("fastsock: interrupted\n")
+        return 130
 
 
 def _run_main() -> NoReturn:

@@ -209,3 +209,23 @@ def test_broken_app_is_one_line(monkeypatch, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "tcp-echo" in out and "cannot load" in out
+
+
+def test_unexpected_oserror_is_one_line(monkeypatch, capsys):
+    import fastsock.apps.tcp_echo as tcp_echo
+
+    def fail(args):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(tcp_echo, "run", fail)
+    assert main(["serve", "tcp-echo"]) == EXIT_RUNTIME
+    assert capsys.readouterr().err == "fastsock: error: Too many open files\n"
+
+
+def test_limits_into_a_closed_pipe_exits_quietly():
+    proc = subprocess.Popen([PYTHON, "-m", "fastsock", "limits"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=ENV)
+    proc.stdout.close()  # the reader went away before the report was written
+    _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0
+    assert b"Traceback" not in err
