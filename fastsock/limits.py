@@ -509,6 +509,20 @@ class DescriptorWatch:
         elif not self._warned and self._in_use >= self._warn_at:
             self._warn()
 
+    def resync(self) -> int | None:
+        """Re-read what is open now from /proc (one directory listing) and
+        continue counting from there; for after a burst of descriptors the
+        watch was not told about (a loop's own epoll and pipes, listening
+        sockets). Returns the new count, or None where /proc is missing."""
+        count = _count_fds(PROC)
+        if count is not None:
+            self._in_use = count
+            if self._warned and count <= self._rearm_at:
+                self._warned = False
+            elif not self._warned and count >= self._warn_at:
+                self._warn()
+        return count
+
     @property
     def in_use(self) -> int:
         return self._in_use

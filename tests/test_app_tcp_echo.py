@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import resource
 import selectors
 import signal
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -35,13 +37,13 @@ LOOPS = [
 class Server:
     """A ``serve`` subprocess; waits for its ready line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, preexec_fn: Any = None) -> None:
         # the checkout's package, even when not installed and pytest runs elsewhere
         path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "fastsock", "serve", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=preexec_fn,
         )
         self.line = self._read_line(STARTUP_TIMEOUT)
         match = READY.match(self.line)
@@ -95,8 +97,8 @@ class Server:
 def servers():
     started: list[Server] = []
 
-    def start(*args: str) -> Server:
-        server = Server(*args)
+    def start(*args: str, preexec_fn: Any = None) -> Server:
+        server = Server(*args, preexec_fn=preexec_fn)
         started.append(server)
         return server
 
@@ -230,6 +232,36 @@ def test_stop_waits_for_a_slow_reader_then_cuts_it(servers, loop):
     code, _, err = server.stop(signal.SIGTERM)
     assert code == 0, err
     sock.close()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_warns_once_before_running_out_of_descriptors(servers, loop):
+    """With a soft RLIMIT_NOFILE of 64 the server warns once at 80% (51)."""
+    soft_limit = 64
+
+    def low_limit() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft_limit, hard))
+
+    server = servers("tcp-echo", "--port", "0", "--loop", loop, preexec_fn=low_limit)
+    socks = []
+    try:
+        # 50 clients plus the server's own ~8 descriptors: past 51, below 64
+        for i in range(50):
+            sock = server.connect()
+            socks.append(sock)
+            sock.sendall(b"%d;" % i)  # the echo proves the server holds it
+            assert recv_exactly(sock, len(b"%d;" % i)) == b"%d;" % i
+    finally:
+        for sock in socks:
+            sock.close()
+    code, _, err = server.stop(signal.SIGTERM)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "has crossed 80%" in line]
+    assert len(warnings) == 1, err
+    assert f"of the soft RLIMIT_NOFILE {soft_limit};" in warnings[0]
+    assert "raise it with:" in warnings[0]
+    assert "EMFILE" not in err.replace("fail with EMFILE", "")  # never actually ran out
 
 
 class FakeTransport:

@@ -405,6 +405,26 @@ def test_watch_baseline_is_what_is_open_now():
     assert watch.in_use == expected + 2
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="no /proc/self/fd on this OS")
+def test_watch_resync_counts_what_it_was_not_told(caplog):
+    watch = DescriptorWatch(soft_limit=10_000, logger=logging.getLogger("test.limits.resync"))
+    start = watch.in_use
+    pipes = [os.pipe() for _ in range(4)]
+    try:
+        assert watch.in_use == start
+        assert watch.resync() == start + 8 == watch.in_use
+        small = DescriptorWatch(soft_limit=start + 8, baseline=0,
+                                logger=logging.getLogger("test.limits.resync"))
+        with caplog.at_level(logging.WARNING, logger="test.limits.resync"):
+            small.resync()   # 100% of its limit: warns once
+        assert small.warned and small.warnings == 1
+    finally:
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+    assert watch.resync() == start
+
+
 def test_watch_reads_the_soft_limit_and_counts_never_go_negative():
     watch = DescriptorWatch(baseline=0)
     assert watch.soft_limit == resource.getrlimit(resource.RLIMIT_NOFILE)[0]

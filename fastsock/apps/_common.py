@@ -21,7 +21,7 @@ import socket
 import sys
 from typing import Any, Callable, Protocol as _TypingProtocol
 
-from fastsock.limits import log_summary, raise_nofile
+from fastsock.limits import DescriptorWatch, default_watch, log_summary, raise_nofile
 
 __all__ = [
     "AppError",
@@ -204,19 +204,29 @@ class Connections:
 
     A protocol calls ``add(transport)`` in ``connection_made`` and
     ``discard(transport)`` in ``connection_lost``: two set operations per
-    connection, nothing per message.
+    connection, nothing per message. With a ``watch`` (set by
+    :func:`serve_tcp` on the asyncio/uvloop loops, whose servers do not count
+    descriptors themselves) each connection is also counted in the
+    :class:`~fastsock.limits.DescriptorWatch`, which warns before the
+    process runs out.
     """
 
-    __slots__ = ("_live",)
+    __slots__ = ("_live", "watch")
 
-    def __init__(self) -> None:
+    def __init__(self, watch: DescriptorWatch | None = None) -> None:
         self._live: set[Any] = set()
+        self.watch = watch
 
     def add(self, transport: Any) -> None:
         self._live.add(transport)
+        if self.watch is not None:
+            self.watch.opened()
 
     def discard(self, transport: Any) -> None:
-        self._live.discard(transport)
+        if transport in self._live:
+            self._live.discard(transport)
+            if self.watch is not None:
+                self.watch.closed()
 
     def __len__(self) -> int:
         return len(self._live)
@@ -227,10 +237,10 @@ class Connections:
             transport.close()
 
     def abort_all(self) -> None:
-        """Cut every remaining connection at once."""
+        """Cut every remaining connection at once (each is discarded when
+        its ``connection_lost`` runs)."""
         for transport in list(self._live):
             transport.abort()
-        self._live.clear()
 
 
 # -- serving ------------------------------------------------------------------
@@ -241,8 +251,10 @@ def serve_tcp(app: str, protocol_factory: ProtocolFactory, args: argparse.Namesp
     SIGINT/SIGTERM; print the ready line once listening. Returns 0 after a
     graceful stop; raises :class:`AppError` for bad input or a bind failure."""
     _, host = resolve_host(args.host, args.port)
-    if args.loop == "fastsock":
+    if args.loop == "fastsock":  # its TCP server counts descriptors itself
         return _serve_fastsock(app, protocol_factory, args, host, connections, scheme)
+    if connections is not None and connections.watch is None:
+        connections.watch = default_watch()
     return _serve_asyncio(app, protocol_factory, args, host, connections, scheme)
 
 
@@ -300,6 +312,8 @@ def _serve_asyncio(app: str, factory: ProtocolFactory, args: argparse.Namespace,
                                               reuse_address=True)
         except OSError as exc:
             raise bind_error(exc, host, args.port) from None
+        if connections is not None and connections.watch is not None:
+            connections.watch.resync()  # count the loop's and the listener's descriptors
         stop = loop.create_future()
 
         def on_signal(signum: int) -> None:
