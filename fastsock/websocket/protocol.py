@@ -197,12 +197,13 @@ class WebSocketHandler:
         "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency",
         "_extensions", "_options", "_writing_paused", "_reading_paused", "messages_dropped",
         "request", "subprotocol", "_on_lost", "_eof_sent", "_fail_code", "_fail_reason",
-        "_flush_scheduled", "server",
+        "_flush_scheduled", "server", "_fast",
     )
 
     def __init__(self) -> None:
         # Subclasses may define __init__ with no arguments and call super().__init__().
         self._state = CONNECTING
+        self._fast = False          # OPEN server side without extensions: send()'s fast path
         self._client = False
         self._parser: Any = None
         self._transport: Any = None
@@ -289,6 +290,7 @@ class WebSocketHandler:
             except (AttributeError, NotImplementedError):
                 pass
         self._state = OPEN
+        self._fast = not client and not self._extensions and transport is not None
         if loop is not None and opts.ping_interval:
             self._ping_timer = loop.call_later(opts.ping_interval, self._keepalive)
         self.on_open()
@@ -334,10 +336,23 @@ class WebSocketHandler:
     # ------------------------------------------------------------ receiving
 
     def data_received(self, data: bytes) -> None:
-        """Transport callback: handle a chunk, then write everything it produced at once."""
+        """Handle received bytes: callbacks fire, then everything they sent goes
+        out in one write (transport callback and sans-I/O entry alike: with no
+        transport attached the output waits for :meth:`data_to_send`)."""
+        parser = self._parser
+        if parser is None or self._state is CLOSED:
+            return
+        try:
+            frames = parser.feed(data)
+        except ProtocolError:
+            return   # already failed on this error: discard what follows
         self._batching = True
         try:
-            self.receive_data(data)
+            self._handle_frames(frames)
+            err = parser.error
+            if err is not None and not self._close_received:
+                self._batching = False
+                self.fail(err.close_code, str(err))
         except Exception:
             # A bug in an on_* callback: report it and fail with 1011
             # ("internal error") instead of tearing the socket down silently.
@@ -346,18 +361,17 @@ class WebSocketHandler:
             self.fail(1011, "internal error")
         finally:
             self._batching = False
-            if self._out:
-                self._flush()
+            out = self._out
+            if out:
+                if len(out) == 1 and self._fast:
+                    self._transport.write(out[0])      # the one-reply case, inlined
+                    out.clear()
+                else:
+                    self._flush()
 
-    def receive_data(self, data: bytes) -> None:
-        """Sans-I/O entry: handle received bytes (callbacks fire, output is queued)."""
-        if self._state is CLOSED or self._parser is None:
-            return
-        parser = self._parser
-        try:
-            frames = parser.feed(data)
-        except ProtocolError:
-            return   # already failed on this error: discard what follows
+    receive_data = data_received
+
+    def _handle_frames(self, frames: list) -> None:
         on_message = self.on_message
         for frame in frames:
             op = frame.opcode
@@ -370,15 +384,15 @@ class WebSocketHandler:
                         payload = self._decode(frame.rsv, op, payload)
                         if payload is None:
                             return
-                    if op == 1:
+                    if op == 2:
+                        on_message(payload)
+                    else:
                         try:
                             text = payload.decode()
                         except UnicodeDecodeError:
                             self.fail(1007, "invalid UTF-8 in text message")
                             return
                         on_message(text)
-                    else:
-                        on_message(payload)
                 else:
                     self._frag = [frame.payload]
                     self._frag_op = op
@@ -418,9 +432,6 @@ class WebSocketHandler:
                 self._close_frame_received(frame.payload)
             if self._state is CLOSED or self._close_received:
                 return
-        err = parser.error
-        if err is not None and not self._close_received:
-            self.fail(err.close_code, str(err))
 
     def receive_eof(self) -> None:
         """The peer closed its sending side (TCP FIN)."""
@@ -477,6 +488,7 @@ class WebSocketHandler:
             self._sent_code = code
             self._queue_control(0x88, payload)
         self._state = CLOSING
+        self._fast = False
         self._frag = None
         self._finish_closing()
 
@@ -502,10 +514,52 @@ class WebSocketHandler:
         A memoryview is copied only if it is small; do not change a large
         one until ``buffered_amount`` says it was sent.
         """
+        if self._fast:
+            # The common case in one straight line: server, open, no extensions.
+            if type(message) is str:
+                payload: Any = message.encode()
+                n = len(payload)
+                if n < 126:
+                    if self._batching:
+                        self._out.append(_H_TEXT[n] + payload)
+                    elif self._out:
+                        self._out.append(_H_TEXT[n] + payload)
+                        self._flush()
+                    else:
+                        self._transport.write(_H_TEXT[n] + payload)
+                    return
+                b0 = 0x81
+            elif type(message) is bytes:
+                n = len(message)
+                if n < 126:
+                    if self._batching:
+                        self._out.append(_H_BINARY[n] + message)
+                    elif self._out:
+                        self._out.append(_H_BINARY[n] + message)
+                        self._flush()
+                    else:
+                        self._transport.write(_H_BINARY[n] + message)
+                    return
+                payload = message
+                b0 = 0x82
+            else:
+                payload = None
+                b0 = 0
+            if payload is not None:
+                out = self._out
+                if n < _COALESCE:
+                    out.append(_pack16(b0, 126, n) + payload if n < 65536
+                               else _pack64(b0, 127, n) + payload)
+                else:
+                    out.append(_header(b0, n))
+                    out.append(payload)
+                if not self._batching:
+                    self._flush()
+                return
         if self._state is not OPEN:
             raise self._closed_error()
         if type(message) is str:
-            payload: Any = message.encode()
+            payload = message.encode()
             b0 = 0x81
         elif type(message) is bytes:
             payload = message
@@ -609,6 +663,7 @@ class WebSocketHandler:
             data = code.to_bytes(2, "big") + reason.encode()[:123]
             self._send_close(code, data)
         self._state = CLOSING
+        self._fast = False
         self._frag = None
         self._cancel_ping()
         if self._out:
@@ -660,6 +715,7 @@ class WebSocketHandler:
         self._sent_code = code
         self._queue_control(0x88, data)
         self._state = CLOSING
+        self._fast = False
         self._cancel_ping()
         self._arm_close_timer()
 
@@ -769,8 +825,10 @@ class WebSocketHandler:
             return
         if self._state is CONNECTING:
             self._state = CLOSED
+            self._fast = False
             return
         self._state = CLOSED
+        self._fast = False
         self._cancel_ping()
         if self._close_timer is not None:
             self._close_timer.cancel()
