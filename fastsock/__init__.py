@@ -31,6 +31,15 @@ _EXPORTS: dict[str, str] = {
     "DescriptorWatch": "fastsock.limits",
     "raise_nofile": "fastsock.limits",
     "format_report": "fastsock.limits",
+    # WebSocket
+    "WebSocketHandler": "fastsock.websocket",
+    "WebSocketOptions": "fastsock.websocket",
+    "Extension": "fastsock.websocket",
+    "broadcast": "fastsock.websocket",
+    "encode_message": "fastsock.websocket",
+    "WebSocketServer": "fastsock.server",
+    "serve": "fastsock.server",
+    "connect": "fastsock.client",
 }
 
 __all__ = ["__version__", *_EXPORTS]
