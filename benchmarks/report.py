@@ -8,6 +8,7 @@ regenerates the .md and .png next to each JSON file.  ``benchmarks.run`` and
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,52 @@ def _num(v: Any, fmt: str = ",.0f") -> str:
     if isinstance(v, (int, float)):
         return format(v, fmt)
     return str(v)
+
+
+def per_cpu_second(r: dict[str, Any]) -> float | None:
+    """Messages per second of server CPU: the number contention on a shared
+    machine does not distort (a server that got half a core still did N
+    messages per CPU-second)."""
+    done = r.get("messages_total", r.get("received"))
+    cpu = r.get("server_cpu_s")
+    if not isinstance(done, (int, float)) or not isinstance(cpu, (int, float)) or cpu <= 0:
+        return None
+    return float(done) / float(cpu)
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]], baseline: str) -> dict[str, dict[str, Any]]:
+    """Medians over the rounds of each server, and ratios to the baseline."""
+    def med(rs: list[dict[str, Any]], key: str) -> float:
+        vals = [float(r[key]) for r in rs if isinstance(r.get(key), (int, float))]
+        return statistics.median(vals) if vals else 0.0
+
+    summary: dict[str, dict[str, Any]] = {}
+    for name, rs in runs.items():
+        ok = [r for r in rs if "error" not in r]
+        for r in ok:
+            if r.get("msgs_per_cpu_s") is None:
+                r["msgs_per_cpu_s"] = per_cpu_second(r)
+        summary[name] = {
+            "rounds": len(ok),
+            "failed_rounds": len(rs) - len(ok),
+            "msgs_per_s": med(ok, "msgs_per_s"),
+            "msgs_per_s_all": [r.get("msgs_per_s") for r in ok],
+            "msgs_per_cpu_s": med(ok, "msgs_per_cpu_s"),
+            "mb_per_s": med(ok, "mb_per_s"),
+            "p50_us": med(ok, "p50_us"),
+            "p99_us": med(ok, "p99_us"),
+            "p999_us": med(ok, "p999_us"),
+            "server_cpu_pct": med(ok, "server_cpu_pct"),
+            "server_peak_rss_mib": med(ok, "server_peak_rss_mib"),
+            "loadgen_cpu_pct": med(ok, "loadgen_cpu_pct"),
+            "errors": sum(int(r.get("errors", 0)) for r in ok),
+        }
+    base = summary.get(baseline, {})
+    for s in summary.values():
+        s["ratio"] = round(s["msgs_per_s"] / base["msgs_per_s"], 3) if base.get("msgs_per_s") else None
+        s["cpu_ratio"] = (round(s["msgs_per_cpu_s"] / base["msgs_per_cpu_s"], 3)
+                          if base.get("msgs_per_cpu_s") else None)
+    return summary
 
 
 def _header(result: dict[str, Any]) -> list[str]:
@@ -49,12 +96,13 @@ def _echo_markdown(result: dict[str, Any]) -> str:
                f"medians; message type {p.get('message_type')}.")
     for case in result.get("cases", []):
         out += ["", f"### {case['connections']} connections, {case['size']} B, {case['inflight']} in flight", "",
-                f"| server | msgs/s | × {base} | MB/s | p50 µs | p99 µs | p99.9 µs | server CPU % "
-                f"| loadgen CPU % | peak RSS MiB | errors | rounds |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                f"| server | msgs/s | × {base} | msgs per server CPU-s | × {base} | MB/s | p50 µs | p99 µs "
+                f"| p99.9 µs | server CPU % | loadgen CPU % | peak RSS MiB | errors | rounds |",
+                "|---|" + "---:|" * 14]
         for name, s in case.get("summary", {}).items():
             rounds = f"{s['rounds']}" + (f" ({s['failed_rounds']} failed)" if s.get("failed_rounds") else "")
             out.append(f"| {name} | {_num(s['msgs_per_s'])} | {_num(s.get('ratio'), '.2f')} | "
+                       f"{_num(s.get('msgs_per_cpu_s'))} | {_num(s.get('cpu_ratio'), '.2f')} | "
                        f"{_num(s['mb_per_s'], ',.1f')} | {_num(s['p50_us'], '.0f')} | {_num(s['p99_us'], '.0f')} | "
                        f"{_num(s['p999_us'], '.0f')} | {_num(s['server_cpu_pct'], '.0f')} | "
                        f"{_num(s.get('loadgen_cpu_pct'), '.0f')} | "
@@ -195,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, json.JSONDecodeError) as exc:
             print(f"error: cannot read {path}: {exc}", file=sys.stderr)
             return 1
+        for case in result.get("cases", []):
+            if case.get("runs"):
+                case["summary"] = summarise(case["runs"], result.get("baseline", ""))
         for p in write(result, path.parent, path.stem):
             print(f"wrote {p}")
     return 0

@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import importlib.util
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
+from benchmarks.report import summarise
 from benchmarks.procs import (PYTHON, RESULTS_DIR, HarnessError, ServerProcess, build_loadgen, free_port,
                               machine_info, run_loadgen, tool)
 
@@ -146,34 +146,6 @@ def run_once(scenario: str, adapter: Adapter, case: dict[str, int], args: argpar
         if not server.alive():
             result["server_stderr"] = server.stderr_tail()
     return result
-
-
-def summarise(runs: dict[str, list[dict[str, Any]]], baseline: str) -> dict[str, dict[str, Any]]:
-    def med(rs: list[dict[str, Any]], key: str) -> float:
-        vals = [float(r[key]) for r in rs if isinstance(r.get(key), (int, float))]
-        return statistics.median(vals) if vals else 0.0
-
-    summary: dict[str, dict[str, Any]] = {}
-    for name, rs in runs.items():
-        ok = [r for r in rs if "error" not in r]
-        summary[name] = {
-            "rounds": len(ok),
-            "failed_rounds": len(rs) - len(ok),
-            "msgs_per_s": med(ok, "msgs_per_s"),
-            "msgs_per_s_all": [r.get("msgs_per_s") for r in ok],
-            "mb_per_s": med(ok, "mb_per_s"),
-            "p50_us": med(ok, "p50_us"),
-            "p99_us": med(ok, "p99_us"),
-            "p999_us": med(ok, "p999_us"),
-            "server_cpu_pct": med(ok, "server_cpu_pct"),
-            "server_peak_rss_mib": med(ok, "server_peak_rss_mib"),
-            "loadgen_cpu_pct": med(ok, "loadgen_cpu_pct"),
-            "errors": sum(int(r.get("errors", 0)) for r in ok),
-        }
-    base = summary.get(baseline, {}).get("msgs_per_s") or 0.0
-    for s in summary.values():
-        s["ratio"] = round(s["msgs_per_s"] / base, 3) if base else None
-    return summary
 
 
 def parse_list(text: str, name: str) -> list[int]:

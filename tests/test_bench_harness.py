@@ -269,6 +269,16 @@ def test_summary_takes_medians_and_ratios() -> None:
     assert "| b | 50 | 0.25 |" in md and "server died" in md
 
 
+def test_summary_normalises_by_server_cpu() -> None:
+    """Half a core for twice as long is the same efficiency: msgs per CPU-second."""
+    runs = {"full": [{"msgs_per_s": 100, "messages_total": 1000, "server_cpu_s": 1.0}],
+            "half": [{"msgs_per_s": 50, "messages_total": 500, "server_cpu_s": 0.5}],
+            "udp": [{"msgs_per_s": 10, "received": 300, "server_cpu_s": 1.0}]}
+    s = run.summarise(runs, "full")
+    assert s["half"]["ratio"] == 0.5 and s["half"]["cpu_ratio"] == 1.0
+    assert s["udp"]["msgs_per_cpu_s"] == 300.0
+
+
 def test_c10k_goals_follow_the_measurements() -> None:
     res = {"c": {"connected": 10, "connect_s": 1.0, "bc_last_p50_ms": 10.0},
            "fastsock": {"connections": 10, "connected": 10, "connect_s": 1.2, "bc_last_p50_ms": 11.0,
