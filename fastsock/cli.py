@@ -128,6 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         chosen = _chosen_app(args_list)
         if chosen is not None and chosen not in APPS:
+            at = args_list.index("serve")
+            early = [w for w in args_list[at + 1:args_list.index(chosen, at + 1)]
+                     if w.startswith("-") and w not in ("-h", "--help")]
+            if early:
+                raise AppError(f"options go after the app name: serve APP {early[0]} ... "
+                               f"(available apps: {', '.join(APPS)})", EXIT_USAGE)
             raise AppError(f"unknown app {chosen!r} (available: {', '.join(APPS)})", EXIT_USAGE)
         try:
             parser = build_parser(args_list)

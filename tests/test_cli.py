@@ -107,6 +107,7 @@ def test_version_and_help():
     (("frobnicate",), "invalid choice: 'frobnicate'"),
     (("serve",), "required: APP"),
     (("serve", "no-such-app"), "unknown app 'no-such-app'"),
+    (("serve", "--port", "5", "tcp-echo"), "options go after the app name: serve APP --port"),
     (("serve", "tcp-echo", "--bogus"), "unrecognized arguments: --bogus"),
     (("limits", "--bogus"), "unrecognized arguments: --bogus"),
     (("serve", "tcp-echo", "--port", "abc"), "port must be a number 0..65535, got 'abc'"),
