@@ -9,6 +9,7 @@ bytes) is carried between feeds.
 """
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
@@ -28,25 +29,116 @@ cdef extern from *:
     """
     #include <stdint.h>
     #include <string.h>
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FS_RESTRICT __restrict__
+    #else
+    #define FS_RESTRICT
+    #endif
 
-    /* dst[i] = src[i] ^ key[(phase + i) % 4]; dst may equal src.
-       A plain 64-bit loop: on this class of CPU it matches or beats the
-       SIMD variants peers ship, and GCC vectorises it at -O3. */
-    static inline void fs_mask_copy(unsigned char *dst, const unsigned char *src,
-                                    size_t n, const unsigned char *key, unsigned phase)
+    /* Masking: dst[i] = src[i] ^ key[(phase + i) % 4], where dst is either
+       src itself (in place) or a separate buffer. Measured on this EPYC
+       (docs/bench-codec.md): a plain 64-bit loop, which GCC turns into SSE2,
+       does 47 GB/s in place; AVX2 with ordinary stores does 72-80 GB/s; the
+       AVX-512 variant is no faster. So: AVX2 when the CPU has it (checked once
+       at import), else the portable loop. */
+    typedef void (*fs_mask_fn)(unsigned char *, const unsigned char *, size_t, uint64_t);
+
+    static void fs_mask_u64_inplace(unsigned char *p, size_t n, uint64_t k)
     {
-        unsigned char rot[8];
-        uint64_t k, w;
-        size_t i = 0;
-        int j;
-        for (j = 0; j < 8; j++) rot[j] = key[(phase + j) & 3];
-        memcpy(&k, rot, 8);
-        for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        size_t i;
+        for (i = 0; i + 8 <= n; i += 8) {
+            memcpy(&w, p + i, 8);
+            w ^= k;
+            memcpy(p + i, &w, 8);
+        }
+    }
+
+    static void fs_mask_u64_copy(unsigned char *FS_RESTRICT dst,
+                                 const unsigned char *FS_RESTRICT src, size_t n, uint64_t k)
+    {
+        uint64_t w;
+        size_t i;
+        for (i = 0; i + 8 <= n; i += 8) {
             memcpy(&w, src + i, 8);
             w ^= k;
             memcpy(dst + i, &w, 8);
         }
-        for (; i < n; i++) dst[i] = src[i] ^ rot[i & 3];
+    }
+
+    /* Handles whole 8-byte words only; the caller does the tail. */
+    static void fs_mask_portable(unsigned char *dst, const unsigned char *src, size_t n, uint64_t k)
+    {
+        if (dst == src) fs_mask_u64_inplace(dst, n, k);
+        else fs_mask_u64_copy(dst, src, n, k);
+    }
+
+    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    #include <immintrin.h>
+    __attribute__((target("avx2")))
+    static void fs_mask_avx2(unsigned char *dst, const unsigned char *src, size_t n, uint64_t k)
+    {
+        const __m256i m = _mm256_set1_epi64x((long long)k);
+        size_t i = 0;
+        for (; i + 128 <= n; i += 128) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+            __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
+            __m256i c = _mm256_loadu_si256((const __m256i *)(src + i + 64));
+            __m256i d = _mm256_loadu_si256((const __m256i *)(src + i + 96));
+            _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(a, m));
+            _mm256_storeu_si256((__m256i *)(dst + i + 32), _mm256_xor_si256(b, m));
+            _mm256_storeu_si256((__m256i *)(dst + i + 64), _mm256_xor_si256(c, m));
+            _mm256_storeu_si256((__m256i *)(dst + i + 96), _mm256_xor_si256(d, m));
+        }
+        for (; i + 32 <= n; i += 32) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+            _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(a, m));
+        }
+        fs_mask_portable(dst + i, src + i, n - i, k);
+    }
+    #endif
+
+    static fs_mask_fn fs_mask_words = fs_mask_portable;
+    static const char *fs_mask_kernel = "u64";
+
+    static void fs_mask_init(void)
+    {
+    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2")) {
+            fs_mask_words = fs_mask_avx2;
+            fs_mask_kernel = "avx2";
+        }
+    #endif
+    }
+
+    static inline void fs_mask_copy(unsigned char *dst, const unsigned char *src,
+                                    size_t n, const unsigned char *key, unsigned phase)
+    {
+        unsigned char rot[8];
+        uint64_t k;
+        size_t i = 0, words;
+        int j;
+        if (n >= 256) {
+            /* Align the stores to 32 bytes first: with ob_sval at offset 32 of
+               a malloc'd bytes object, half of all unaligned 32-byte stores
+               would straddle a cache line. */
+            size_t head = (32 - ((uintptr_t)dst & 31)) & 31;
+            for (; i < head; i++) dst[i] = src[i] ^ key[(phase + i) & 3];
+            phase = (phase + (unsigned)head) & 3;
+            dst += head;
+            src += head;
+            n -= head;
+        }
+        for (j = 0; j < 8; j++) rot[j] = key[(phase + j) & 3];
+        memcpy(&k, rot, 8);
+        words = n & ~(size_t)7;
+        if (words >= 64) {
+            fs_mask_words(dst, src, words, k);
+        } else if (words) {
+            fs_mask_portable(dst, src, words, k);
+        }
+        for (i = words; i < n; i++) dst[i] = src[i] ^ rot[i & 3];
     }
 
     /* UTF-8 as a DFA over the well-formed sequences of Unicode §3.9, Table 3-7.
@@ -107,10 +199,15 @@ cdef extern from *:
     void fs_mask_copy(unsigned char *dst, const unsigned char *src, size_t n,
                       const unsigned char *key, unsigned phase) noexcept nogil
     void fs_utf8_init() noexcept
+    void fs_mask_init() noexcept
+    const char *fs_mask_kernel
     int fs_utf8_run(int state, const unsigned char *p, size_t n) noexcept nogil
     int FS_UTF8_REJECT
 
 fs_utf8_init()
+fs_mask_init()
+#: The unmasking kernel chosen for this CPU at import: "avx2" or "u64".
+MASK_KERNEL = fs_mask_kernel.decode()
 
 OP_CONTINUATION = 0
 OP_TEXT = 1
@@ -200,12 +297,26 @@ def validate_utf8(data) -> bool:
 
 # --- masking ----------------------------------------------------------------
 
+cdef inline int _key4(object mask, unsigned char *key) except -1:
+    if type(mask) is bytes and PyBytes_GET_SIZE(mask) == 4:
+        memcpy(key, PyBytes_AS_STRING(mask), 4)
+        return 0
+    return _get_key(mask, key)
+
+
 def apply_mask(data, mask) -> bytes:
     """Return ``data`` XOR the repeated 4-byte ``mask`` (websockets' contract)."""
     cdef unsigned char key[4]
     cdef Py_buffer view
     cdef bytes out
-    _get_key(mask, key)
+    cdef Py_ssize_t n
+    _key4(mask, key)
+    if type(data) is bytes:             # no buffer protocol round trip
+        n = PyBytes_GET_SIZE(data)
+        out = PyBytes_FromStringAndSize(NULL, n)
+        fs_mask_copy(<unsigned char *>PyBytes_AS_STRING(out),
+                     <const unsigned char *>PyBytes_AS_STRING(data), n, key, 0)
+        return out
     _get_buffer(data, &view, "data")
     try:
         out = PyBytes_FromStringAndSize(NULL, view.len)
@@ -224,9 +335,15 @@ def mask_inplace(buf, mask, int phase=0) -> int:
     cdef unsigned char key[4]
     cdef Py_buffer view
     cdef Py_ssize_t n
-    _get_key(mask, key)
+    cdef unsigned char *p
+    _key4(mask, key)
     if not 0 <= phase <= 3:
         raise ValueError("phase must be 0, 1, 2 or 3")
+    if type(buf) is bytearray:
+        p = <unsigned char *>PyByteArray_AS_STRING(buf)
+        n = PyByteArray_GET_SIZE(buf)
+        fs_mask_copy(p, p, n, key, phase)
+        return (phase + n) & 3
     try:
         PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
     except TypeError:
@@ -235,8 +352,12 @@ def mask_inplace(buf, mask, int phase=0) -> int:
     except BufferError:
         raise TypeError("buf must be a writable, contiguous bytes-like object") from None
     n = view.len
-    with nogil:
-        fs_mask_copy(<unsigned char *>view.buf, <const unsigned char *>view.buf, n, key, phase)
+    p = <unsigned char *>view.buf
+    if n >= 262144:                 # big enough to be worth letting other threads run
+        with nogil:
+            fs_mask_copy(p, p, n, key, phase)
+    else:
+        fs_mask_copy(p, p, n, key, phase)
     PyBuffer_Release(&view)
     return (phase + n) & 3
 
