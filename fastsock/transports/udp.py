@@ -194,6 +194,7 @@ class UDPTransport(BaseTransport):
         self._writing = False      # writer registered with the reactor
         self._reading = False      # reader registered
         self._want_reading = True  # pause_reading() not in effect
+        self._halted = False       # closing or reading paused: stop delivering a batch
         self._corked = False       # inside a receive batch: sendto only queues
         self._held: list[tuple[bytes, Any]] | None = None  # rest of a batch cut by pause_reading
         self._lost_pending = False  # connection_lost scheduled
@@ -246,6 +247,7 @@ class UDPTransport(BaseTransport):
         if self._closing:
             return
         self._closing = True
+        self._halted = True
         self._held = None
         self._remove_reader()
         if not self._queue:
@@ -263,6 +265,7 @@ class UDPTransport(BaseTransport):
             self._reactor.remove_writer(self._fileno)
             self._writing = False
         self._closing = True
+        self._halted = True
         self._held = None
         self._remove_reader()
         self._schedule_lost(exc)
@@ -312,21 +315,21 @@ class UDPTransport(BaseTransport):
     def _deliver(self, items: list[tuple[bytes, Any]]) -> None:
         received = self._protocol.datagram_received
         self._corked = True
-        i = 0
+        stopped_at = -1
         try:
-            for data, addr in items:
-                i += 1
+            for i, (data, addr) in enumerate(items):
                 try:
                     received(data, addr)
                 except Exception as exc:
                     self._callback_error(exc, "datagram_received")
-                if self._closing or not self._want_reading:
+                if self._halted:  # close() or pause_reading() inside the callback
+                    stopped_at = i + 1
                     break
         finally:
             self._corked = False
-        if i < len(items) and not self._closing:
+        if 0 <= stopped_at < len(items) and not self._closing:
             # pause_reading() inside the batch: keep the rest for resume_reading().
-            self._held = items[i:]
+            self._held = items[stopped_at:]
         if self._queue and not self._writing:
             self._flush()
 
@@ -335,12 +338,14 @@ class UDPTransport(BaseTransport):
         if self._closing or not self._want_reading:
             return
         self._want_reading = False
+        self._halted = True
         self._remove_reader()
 
     def resume_reading(self) -> None:
         if self._closing or self._want_reading:
             return
         self._want_reading = True
+        self._halted = False
         held = self._held
         if held:
             self._held = None
@@ -378,7 +383,16 @@ class UDPTransport(BaseTransport):
         if self._closing:
             self._dropped_out += 1
             return
-        if self._corked or self._queue:
+        if self._corked:
+            # inside a receive batch: queue; the batch leaves with one sendmmsg
+            size = len(data) + _HEADER_SIZE
+            if self._buffer_size + size > self._max_buffer:
+                self._dropped_out += 1
+                return
+            self._queue.append((data, addr))
+            self._buffer_size += size
+            return
+        if self._queue:
             self._enqueue(data, addr)
             return
         try:
