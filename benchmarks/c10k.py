@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import resource
 import selectors
 import subprocess
@@ -96,6 +97,28 @@ def limits_report() -> dict[str, Any]:
     return d
 
 
+def on_line(line: bytes, name: str, server: ServerProcess, samples: dict[str, Sample],
+            events: dict[str, dict[str, Any]], slab: dict[str, int | None]) -> dict[str, Any] | None:
+    """Handles one line of wsload: samples the server at each phase boundary;
+    returns the final result when this is it."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    ev = obj.get("event")
+    if ev == "result":
+        return dict(obj)
+    if ev in EVENTS:
+        samples[ev] = server.sample()
+        events[ev] = obj
+        if ev == "idle_end":
+            slab["idle_end"] = kernel_slab_bytes()
+        extra = {k: v for k, v in obj.items() if k not in ("event", "t")}
+        print(f"    {name:<11} {obj.get('t', 0):7.2f}s {ev:<16} rss {samples[ev].rss / 2**20:7.1f} MiB "
+              f"{json.dumps(extra) if extra else ''}", flush=True)
+    return None
+
+
 def drive(adapter: Adapter, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
     port = free_port()
     argv = [str(tool("wsload")), "--mode", "c10k", "--host", args.host, "--port", str(port),
@@ -116,36 +139,28 @@ def drive(adapter: Adapter, args: argparse.Namespace, deadline: float) -> dict[s
         base = server.sample()
         slab = {"base": kernel_slab_bytes()}
         client = subprocess.Popen(pinned(args.client_core, argv), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+                                  stderr=subprocess.PIPE)
         assert client.stdout is not None
         sel = selectors.DefaultSelector()
         sel.register(client.stdout, selectors.EVENT_READ)
         try:
-            while time.monotonic() < run_deadline:
+            pending = b""
+            fd = client.stdout.fileno()
+            while time.monotonic() < run_deadline and result is None:
+                # raw reads: a buffered readline() could swallow several event
+                # lines at once and leave select() silent, so every phase
+                # boundary would be sampled late
                 if not sel.select(timeout=0.5):
                     if client.poll() is not None:
                         break
                     continue
-                line = client.stdout.readline()
-                if not line:
+                chunk = os.read(fd, 65536)
+                if not chunk:
                     break
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                ev = obj.get("event")
-                if ev == "result":
-                    result = obj
-                    continue
-                if ev in EVENTS:
-                    samples[ev] = server.sample()
-                    events[ev] = obj
-                    if ev == "idle_end":
-                        slab["idle_end"] = kernel_slab_bytes()
-                    extra = {k: v for k, v in obj.items() if k not in ("event", "t")}
-                    print(f"    {adapter.name:<11} {obj.get('t', 0):7.2f}s {ev:<16}"
-                          f" rss {samples[ev].rss / 2**20:7.1f} MiB {json.dumps(extra) if extra else ''}",
-                          flush=True)
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    result = on_line(line, adapter.name, server, samples, events, slab) or result
         finally:
             sel.close()
             if client.poll() is None and result is None:
@@ -155,7 +170,7 @@ def drive(adapter: Adapter, args: argparse.Namespace, deadline: float) -> dict[s
             except subprocess.TimeoutExpired:
                 client.kill()
                 client.wait(5)
-        stderr = client.stderr.read() if client.stderr else ""
+        stderr = client.stderr.read().decode(errors="replace") if client.stderr else ""
         peak = server.peak_rss()
         alive = server.alive()
         soft_limit = None
