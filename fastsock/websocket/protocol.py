@@ -197,13 +197,14 @@ class WebSocketHandler:
         "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency",
         "_extensions", "_options", "_writing_paused", "_reading_paused", "messages_dropped",
         "request", "subprotocol", "_on_lost", "_eof_sent", "_fail_code", "_fail_reason",
-        "_flush_scheduled", "server", "_fast",
+        "_flush_scheduled", "server", "_fast", "_rx_fast",
     )
 
     def __init__(self) -> None:
         # Subclasses may define __init__ with no arguments and call super().__init__().
         self._state = CONNECTING
         self._fast = False          # OPEN server side without extensions: send()'s fast path
+        self._rx_fast = False       # OPEN, no extensions, UTF-8 checked by the codec
         self._client = False
         self._parser: Any = None
         self._transport: Any = None
@@ -291,6 +292,7 @@ class WebSocketHandler:
                 pass
         self._state = OPEN
         self._fast = not client and not self._extensions and transport is not None
+        self._rx_fast = not self._extensions and opts.validate_utf8
         if loop is not None and opts.ping_interval:
             self._ping_timer = loop.call_later(opts.ping_interval, self._keepalive)
         self.on_open()
@@ -348,7 +350,21 @@ class WebSocketHandler:
             return   # already failed on this error: discard what follows
         self._batching = True
         try:
-            self._handle_frames(frames)
+            on_message = self.on_message
+            for i, frame in enumerate(frames):
+                # Whole text/binary frames on an open connection without
+                # extensions: straight to the application (the codec has
+                # already checked the UTF-8).
+                if frame.fin and self._rx_fast:
+                    op = frame.opcode
+                    if op == 1:
+                        on_message(frame.payload.decode())
+                        continue
+                    if op == 2:
+                        on_message(frame.payload)
+                        continue
+                self._handle_frames(frames[i:] if i else frames)
+                break
             err = parser.error
             if err is not None and not self._close_received:
                 self._batching = False
@@ -488,7 +504,7 @@ class WebSocketHandler:
             self._sent_code = code
             self._queue_control(0x88, payload)
         self._state = CLOSING
-        self._fast = False
+        self._fast = self._rx_fast = False
         self._frag = None
         self._finish_closing()
 
@@ -663,7 +679,7 @@ class WebSocketHandler:
             data = code.to_bytes(2, "big") + reason.encode()[:123]
             self._send_close(code, data)
         self._state = CLOSING
-        self._fast = False
+        self._fast = self._rx_fast = False
         self._frag = None
         self._cancel_ping()
         if self._out:
@@ -715,7 +731,7 @@ class WebSocketHandler:
         self._sent_code = code
         self._queue_control(0x88, data)
         self._state = CLOSING
-        self._fast = False
+        self._fast = self._rx_fast = False
         self._cancel_ping()
         self._arm_close_timer()
 
@@ -825,10 +841,10 @@ class WebSocketHandler:
             return
         if self._state is CONNECTING:
             self._state = CLOSED
-            self._fast = False
+            self._fast = self._rx_fast = False
             return
         self._state = CLOSED
-        self._fast = False
+        self._fast = self._rx_fast = False
         self._cancel_ping()
         if self._close_timer is not None:
             self._close_timer.cancel()
