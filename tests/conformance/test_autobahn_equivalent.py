@@ -1,0 +1,155 @@
+"""Autobahn|Testsuite-equivalent conformance run against ``python -m fastsock serve echo``.
+
+Every case of families 1-7, 9 and 10 (see cases.py and docs/conformance.md)
+runs on a fresh connection to the echo server and must be graded OK: both a
+NON-STRICT and a FAILED verdict fail the test, with the case id and what the
+server did. The whole list runs on fastsock's own loop with the Cython codec;
+the fast cases also run on asyncio, on uvloop and with the pure-Python codec
+(FASTSOCK_PURE=1), since the same protocol object serves all of them.
+
+The judge itself is checked against a deliberately flawed server
+(lax_server.py): it must grade the known flaws NON-STRICT or FAILED.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import Iterator
+
+import pytest
+
+from .cases import CASES, FAILED, NON_STRICT, OK, run_case, select
+from .launch import ServerProcess, server_command
+from .lax_server import LaxServer
+
+
+def _fastsock_echo_missing() -> str | None:
+    if importlib.util.find_spec("fastsock.server") is None:
+        return "fastsock.server is not built yet"
+    try:
+        from fastsock.apps import APPS
+    except ImportError as exc:
+        return f"fastsock.apps cannot be imported: {exc}"
+    if "echo" not in APPS:
+        return "python -m fastsock serve echo is not registered yet"
+    return None
+
+
+# Cases fastsock is known to miss, with the diagnosis; strict=False only where
+# the failure is a race that a correct server can never lose (see the reason).
+KNOWN: dict[str, pytest.MarkDecorator] = {
+    "7.1.6": pytest.mark.xfail(strict=False, reason=(
+        "racy (about 1 run in 30): the server close()s the socket after the close handshake "
+        "while the client's trailing ping is still arriving; Linux then answers with RST and "
+        "discards the unsent part of the 256 KiB echo, so the client sees neither echo nor "
+        "close frame. Needs a lingering close: shutdown(SHUT_WR), read and discard until EOF "
+        "or close_timeout, then close()")),
+}
+
+VARIANTS = {
+    "asyncio": dict(loop="asyncio", env={}),
+    "uvloop": dict(loop="uvloop", env={}),
+    "pure-codec": dict(loop=None, env={"FASTSOCK_PURE": "1"}),
+}
+
+
+def _start(loop: str | None, env: dict[str, str]) -> Iterator[str]:
+    missing = _fastsock_echo_missing()
+    if missing:
+        pytest.skip(missing)
+    server = ServerProcess(server_command("fastsock", loop=loop), env=env)
+    try:
+        yield server.url
+    finally:
+        status = server.stop()
+        server.stderr.seek(0)
+        log = server.stderr.read()
+        server.stderr.close()
+    assert status == 0, f"echo server exited with {status} on SIGTERM:\n{log[-3000:]}"
+    assert "Traceback" not in log, f"echo server logged a traceback:\n{log[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def fastsock_url() -> Iterator[str]:
+    yield from _start(None, {})
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def variant_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        pytest.skip("uvloop is not installed")
+    yield from _start(**VARIANTS[request.param])
+
+
+def _params(cases) -> list:
+    out = []
+    for case in cases:
+        marks = [pytest.mark.slow] if case.slow else []
+        if case.id in KNOWN:
+            marks.append(KNOWN[case.id])
+        out.append(pytest.param(case, id=case.id, marks=marks))
+    return out
+
+
+def _check(url: str, case) -> None:
+    result = run_case(url, case)
+    assert result.verdict == OK, (
+        f"case {case.id} ({case.description}): {result.verdict}\n  {result.detail}")
+
+
+@pytest.mark.parametrize("case", _params(CASES))
+def test_case(fastsock_url: str, case) -> None:
+    _check(fastsock_url, case)
+
+
+@pytest.mark.parametrize("case", _params(select(include_slow=False)))
+def test_case_on_other_loops(variant_url: str, case) -> None:
+    _check(variant_url, case)
+
+
+# --- the judge can fail --------------------------------------------------------
+
+def _verdicts(server: LaxServer, ids: list[str]) -> dict[str, str]:
+    return {c.id: run_case(server.url, c, patience=0.5).verdict for c in select(ids)}
+
+
+def test_judge_passes_a_correct_enough_server() -> None:
+    # the lax server without flaws handles these cases correctly
+    with LaxServer() as server:
+        verdicts = _verdicts(server, ["1.1.1", "1.2.6", "2.2", "3.2", "5.6", "5.19", "6.2.3",
+                                      "6.4.1", "6.4.2", "6.12.1", "7.7.1"])
+    assert verdicts == {k: OK for k in verdicts}
+
+
+def test_judge_grades_utf8_checked_per_whole_frame_non_strict() -> None:
+    # the lax server parses whole frames only: it notices the bad octet of
+    # 6.4.3/6.4.4 (inside one frame sent in chops) at the end of the frame
+    with LaxServer() as server:
+        verdicts = _verdicts(server, ["6.4.3", "6.4.4"])
+    assert verdicts == {"6.4.3": NON_STRICT, "6.4.4": NON_STRICT}
+
+
+def test_judge_grades_late_utf8_validation_non_strict() -> None:
+    with LaxServer(late_utf8=True) as server:
+        verdicts = _verdicts(server, ["6.4.1", "6.4.2", "6.4.3", "6.4.4", "6.3.1"])
+    assert verdicts == {"6.4.1": NON_STRICT, "6.4.2": NON_STRICT, "6.4.3": NON_STRICT,
+                        "6.4.4": NON_STRICT, "6.3.1": OK}
+
+
+def test_judge_grades_failing_before_echo_non_strict() -> None:
+    with LaxServer(error_first=True) as server:
+        verdicts = _verdicts(server, ["3.2", "4.1.3", "4.2.4", "5.15", "3.1"])
+    assert verdicts == {"3.2": NON_STRICT, "4.1.3": NON_STRICT, "4.2.4": NON_STRICT,
+                        "5.15": NON_STRICT, "3.1": OK}
+
+
+def test_judge_fails_a_server_that_keeps_tcp_open() -> None:
+    with LaxServer(keep_tcp=True) as server:
+        verdicts = _verdicts(server, ["1.1.1", "7.3.3"])
+    assert verdicts == {"1.1.1": FAILED, "7.3.3": FAILED}
+
+
+def test_case_list_covers_every_family() -> None:
+    families = {c.family for c in CASES}
+    assert families == {"1", "2", "3", "4", "5", "6", "7", "9", "10"}
+    # 6.5-6.23: every class of Markus Kuhn's UTF-8 test file
+    assert {c.id.rsplit(".", 1)[0] for c in CASES if c.family == "6"} >= {f"6.{i}" for i in range(1, 24)}
