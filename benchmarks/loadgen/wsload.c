@@ -304,7 +304,7 @@ static int c10k_main(int argc, char **argv) {
     double last_lag = n_fl && K.delivered[K.n_trig - 1] ? (K.t_last[K.n_trig - 1] - K.t_send[K.n_trig - 1]) / 1e6 : 0;
     double fl_p50 = quant_ms(lag, n_lag, 0.5), fl_max = n_lag ? quant_ms(lag, n_lag, 1.0) : 0;
     snprintf(x, sizeof x, "\"messages\":%d,\"interval_ms\":%.1f,\"delivered\":%llu,\"expected\":%llu,"
-             "\"lost\":%lld,\"gaps\":%llu,\"out_of_order\":%llu,\"lag_p50_ms\":%.3f,\"lag_max_ms\":%.3f,"
+             "\"undelivered\":%lld,\"gaps\":%llu,\"out_of_order\":%llu,\"lag_p50_ms\":%.3f,\"lag_max_ms\":%.3f,"
              "\"lag_last_ms\":%.3f",
              n_fl, K.flood_interval * 1e3, (unsigned long long)fl_deliv, (unsigned long long)fl_exp,
              (long long)fl_exp - (long long)fl_deliv, (unsigned long long)K.lost_gaps,
