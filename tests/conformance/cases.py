@@ -62,6 +62,15 @@ class Pause:
 
 
 @dataclass(frozen=True)
+class Sleep:
+    """Just wait, whatever the server does (no marker recorded)."""
+    seconds: float
+
+    def run(self, client: FuzzingClient, patience: float) -> None:
+        time.sleep(self.seconds)
+
+
+@dataclass(frozen=True)
 class Close:
     code: int | None = None
     reason: bytes = b""
@@ -102,6 +111,7 @@ class Script:
     codes: tuple = (1000,)
     require_clean: bool = True
     kill_after: float = KILL_AFTER
+    rcvbuf: int | None = None             # client SO_RCVBUF; small slows the server's writes
 
 
 @dataclass(frozen=True)
@@ -211,7 +221,7 @@ def run_case(url: str, case: Case, *, patience: float = 1.0) -> CaseResult:
     """Run one case on a fresh connection and grade it."""
     script = case.script()
     t0 = time.monotonic()
-    client = FuzzingClient(url)
+    client = FuzzingClient(url, rcvbuf=script.rcvbuf)
     try:
         client.connect()
     except (OSError, HandshakeFailed) as exc:
