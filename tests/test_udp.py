@@ -318,6 +318,35 @@ def test_port_unreachable_reaches_error_received(reactor: Any, impl: str) -> Non
     assert not client.is_closing() and proto.lost == []
 
 
+@pytest.mark.parametrize("host", HOSTS)
+def test_unconnected_endpoint_reports_unreachable_peers(reactor: Any, impl: str, host: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        dead = s.getsockname()
+    echo, _ = _server(reactor, host)
+    live = echo.get_extra_info("sockname")
+    plain, pproto = udp.create_udp_endpoint(reactor, Recorder, local_addr=(host, 0))
+    watcher, wproto = udp.create_udp_endpoint(reactor, Recorder, local_addr=(host, 0),
+                                              report_unreachable=True)
+    _run(reactor, lambda: wproto.made == 1 and pproto.made == 1)
+    for transport in (plain, watcher):
+        # The ICMP error for `dead` is pending when the second datagram is
+        # sent: it must still reach `live` (the kernel fails the next send
+        # with the pending error; the transport reads it and retries).
+        transport.sendto(b"to nobody", dead[:2])
+        transport.sendto(b"to the echo", live[:2])
+    assert _run(reactor, lambda: len(pproto.datagrams) == 1 and len(wproto.datagrams) == 1
+                and len(wproto.errors) == 1)
+    assert pproto.errors == []  # Linux keeps ICMP errors from unconnected sockets...
+    exc = wproto.errors[0]      # ...unless asked, and then it names the peer
+    assert isinstance(exc, ConnectionRefusedError)
+    assert exc.address[:2] == dead[:2]  # type: ignore[attr-defined]
+    assert watcher.stats["unreachable"] == 1
+    assert wproto.datagrams[0][0] == b"to the echo"
+    assert not watcher.is_closing()
+
+
 def test_oversized_datagram_is_reported_and_counted(reactor: Any, impl: str) -> None:
     class BigReply(Recorder):
         # the reply to b"big" is larger than UDP allows; the rest is echoed

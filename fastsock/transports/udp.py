@@ -36,6 +36,7 @@ import logging
 import os
 import socket
 import struct
+import sys
 from collections import deque
 from typing import Any, Callable
 
@@ -68,6 +69,16 @@ _HEADER_SIZE = 8
 _MAX_BATCH = 1024
 _MAX_DATAGRAM = 65535
 _TRANSIENT = (BlockingIOError, InterruptedError)
+
+# Linux values (the socket module does not export them): ask the kernel to
+# queue ICMP errors with the address they concern (see report_unreachable).
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+_IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+# struct sock_extended_err: ee_errno, origin, type, code, pad, info, data
+_EXTENDED_ERR = struct.Struct("=IBBBBII")
+# Error-queue entries read per readiness event (the queue is bounded by the
+# socket's receive buffer; the rest is read on the next event).
+_ERRQUEUE_BATCH = 64
 
 
 class _PyReceiver:
@@ -172,7 +183,8 @@ class UDPTransport(BaseTransport):
     def __init__(self, reactor: Any, sock: socket.socket, protocol: Any,
                  address: Any = None, *, connected: bool | None = None, batch: int = 64,
                  max_datagram_size: int = _MAX_DATAGRAM,
-                 max_write_buffer_size: int = 1024 * 1024) -> None:
+                 max_write_buffer_size: int = 1024 * 1024,
+                 report_unreachable: bool = False) -> None:
         super().__init__(reactor, protocol, {"socket": sock})
         self._sock = sock
         self._fileno = sock.fileno()
@@ -180,6 +192,7 @@ class UDPTransport(BaseTransport):
         # a unix datagram pair is connected with an empty peer name
         self._connected = address is not None if connected is None else connected
         self._max_datagram_size = max_datagram_size
+        self._errqueue = report_unreachable
         self._max_buffer = max_write_buffer_size
         family = sock.family
         if _mmsg is not None and family in (socket.AF_INET, socket.AF_INET6):
@@ -210,6 +223,7 @@ class UDPTransport(BaseTransport):
         self._truncated_in = 0
         self._oversized_out = 0
         self._errors = 0
+        self._unreachable = 0
         try:
             self._extra["sockname"] = sock.getsockname()
         except OSError:
@@ -298,8 +312,14 @@ class UDPTransport(BaseTransport):
         try:
             items = rx.recv()
         except OSError as exc:
-            self._report(exc)
+            # With IP_RECVERR the bare error (sk_err) comes with a queued
+            # message that names the unreachable peer: report that instead.
+            if not (self._errqueue and self._read_errqueue()):
+                self._report(exc)
             return
+        if not items and self._errqueue:
+            # EPOLLERR stays up while the error queue is not empty.
+            self._read_errqueue()
         if items:
             n = len(items)
             self._datagrams_in += n
@@ -311,6 +331,31 @@ class UDPTransport(BaseTransport):
             self._report_truncated(rx.truncated)
         if rx.error is not None:
             self._report(rx.error)
+
+    def _read_errqueue(self) -> int:
+        """Report queued ICMP errors with the peer they concern; returns how many."""
+        recvmsg = self._sock.recvmsg
+        n = 0
+        for _ in range(_ERRQUEUE_BATCH):
+            try:
+                _, ancdata, _, addr = recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except OSError:
+                break  # EAGAIN: empty
+            for level, kind, data in ancdata:
+                if (level, kind) not in ((socket.IPPROTO_IP, _IP_RECVERR),
+                                         (socket.IPPROTO_IPV6, _IPV6_RECVERR)):
+                    continue
+                if len(data) < _EXTENDED_ERR.size:
+                    continue
+                code = _EXTENDED_ERR.unpack_from(data)[0]
+                if not code:
+                    continue
+                n += 1
+                self._unreachable += 1
+                exc = OSError(code, f"{os.strerror(code)}: {addr!r}")  # the subclass for code
+                exc.address = addr  # type: ignore[attr-defined]
+                self._report(exc)
+        return n
 
     def _deliver(self, items: list[tuple[bytes, Any]]) -> None:
         received = self._protocol.datagram_received
@@ -404,6 +449,12 @@ class UDPTransport(BaseTransport):
             self._enqueue(data, addr)
             return
         except OSError as exc:
+            if self._errqueue and self._read_errqueue():
+                # A pending ICMP error for some other peer failed this send
+                # (the kernel reports sk_err on the next call): it is
+                # reported now; this datagram goes out through the queue.
+                self._enqueue(data, addr)
+                return
             self._send_failed(exc, addr)
             return
         self._direct_sends += 1
@@ -427,11 +478,16 @@ class UDPTransport(BaseTransport):
         """Send as much of the queue as the kernel takes, one sendmmsg per batch."""
         queue = self._queue
         tx = self._tx
-        # Every round either sends something or drops one datagram: bounded.
+        # Every round sends something, drops one datagram or (a bounded number
+        # of times) reads ICMP errors that failed the send: bounded.
+        retries = 8
         while queue:
             try:
                 n = tx.send(queue)
             except OSError as exc:
+                if self._errqueue and retries and self._read_errqueue():
+                    retries -= 1  # someone else's ICMP error: retry this datagram
+                    continue
                 data, addr = queue.popleft()
                 self._buffer_size -= len(data) + _HEADER_SIZE
                 self._send_failed(exc, addr)
@@ -519,7 +575,8 @@ class UDPTransport(BaseTransport):
         (with batching, ``datagrams_in / recv_calls`` is the mean batch);
         ``max_recv_batch``; ``dropped_out``: datagrams we dropped because the
         queue was full or the endpoint closing; ``truncated_in``; ``oversized_out``
-        (EMSGSIZE); ``errors``: everything reported to ``error_received``.
+        (EMSGSIZE); ``unreachable``: ICMP errors read with ``report_unreachable``;
+        ``errors``: everything reported to ``error_received``.
         """
         return {
             "datagrams_in": self._datagrams_in,
@@ -533,6 +590,7 @@ class UDPTransport(BaseTransport):
             "dropped_out": self._dropped_out,
             "truncated_in": self._truncated_in,
             "oversized_out": self._oversized_out,
+            "unreachable": self._unreachable,
             "errors": self._errors,
         }
 
@@ -659,6 +717,7 @@ def create_udp_endpoint(
     batch: int = 64,
     max_datagram_size: int = _MAX_DATAGRAM,
     max_write_buffer_size: int = 1024 * 1024,
+    report_unreachable: bool = False,
     sock: socket.socket | None = None,
 ) -> tuple[UDPTransport, Any]:
     """Open a UDP endpoint on ``reactor``; returns ``(transport, protocol)``.
@@ -670,6 +729,9 @@ def create_udp_endpoint(
     reported as truncated. ``rcvbuf``/``sndbuf`` request kernel buffer sizes;
     ``get_extra_info('rcvbuf')`` tells what was granted. ``sock``: an existing
     datagram socket to adopt (the other address options must then be unset).
+    ``report_unreachable`` (Linux): ICMP errors reach an *unconnected* endpoint
+    too, as ``error_received(exc)`` with ``exc.address`` the peer concerned
+    (IP_RECVERR); a connected endpoint always gets them.
     ``connection_made`` runs on the next loop turn, as in asyncio.
     """
     if not isinstance(batch, int) or not 1 <= batch <= _MAX_BATCH:
@@ -681,6 +743,8 @@ def create_udp_endpoint(
     for name, value in (("rcvbuf", rcvbuf), ("sndbuf", sndbuf)):
         if value is not None and (not isinstance(value, int) or value <= 0):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if report_unreachable and not sys.platform.startswith("linux"):
+        raise ValueError("report_unreachable needs Linux (IP_RECVERR)")
     if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError("reuse_port is not supported on this platform")
 
@@ -695,8 +759,10 @@ def create_udp_endpoint(
             peer, connected = sock.getpeername(), True
         except OSError:
             peer, connected = None, False
+        if report_unreachable:
+            _set_recverr(sock)
         return _make(reactor, protocol_factory, sock, peer, batch, max_datagram_size,
-                     max_write_buffer_size, connected)
+                     max_write_buffer_size, connected, report_unreachable)
 
     if local_addr is None and remote_addr is None and family not in (socket.AF_INET, socket.AF_INET6):
         raise ValueError("give local_addr, remote_addr, or family=AF_INET/AF_INET6")
@@ -725,6 +791,8 @@ def create_udp_endpoint(
         try:
             s.setblocking(False)
             _set_options(s, reuse_address, reuse_port, allow_broadcast, rcvbuf, sndbuf)
+            if report_unreachable:
+                _set_recverr(s)
             if laddr is not None:
                 s.bind(laddr)
             if raddr is not None:
@@ -738,7 +806,7 @@ def create_udp_endpoint(
             s.close()
             raise
         return _make(reactor, protocol_factory, s, raddr, batch, max_datagram_size,
-                     max_write_buffer_size, raddr is not None)
+                     max_write_buffer_size, raddr is not None, report_unreachable)
     if len(errors) == 1:
         raise errors[0]
     raise OSError(f"cannot open a UDP endpoint: {'; '.join(str(e) for e in errors)}")
@@ -758,14 +826,28 @@ def _set_options(sock: socket.socket, reuse_address: bool, reuse_port: bool,
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
 
 
+def _set_recverr(sock: socket.socket) -> None:
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+        try:  # IPv4-mapped peers of a dual-stack socket
+            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+        except OSError:
+            pass
+    elif sock.family == socket.AF_INET:
+        sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+    else:
+        raise ValueError("report_unreachable needs an IPv4 or IPv6 socket")
+
+
 def _make(reactor: Any, protocol_factory: Callable[[], Any], sock: socket.socket, peer: Any,
-          batch: int, max_datagram_size: int, max_write_buffer_size: int, connected: bool
-          ) -> tuple[UDPTransport, Any]:
+          batch: int, max_datagram_size: int, max_write_buffer_size: int, connected: bool,
+          report_unreachable: bool) -> tuple[UDPTransport, Any]:
     try:
         protocol = protocol_factory()
         transport = UDPTransport(reactor, sock, protocol, peer, connected=connected, batch=batch,
                                  max_datagram_size=max_datagram_size,
-                                 max_write_buffer_size=max_write_buffer_size)
+                                 max_write_buffer_size=max_write_buffer_size,
+                                 report_unreachable=report_unreachable)
     except BaseException:
         sock.close()
         raise
