@@ -25,6 +25,8 @@ _EXPORTS: dict[str, str] = {
     "create_tcp_connection": "fastsock.transports.tcp",
     "TCPServer": "fastsock.transports.tcp",
     "TCPTransport": "fastsock.transports.tcp",
+    "create_udp_endpoint": "fastsock.transports.udp",
+    "UDPTransport": "fastsock.transports.udp",
     # OS facts
     "limits": "fastsock.limits",
     "LimitsReport": "fastsock.limits",
