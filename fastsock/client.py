@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 from .exceptions import ConnectTimeoutError, InvalidResponseError
 from .websocket.handshake import (
     MAX_HEAD_SIZE,
+    Headers,
     WebSocketURI,
     check_response,
     client_request,
@@ -78,7 +79,7 @@ class ClientHandshakeProtocol:
                     f"server rejected the WebSocket connection: HTTP {response.status}"
                     + (f": {body}" if body else ""), response.status)
             subprotocol = check_response(response, self.key, self.subprotocols)
-            if response.headers.get("Sec-WebSocket-Extensions"):
+            if Headers(response.headers).get("Sec-WebSocket-Extensions"):
                 raise InvalidResponseError("server accepted an extension that was not offered", 101)
             handler = self.factory()
         except InvalidResponseError as exc:

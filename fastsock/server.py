@@ -331,7 +331,7 @@ class WebSocketServer:
 
     @property
     def addresses(self) -> list[Any]:
-        return self.tcp_server.addresses
+        return list(self.tcp_server.addresses)
 
     @property
     def port(self) -> int:

@@ -12,7 +12,7 @@ only use asyncio's protocol/transport shape and ``loop.call_later`` /
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, cast
 
 from ..client import ClientHandshakeProtocol
 from ..server import Routes, ServerState
@@ -36,7 +36,7 @@ class AioWebSocketServer:
     """A listening server on an asyncio loop: ``close()``, ``wait_closed()``,
     ``broadcast()``, ``connections``, ``port``."""
 
-    def __init__(self, server: asyncio.AbstractServer, state: ServerState) -> None:
+    def __init__(self, server: Any, state: ServerState) -> None:
         self.server = server
         self.state = state
 
@@ -78,7 +78,8 @@ async def serve(handler: Routes, host: str = "127.0.0.1", port: int = 0, *,
     """Listen on the running asyncio/uvloop loop; arguments as :func:`fastsock.server.serve`."""
     loop = asyncio.get_running_loop()
     state = ServerState(handler, loop, **kwargs)
-    server = await loop.create_server(state.protocol_factory, host, port, backlog=backlog,
+    factory = cast(Callable[[], asyncio.Protocol], state.protocol_factory)
+    server = await loop.create_server(factory, host, port, backlog=backlog,
                                       reuse_address=True, reuse_port=reuse_port or None)
     return AioWebSocketServer(server, state)
 
@@ -97,8 +98,8 @@ async def connect(uri: str, handler: Callable[[], WebSocketHandler], *,
                                     headers=headers, origin=origin, options=options,
                                     timeout=timeout)
     try:
-        await asyncio.wait_for(loop.create_connection(lambda: proto, parsed.host, parsed.port),
-                               timeout)
+        factory = cast(Callable[[], asyncio.Protocol], lambda: proto)
+        await asyncio.wait_for(loop.create_connection(factory, parsed.host, parsed.port), timeout)
     except asyncio.TimeoutError:
         proto._finish()
         from ..exceptions import ConnectTimeoutError
@@ -106,7 +107,7 @@ async def connect(uri: str, handler: Callable[[], WebSocketHandler], *,
     except BaseException:
         proto._finish()
         raise
-    return await future
+    return cast(WebSocketHandler, await future)
 
 
 def run(handler: Routes, host: str = "127.0.0.1", port: int = 0, *, loop: str = "asyncio",

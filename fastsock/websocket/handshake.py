@@ -112,7 +112,7 @@ class Response(NamedTuple):
     """An HTTP response: what a ``process_request`` or ``http_handler`` hook returns."""
 
     status: int
-    headers: HeaderList = ()
+    headers: "HeaderList | Headers" = ()
     body: bytes | str = b""
 
 
@@ -240,13 +240,13 @@ def accept_response(key: str, subprotocol: Optional[str] = None,
     return ("\r\n".join(_head(101, fields)) + "\r\n\r\n").encode("latin-1")
 
 
-def http_response(status: int, body: bytes | str = b"", headers: HeaderList = (),
-                  *, close: bool = True) -> bytes:
+def http_response(status: int, body: bytes | str = b"",
+                  headers: Iterable[Tuple[str, str]] = (), *, close: bool = True) -> bytes:
     """A complete HTTP/1.1 response; a ``str`` body is sent as UTF-8 text/plain."""
     if isinstance(body, str):
         body = body.encode("utf-8")
-    names = {name.lower() for name, _ in headers}
     fields = list(headers)
+    names = {name.lower() for name, _ in fields}
     if "content-type" not in names and body:
         fields.append(("Content-Type", "text/plain; charset=utf-8"))
     fields.append(("Content-Length", str(len(body))))
@@ -357,8 +357,7 @@ def parse_response(head: bytes, max_headers: int = MAX_HEADERS) -> Response:
 def check_response(response: Response, key: str, subprotocols: Sequence[str] = ()) -> Optional[str]:
     """Validate the server's answer; return the chosen subprotocol (or None)."""
     status = response.status
-    h = response.headers
-    assert isinstance(h, Headers)
+    h = response.headers if isinstance(response.headers, Headers) else Headers(response.headers)
     if status != 101:
         raise InvalidResponseError(f"server rejected the WebSocket connection: HTTP {status}", status)
     if "websocket" not in header_tokens(h.get("Upgrade")):

@@ -166,9 +166,11 @@ def encode_message(message: Data) -> bytes:
     if type(message) is str:
         payload = message.encode()
         b0 = 0x81
-    else:
+    elif isinstance(message, (bytes, bytearray, memoryview)):
         payload = bytes(message)
         b0 = 0x82
+    else:
+        raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
     return _header(b0, len(payload)) + payload
 
 
@@ -387,7 +389,7 @@ class WebSocketHandler:
 
     receive_data = data_received
 
-    def _handle_frames(self, frames: list) -> None:
+    def _handle_frames(self, frames: list[Any]) -> None:
         on_message = self.on_message
         for frame in frames:
             op = frame.opcode
