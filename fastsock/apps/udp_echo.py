@@ -11,6 +11,7 @@ transport never drops by itself). UDP is lossy anyway; the client sees a loss.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import signal
 import socket
@@ -27,7 +28,7 @@ DEFAULT_PORT = 9000
 log = logging.getLogger("fastsock.serve")
 
 
-class EchoProtocol:
+class EchoProtocol(asyncio.DatagramProtocol):
     """UDP echo for any loop with asyncio's datagram protocol shape."""
 
     __slots__ = ("transport", "paused", "skipped", "errors")
@@ -135,8 +136,7 @@ def _run_fastsock(app: str, args: argparse.Namespace, host: str) -> int:
 
 def _run_asyncio(app: str, args: argparse.Namespace, host: str,
                  family: socket.AddressFamily) -> int:
-    import asyncio
-
+    loop: asyncio.AbstractEventLoop
     if args.loop == "uvloop":
         try:
             import uvloop
@@ -162,9 +162,12 @@ def _run_asyncio(app: str, args: argparse.Namespace, host: str,
             raise bind_error(exc, host, args.port) from None
         transport, _ = await running.create_datagram_endpoint(EchoProtocol, sock=sock)
         stop = running.create_future()
+        def on_signal() -> None:
+            if not stop.done():
+                stop.set_result(None)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            running.add_signal_handler(
-                sig, lambda: stop.done() or stop.set_result(None))
+            running.add_signal_handler(sig, on_signal)
         sockname = transport.get_extra_info("sockname")
         ready(app, "udp", sockname[0], sockname[1])
         await stop

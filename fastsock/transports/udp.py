@@ -694,9 +694,10 @@ def _resolve(addr: Any, family: int, passive: bool) -> list[tuple[int, Any]]:
     except socket.gaierror as exc:
         raise OSError(exc.errno, f"cannot resolve {host!r}: {exc.strerror}") from None
     out: list[tuple[int, Any]] = []
-    for fam, _, _, _, sockaddr in infos:
+    for fam, _, _, _, resolved in infos:
+        sockaddr: Any = resolved
         if fam == socket.AF_INET6 and len(addr) == 4:
-            sockaddr = (sockaddr[0], sockaddr[1], addr[2], addr[3])
+            sockaddr = (resolved[0], resolved[1], addr[2], addr[3])
         if (fam, sockaddr) not in out:
             out.append((fam, sockaddr))
     return out
