@@ -564,3 +564,19 @@ def test_stub_matches_the_extension() -> None:
             names.add(node.target.id)  # type: ignore[union-attr]
     public = {n for n in dir(udp._mmsg_ext) if not n.startswith("_")}
     assert names == public
+
+
+def test_fastsock_pure_selects_the_fallback() -> None:
+    import os
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = "from fastsock.transports import udp; print(udp.IMPLEMENTATION)"
+    env = dict(os.environ, PYTHONPATH=root)
+    out = {}
+    for pure in ("1", "0"):
+        env["FASTSOCK_PURE"] = pure
+        out[pure] = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                   env=env, timeout=60, check=True).stdout.strip()
+    assert out["1"] == "python"
+    assert out["0"] == ("mmsg" if udp._mmsg_ext is not None and udp._mmsg_ext.AVAILABLE
+                        else "python")
