@@ -30,19 +30,25 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("url", nargs="?", help="ws:// URL of a running echo server")
     target.add_argument("--server", choices=["fastsock", "websockets", "picows", "aiohttp"],
                         help="start this echo server on a free port and test it")
+    parser.add_argument("--loop", choices=["fastsock", "asyncio", "uvloop"],
+                        help="with --server fastsock: the event loop to serve on")
+    parser.add_argument("--host", default="127.0.0.1", help="with --server: address to listen on")
     parser.add_argument("--cases", nargs="*", metavar="ID",
                         help="case ids or prefixes (e.g. 6.4 7 9.1.6); default: all")
     parser.add_argument("--no-slow", action="store_true", help="skip the 9.x limits cases")
     parser.add_argument("--patience", type=float, default=1.0,
                         help="multiply every deadline (not the fail-fast window) by this")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--markdown", metavar="FILE",
+                        help="also write a Markdown table: case, what it checks, result")
     parser.add_argument("--quiet", action="store_true", help="print only cases that are not OK")
     args = parser.parse_args(argv)
 
     cases = select(args.cases, include_slow=not args.no_slow)
     if not cases:
         parser.error(f"no case matches {args.cases}; ids run from {CASES[0].id} to {CASES[-1].id}")
-    server = ServerProcess(server_command(args.server)) if args.server else None
+    server = (ServerProcess(server_command(args.server, host=args.host, loop=args.loop))
+              if args.server else None)
     url = server.url if server else args.url
     results = []
     t0 = time.monotonic()
@@ -67,7 +73,22 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(
             [dict(id=r.id, verdict=r.verdict, behavior=r.behavior, close=r.close_behavior,
                   detail=r.detail, duration=round(r.duration, 3)) for r in results], indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_table(cases, results))
     return 0 if counts[OK] == len(results) == len(cases) else 1
+
+
+def markdown_table(cases: list, results: list) -> str:
+    by_id = {r.id: r for r in results}
+    lines = ["| case | what is sent and expected | result |", "|---|---|---|"]
+    for case in cases:
+        r = by_id.get(case.id)
+        verdict = "not run" if r is None else r.verdict
+        if r is not None and r.verdict != OK:
+            verdict += f": {r.detail}"
+        desc = case.description.replace("|", "\\|")
+        lines.append(f"| {case.id} | {desc} | {verdict.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -236,10 +236,11 @@ class FuzzingClient:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16))
         host_header = f"[{host}]" if ":" in host else host
-        request = (f"GET {path} HTTP/1.1\r\nHost: {host_header}:{port}\r\n"
-                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                   f"Sec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n"
-                   "User-Agent: fastsock-conformance-fuzzer\r\n\r\n").encode()
+        # The header set (and spelling) of Autobahn's fuzzing client.
+        request = (f"GET {path} HTTP/1.1\r\nUser-Agent: fastsock-conformance-fuzzer\r\n"
+                   f"Host: {host_header}:{port}\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"
+                   "Pragma: no-cache\r\nCache-Control: no-cache\r\n"
+                   f"Sec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
         sock.sendall(request)
         head = b""
         while b"\r\n\r\n" not in head:
