@@ -3,6 +3,10 @@ and a user's WebSocket handler driven through them."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -391,6 +395,34 @@ def test_pair_feeds_buffered_protocols() -> None:
     assert server.got == b"abcdefgh" and server.rounds == 3
 
 
+def test_pair_runs_on_a_real_asyncio_loop() -> None:
+    async def turns_until(done: Any) -> None:
+        for _ in range(100):                          # a few loop turns are enough
+            if done():
+                return
+            await asyncio.sleep(0)
+        raise AssertionError("the in-memory pair made no progress on asyncio")
+
+    async def main() -> tuple[Echo, Recording]:
+        server, client = Echo(), Recording()
+        ConnectionPair(server, client, clock=asyncio.get_running_loop())
+        client.transport.write(b"over asyncio")
+        await turns_until(lambda: client.data() == b"OVER ASYNCIO")
+        client.transport.close()
+        await turns_until(lambda: client.events[-1][0] == server.events[-1][0] == "lost")
+        return server, client
+
+    server, client = asyncio.run(main())
+    assert server.events == [("made",), ("data", b"over asyncio"), ("eof",), ("lost", None)]
+    assert client.events == [("made",), ("data", b"OVER ASYNCIO"), ("lost", None)]
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(RuntimeError, match="FakeClock"):
+            ConnectionPair(Recording(), Recording(), clock=loop).run()
+    finally:
+        loop.close()
+
+
 # ------------------------------------------------------------------ WebSocket
 
 
@@ -598,3 +630,14 @@ def test_decode_frames_checks_the_masking_side_and_cut_off_frames() -> None:
         decode_frames(frame)                          # a server never sends masked frames
     with pytest.raises(FrameError, match="cut-off"):
         decode_frames(frame[:-1], masked=True)
+
+
+def test_the_documented_example_runs() -> None:
+    """examples/testing_handler.py is what docs/testing.md points users at."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, str(root / "examples" / "testing_handler.py")],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
