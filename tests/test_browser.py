@@ -195,6 +195,9 @@ def chromium() -> Iterator[CDP]:
         # CDP messages (DOM text, results) can be large: no size limit.
         with connect(_page_target(port), max_size=None, open_timeout=STEP_TIMEOUT) as ws:
             cdp = CDP(ws)
+            # Network events show the page's WebSocket handshake and frames as
+            # the browser saw them.
+            cdp.call("Network.enable")
             try:
                 yield cdp
             finally:
@@ -239,6 +242,22 @@ LOG = "(document.getElementById('log') || {textContent: ''}).textContent"
 
 def page_log(cdp: CDP) -> list[str]:
     return [line for line in cdp.evaluate(LOG).split("\n") if line]
+
+
+def websocket_traffic(cdp: CDP, url: str) -> dict[str, list[dict[str, Any]]]:
+    """The browser's own record of its WebSocket(s) to ``url``: handshake
+    responses and frames sent/received, from CDP Network events."""
+    cdp.evaluate("0")       # a round trip, so every event sent before it has been read
+    ids = {e["params"]["requestId"] for e in cdp.events
+           if e["method"] == "Network.webSocketCreated" and e["params"]["url"] == url}
+    out: dict[str, list[dict[str, Any]]] = {"handshake": [], "sent": [], "received": []}
+    kinds = {"Network.webSocketHandshakeResponseReceived": "handshake",
+             "Network.webSocketFrameSent": "sent", "Network.webSocketFrameReceived": "received"}
+    for e in cdp.events:
+        kind = kinds.get(e["method"])
+        if kind and e["params"]["requestId"] in ids:
+            out[kind].append(e["params"]["response"])
+    return out
 
 
 def open_page(cdp: CDP, url: str) -> None:
@@ -290,6 +309,18 @@ def test_chat_page_talks_to_a_websockets_client_both_ways(browser: CDP, loop: st
                              "the test's message in the page")
             lines = page_log(browser)
             assert lines.index(f"{me}: {text}") < lines.index(f"{test_name}: {reply}")
+
+            # The browser's view of the same exchange: our 101 and accept key,
+            # its frames masked, ours not.
+            traffic = websocket_traffic(browser, f"ws://127.0.0.1:{port}/chat")
+            (handshake,) = traffic["handshake"]
+            assert handshake["status"] == 101
+            assert {k.lower() for k in handshake["headers"]} >= {"upgrade", "sec-websocket-accept"}
+            assert [(f["opcode"], f["mask"], f["payloadData"]) for f in traffic["sent"]] == [
+                (1, True, text)]
+            received = [(f["opcode"], f["mask"], f["payloadData"]) for f in traffic["received"]]
+            assert (1, False, f"{test_name}: {reply}") in received
+            assert all(not mask for _, mask, _ in received)
 
             # The browser closes its side (a clean close handshake, code 1000);
             # the room tells the remaining member.
