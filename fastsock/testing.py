@@ -517,7 +517,7 @@ class MemoryTransport(_TransportShape):
         if not self._flush_scheduled and not self._lost:
             self._flush_scheduled = True
             delay = self._pair.delay
-            if delay and self._clock is not None:
+            if delay:
                 self._clock.call_later(delay, self._flush)
             else:
                 self._soon(self._flush)
@@ -557,9 +557,7 @@ class MemoryTransport(_TransportShape):
             self._lose(None)
 
     def _eof_received(self) -> None:
-        if self._lost:
-            return
-        if self._closing:
+        if self._closing:             # closed (or lost) here already: nobody reads the FIN
             return
         if not self._protocol.eof_received():
             self.close()
@@ -587,7 +585,7 @@ class ConnectionPair:
     ``delay`` is the one-way latency in clock seconds (0: next loop turn);
     bytes written while a delivery is already pending ride along with it.
 
-    ``server.transport`` and ``client.transport`` are the two
+    ``server_transport`` and ``client_transport`` are the two
     :class:`MemoryTransport` ends. ``clock`` defaults to a new
     :class:`FakeClock`; any loop with ``call_soon`` works (then let that loop
     run instead of calling :meth:`run`).
