@@ -12,8 +12,8 @@ The browser is driven over the Chrome DevTools Protocol (CDP): Chromium is
 started with ``--remote-debugging-port=0`` and writes the port it chose to
 ``DevToolsActivePort`` in its profile directory. Every wait is bounded; only
 the processes this test started are stopped, and the temporary profile is
-removed. Skips when ``/usr/bin/chromium`` is missing (``make sysdeps``
-installs it).
+removed. Skips when ``/usr/bin/chromium`` (or ``$FASTSOCK_CHROMIUM``) is
+missing; ``make sysdeps`` installs it.
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
+# Debian's package; FASTSOCK_CHROMIUM points at another Chromium/Chrome binary.
+CHROMIUM = os.environ.get("FASTSOCK_CHROMIUM", "/usr/bin/chromium")
 READY = re.compile(r"^fastsock (\S+) listening on ws://(\S+):(\d+)$")
 ECHO_SCRIPT = Path(__file__).with_name("browser") / "echo_roundtrip.js"
 START_TIMEOUT = 60.0      # Chromium's first start on a loaded 2-core machine can be slow
@@ -88,29 +89,38 @@ def _read_ready_line(proc: subprocess.Popen, timeout: float) -> str:
         sel.close()
 
 
+def _tail(path: Path, limit: int = 2000) -> str:
+    try:
+        return path.read_bytes()[-limit:].decode(errors="replace")
+    except OSError:
+        return ""
+
+
 @contextlib.contextmanager
 def fastsock_app(name: str, loop: str) -> Iterator[int]:
-    """``python -m fastsock serve NAME`` on a free port; yields the port."""
+    """``python -m fastsock serve NAME`` on a free port; yields the port.
+    Its stderr goes to a temporary file (never a pipe nobody reads)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen([sys.executable, "-m", "fastsock", "serve", name, "--host", "127.0.0.1",
-                             "--port", "0", "--loop", loop, "--quiet"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        line = _read_ready_line(proc, STEP_TIMEOUT)
-        m = READY.match(line)
-        if m is None:
+    with tempfile.TemporaryDirectory(prefix="fastsock-serve-") as tmp:
+        log = Path(tmp) / "stderr.log"
+        with open(log, "wb") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "fastsock", "serve", name,
+                                     "--host", "127.0.0.1", "--port", "0", "--loop", loop, "--quiet"],
+                                    cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            line = _read_ready_line(proc, STEP_TIMEOUT)
+            m = READY.match(line)
+            if m is None:
+                _stop(proc, group=False)
+                pytest.fail(f"no ready line from serve {name}: {line!r}; stderr: {_tail(log)}")
+            assert m.group(1) == name
+            yield int(m.group(3))
+        finally:
             _stop(proc, group=False)
-            pytest.fail(f"no ready line from serve {name}: {line!r}; "
-                        f"stderr: {proc.stderr.read() if proc.stderr else ''}")
-        assert m.group(1) == name
-        yield int(m.group(3))
-    finally:
-        _stop(proc, group=False)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+            assert proc.stdout is not None
+            proc.stdout.close()
 
 
 class CDP:
@@ -163,17 +173,21 @@ class CDP:
 def chromium() -> Iterator[CDP]:
     """Headless Chromium with a fresh temporary profile; yields a CDP session
     attached to its first page (``about:blank``)."""
-    profile = tempfile.mkdtemp(prefix="fastsock-chromium-")
+    tmp = Path(tempfile.mkdtemp(prefix="fastsock-chromium-"))
+    profile = tmp / "profile"
+    log = tmp / "stderr.log"      # a file, not a pipe: a chatty browser never blocks
     proc: Optional[subprocess.Popen] = None
     try:
-        proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--disable-extensions", "--remote-debugging-address=127.0.0.1",
-             "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True)     # its own process group: stopped as one, nothing else
-        active = Path(profile) / "DevToolsActivePort"
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-extensions",
+                 "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+                 f"--user-data-dir={profile}", "about:blank"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                start_new_session=True)  # its own process group: stopped as one, nothing else
+        active = profile / "DevToolsActivePort"
         deadline = time.monotonic() + START_TIMEOUT
         port = 0
         while time.monotonic() < deadline and proc.poll() is None:
@@ -183,15 +197,8 @@ def chromium() -> Iterator[CDP]:
                 break
             time.sleep(0.05)
         if not port:
-            err = b""
-            if proc.poll() is not None and proc.stderr is not None:
-                err = proc.stderr.read()[-2000:]
             pytest.fail(f"Chromium did not open its DevTools port in {START_TIMEOUT}s "
-                        f"(exit {proc.poll()}): {err.decode(errors='replace')}")
-        # Chromium's stderr is not read from here on: stop collecting it so a
-        # chatty browser can never block on a full pipe.
-        assert proc.stderr is not None
-        proc.stderr.close()
+                        f"(exit {proc.poll()}): {_tail(log)}")
         # CDP messages (DOM text, results) can be large: no size limit.
         with connect(_page_target(port), max_size=None, open_timeout=STEP_TIMEOUT) as ws:
             cdp = CDP(ws)
@@ -206,7 +213,7 @@ def chromium() -> Iterator[CDP]:
     finally:
         if proc is not None:
             _stop(proc, group=True)
-        shutil.rmtree(profile, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _page_target(port: int) -> str:
