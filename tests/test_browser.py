@@ -197,8 +197,9 @@ def chromium() -> Iterator[CDP]:
                 break
             time.sleep(0.05)
         if not port:
-            pytest.fail(f"Chromium did not open its DevTools port in {START_TIMEOUT}s "
-                        f"(exit {proc.poll()}): {_tail(log)}")
+            why = (f"exited with {proc.returncode}" if proc.poll() is not None
+                   else f"did not open its DevTools port in {START_TIMEOUT}s")
+            pytest.fail(f"{CHROMIUM} {why}; stderr: {_tail(log)}")
         # CDP messages (DOM text, results) can be large: no size limit.
         with connect(_page_target(port), max_size=None, open_timeout=STEP_TIMEOUT) as ws:
             cdp = CDP(ws)
