@@ -877,14 +877,47 @@ def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
     server-side connection. Connections whose write buffer is over
     ``write_limit`` follow their ``slow_peer`` policy (a dropped message is
     counted in their ``messages_dropped``). Client-side connections must mask
-    each frame, so they get their own ``send``. Returns how many got it."""
+    each frame, so they get their own ``send``. Returns how many got it.
+
+    The frame is queued, not written: every connection that got frames in
+    this loop turn is flushed by one callback at the next turn (one send per
+    connection per turn, however many broadcasts), so broadcasting to N
+    connections costs N list appends, not N scheduled callbacks.
+    """
     frame = encode_message(message)
     sent = 0
+    dirty: list[WebSocketHandler] = []
     for conn in connections:
+        if conn._state is not OPEN:
+            continue
         if conn._client:
-            if conn._state is OPEN:
-                conn.send(message)
-                sent += 1
-        elif conn.send_frame_bytes(frame):
+            conn.send(message)
             sent += 1
+            continue
+        if conn._writing_paused:
+            policy = conn._options.slow_peer
+            if policy == "drop":
+                conn.messages_dropped += 1
+                continue
+            if policy == "disconnect":
+                conn.messages_dropped += 1
+                conn.abort()
+                continue
+        conn._out.append(frame)
+        sent += 1
+        if not conn._batching and not conn._flush_scheduled:
+            if conn._loop is None:
+                conn._flush()
+            else:
+                conn._flush_scheduled = True
+                dirty.append(conn)
+    if dirty:
+        dirty[0]._loop.call_soon(_flush_all, dirty)
     return sent
+
+
+def _flush_all(connections: list[WebSocketHandler]) -> None:
+    for conn in connections:
+        conn._flush_scheduled = False
+        if conn._out and not conn._batching:
+            conn._flush()
