@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--server-core", type=int, default=0)
     p.add_argument("--loadgen-core", type=int, default=1)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--report", type=Path, nargs="+", metavar="JSON",
+                   help="do not run: print the table for samples saved by earlier runs")
     p.add_argument("--json", type=Path, default=None,
                    help="write every sample here (default: benchmarks/results/raw/udp-bench-<time>.json)")
     args = p.parse_args(argv)
@@ -107,8 +109,9 @@ def run_round(args: argparse.Namespace, order: list[str], samples: list[dict[str
 
 def summarise(args: argparse.Namespace, samples: list[dict[str, Any]]) -> str:
     lines = [
-        "| size | senders | server | datagrams/s (median) | vs uvloop | loss % | RTT p50 µs | RTT p99 µs | server CPU % |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| size | senders | server | datagrams/s (median) | vs uvloop | loss % | RTT p50 µs "
+        "| RTT p99 µs | server CPU % | load gen CPU % |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size in args.sizes:
         for senders in args.senders:
@@ -118,19 +121,43 @@ def summarise(args: argparse.Namespace, samples: list[dict[str, Any]]) -> str:
                         and s["senders"] == senders]
                 if not mine:
                     continue
-                rows[name] = {k: statistics.median(float(s[k]) for s in mine) for k in
-                              ("datagrams_per_s", "loss_pct", "p50_us", "p99_us", "server_cpu_pct")}
+                rows[name] = {k: statistics.median(float(s.get(k) or 0) for s in mine) for k in
+                              ("datagrams_per_s", "loss_pct", "p50_us", "p99_us", "server_cpu_pct",
+                               "loadgen_cpu_pct")}
             base = rows.get(BASELINE, {}).get("datagrams_per_s")
             for name, r in rows.items():
                 ratio = f"{r['datagrams_per_s'] / base:.2f}×" if base else "–"
                 lines.append(f"| {size} | {senders} | {name} | {r['datagrams_per_s']:,.0f} | {ratio} | "
                              f"{r['loss_pct']:.3f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | "
-                             f"{r['server_cpu_pct']:.0f} |")
+                             f"{r['server_cpu_pct']:.0f} | {r['loadgen_cpu_pct']:.0f} |")
+    # Paired ratios: each round ran every server back to back, so the ratio
+    # within a round cancels most of the drift of a shared machine.
+    if "fastsock" in args.servers and BASELINE in args.servers:
+        lines += ["", f"fastsock ÷ {BASELINE} within each round (median, min–max over rounds):", ""]
+        for size in args.sizes:
+            for senders in args.senders:
+                ratios = []
+                for r in sorted({s["round"] for s in samples}):
+                    pick = {s["server"]: s for s in samples if s["round"] == r
+                            and s["size"] == size and s["senders"] == senders}
+                    if "fastsock" in pick and BASELINE in pick and pick[BASELINE]["datagrams_per_s"]:
+                        ratios.append(pick["fastsock"]["datagrams_per_s"]
+                                      / pick[BASELINE]["datagrams_per_s"])
+                if ratios:
+                    lines.append(f"- {size} B, {senders} sender(s): {statistics.median(ratios):.2f}× "
+                                 f"({min(ratios):.2f}–{max(ratios):.2f}, {len(ratios)} rounds)")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        saved = [x for f in args.report for x in json.loads(f.read_text())["samples"]]
+        args.servers = [n for n in SERVERS if any(x["server"] == n for x in saved)]
+        args.sizes = sorted({int(x["size"]) for x in saved})
+        args.senders = sorted({int(x["senders"]) for x in saved})
+        print(summarise(args, saved))
+        return 0
     try:
         build_loadgen()
         for need in ("udpload", "udpecho_c"):
