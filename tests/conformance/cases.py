@@ -57,6 +57,9 @@ class Pause:
     label: str
 
     def run(self, client: FuzzingClient, patience: float) -> None:
+        # Autobahn's fixed pause, not scaled by ``patience``: a correct server
+        # closes within microseconds, and every pause a correct server sits
+        # through costs the whole suite that much time.
         if not client.wait_until(lambda: client.server_closing, self.seconds):
             client.add_event(("timeout", self.label))
 
@@ -68,6 +71,15 @@ class Sleep:
 
     def run(self, client: FuzzingClient, patience: float) -> None:
         time.sleep(self.seconds)
+
+
+@dataclass(frozen=True)
+class HoldReading:
+    """Stop reading (``hold=True``) or resume; lets the server's output back up."""
+    hold: bool = True
+
+    def run(self, client: FuzzingClient, patience: float) -> None:
+        client.hold_reading(self.hold)
 
 
 @dataclass(frozen=True)

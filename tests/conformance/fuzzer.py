@@ -214,6 +214,8 @@ class FuzzingClient:
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
         self._ended = False  # TCP connection is over (either side)
+        self._may_read = threading.Event()  # cleared: the reader stops calling recv()
+        self._may_read.set()
 
     # -- setup --
     def connect(self) -> None:
@@ -293,6 +295,9 @@ class FuzzingClient:
         sock = self._sock
         assert sock is not None
         while True:
+            while not self._may_read.wait(0.1):
+                if self._ended:
+                    return
             try:
                 data = sock.recv(_RECV_CHUNK)
             except TimeoutError:
@@ -433,6 +438,14 @@ class FuzzingClient:
             self.close.we_sent_close = self.close.we_sent_close or counts_as_close
         self._raw_send(build_frame(OP_CLOSE, payload))
 
+    def hold_reading(self, hold: bool = True) -> None:
+        """Stop (or resume) reading, so the server's writes back up into its
+        socket buffers. A recv() already in progress still completes."""
+        if hold:
+            self._may_read.clear()
+        else:
+            self._may_read.set()
+
     def add_event(self, event: Event) -> None:
         with self._cond:
             self.events.append(event)
@@ -455,6 +468,7 @@ class FuzzingClient:
             if not self._ended:
                 self._ended = True
                 self.close.dropped_by_me = True
+        self._may_read.set()
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:

@@ -10,6 +10,11 @@ servers lose points in Autobahn:
 * ``keep_tcp``: never closes the TCP connection after the close handshake
   (every case that needs a clean close must FAIL).
 
+``linger=True`` is the opposite of a flaw: after the close handshake it
+half-closes (SHUT_WR) and reads until the client's EOF before closing, so
+late client frames cannot make the kernel reset the connection and discard
+output still in the socket buffer.
+
 One thread per connection, blocking sockets: simple enough to be obviously
 right apart from those flaws.
 """
@@ -26,8 +31,9 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 class LaxServer:
     def __init__(self, *, late_utf8: bool = False, error_first: bool = False,
-                 keep_tcp: bool = False) -> None:
+                 keep_tcp: bool = False, linger: bool = False) -> None:
         self.late_utf8, self.error_first, self.keep_tcp = late_utf8, error_first, keep_tcp
+        self.linger = linger
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = "ws://127.0.0.1:%d/" % self._listener.getsockname()[1]
         self._threads: list[threading.Thread] = []
@@ -105,6 +111,10 @@ class LaxServer:
                 elif op == 8:
                     out.append(_frame(8, payload[:2]))
                     conn.sendall(b"".join(out))
+                    if self.linger:
+                        conn.shutdown(socket.SHUT_WR)
+                        while conn.recv(65536):
+                            pass
                     return
                 elif op == 9:
                     out.append(_frame(10, payload))
