@@ -157,6 +157,16 @@ def _c10k_markdown(result: dict[str, Any]) -> str:
             out.append(f"| {name} | failed: {r['error'][:200]} |" + " |" * (len(C10K_COLUMNS) - 1))
             continue
         out.append(f"| {name} | " + " | ".join(_fmt(f, r.get(k)) for k, _, f in C10K_COLUMNS) + " |")
+    rounds = result.get("rounds", {})
+    if any(len(rs) > 1 for rs in rounds.values()):
+        out += ["", "Every round (the table shows each server's median round by broadcast latency):", "",
+                "| server | connect s per round | broadcast last p50 ms per round | flood max lag ms per round |",
+                "|---|---|---|---|"]
+        for name, rs in rounds.items():
+            cols = [", ".join(_fmt(f, r.get(k)) for r in rs if "error" not in r)
+                    for k, f in (("connect_s", "{:.2f}"), ("bc_last_p50_ms", "{:.1f}"), ("flood_lag_max_ms", "{:.0f}"))]
+            failed = sum(1 for r in rs if "error" in r)
+            out.append(f"| {name}{f' ({failed} failed)' if failed else ''} | " + " | ".join(cols) + " |")
     goals = result.get("goals")
     if goals:
         out += ["", "Goals for fastsock (measured, not asserted):", "",

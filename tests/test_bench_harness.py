@@ -309,3 +309,12 @@ def test_sources_cover_the_port_range() -> None:
     pr = c10k.port_range()
     if pr is not None:
         assert n * int((pr[1] - pr[0] + 1) * 0.9) >= 10_000
+
+
+def test_c10k_report_lists_every_round() -> None:
+    res = {"scenario": "c10k", "params": {"connections": 3}, "machine": {}, "results": {"c": {"connected": 3}},
+           "rounds": {"c": [{"connect_s": 0.3, "bc_last_p50_ms": 90.0, "flood_lag_max_ms": 100},
+                            {"connect_s": 0.4, "bc_last_p50_ms": 95.0, "flood_lag_max_ms": 120},
+                            {"error": "server died"}]}}
+    md = report.markdown(res)
+    assert "| c (1 failed) | 0.30, 0.40 | 90.0, 95.0 | 100, 120 |" in md
