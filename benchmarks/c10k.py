@@ -137,7 +137,7 @@ def drive(adapter: Adapter, args: argparse.Namespace, deadline: float) -> dict[s
     with ServerProcess(adapter.name, adapter.command(args.host, port), core=args.server_core) as server:
         time.sleep(0.3)              # let start-up allocations settle before the baseline
         base = server.sample()
-        slab = {"base": kernel_slab_bytes()}
+        slab: dict[str, int | None] = {"base": kernel_slab_bytes()}
         client = subprocess.Popen(pinned(args.client_core, argv), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)
         assert client.stdout is not None
@@ -184,9 +184,10 @@ def drive(adapter: Adapter, args: argparse.Namespace, deadline: float) -> dict[s
                            f"(last event {list(events)[-1] if events else 'none'}): {stderr.strip()[-300:]}"
                            + (f"; server stderr: {server_err}" if server_err else ""))
     out = summarise(result, samples, base, peak, soft_limit, alive, stderr)
-    if slab.get("base") and slab.get("idle_end") and out["connected"]:
+    before, after = slab.get("base"), slab.get("idle_end")
+    if before is not None and after is not None and out["connected"]:
         # both ends of every connection live in this kernel (loopback)
-        out["kernel_slab_kib_per_conn_pair"] = round((slab["idle_end"] - slab["base"]) / out["connected"] / 1024, 2)
+        out["kernel_slab_kib_per_conn_pair"] = round((after - before) / out["connected"] / 1024, 2)
     return out
 
 

@@ -40,8 +40,12 @@ def serve(loop: asyncio.AbstractEventLoop, start: Callable[[], Awaitable[Any]]) 
     SIGINT/SIGTERM and returns 0."""
     asyncio.set_event_loop(loop)
     stop = loop.create_future()
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, request_stop)
 
     async def main() -> None:
         handle = await start()

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             clients.discard(ws)
         return ws
 
-    async def start() -> web.AppRunner:
+    async def start() -> _Closer:
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", handler)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
