@@ -157,6 +157,16 @@ def _c10k_markdown(result: dict[str, Any]) -> str:
             out.append(f"| {name} | failed: {r['error'][:200]} |" + " |" * (len(C10K_COLUMNS) - 1))
             continue
         out.append(f"| {name} | " + " | ".join(_fmt(f, r.get(k)) for k, _, f in C10K_COLUMNS) + " |")
+    lim = result.get("limits", {})
+    fds = {n: r.get("server_fds") for n, r in result.get("results", {}).items() if r.get("server_fds")}
+    if lim.get("server_connections") and fds:
+        binding = (lim.get("binding") or {}).get("name", "unknown")
+        out += ["", f"Descriptors: with {p.get('connections', 0):,} connections the servers held "
+                f"{min(fds.values()):,}–{max(fds.values()):,} descriptors; `fastsock.limits.limits()` allows "
+                f"{lim['server_connections']:,} server connections per process here (soft RLIMIT_NOFILE "
+                f"{lim.get('nofile_soft')}, hard {lim.get('nofile_hard')}, fs.nr_open {lim.get('nr_open')}; "
+                f"{binding} binds first) and {lim.get('client_connections_per_destination') or 0:,} client "
+                f"connections per destination and source address (ip_local_port_range)."]
     rounds = result.get("rounds", {})
     if any(len(rs) > 1 for rs in rounds.values()):
         out += ["", "Every round (the table shows each server's median round by broadcast latency):", "",
