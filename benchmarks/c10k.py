@@ -30,7 +30,7 @@ from typing import Any
 from benchmarks import report
 from benchmarks.procs import (PYTHON, RESULTS_DIR, HarnessError, Sample, ServerProcess, build_loadgen, free_port,
                               kernel_slab_bytes, machine_info, pinned, tool)
-from benchmarks.run import Adapter, fastsock_apps, unavailable
+from benchmarks.run import Adapter, custom_adapters, fastsock_apps, unavailable
 
 ADAPTERS = [
     Adapter("fastsock", (PYTHON, "-m", "fastsock", "serve", "broadcast", "--host", "{host}", "--port", "{port}"),
@@ -291,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.c10k", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", help="comma-separated: " + ",".join(a.name for a in ADAPTERS))
+    p.add_argument("--add-server", action="append", metavar="NAME=COMMAND",
+                   help="also run your own broadcast server: COMMAND with {host} and {port} (repeatable)")
     p.add_argument("--connections", type=int, help="default 10,000 (1,000 with --quick)")
     p.add_argument("--concurrency", type=int, default=1000, help="handshakes in progress at once")
     p.add_argument("--sources", type=int, default=0, help="client source addresses (0: from the port range)")
@@ -341,8 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.sources <= 0:
         args.sources, why = sources_needed(args.connections)
         notes.append(why)
-    known = {a.name: a for a in ADAPTERS}
-    wanted = args.servers.split(",") if args.servers else list(known)
+    extra = custom_adapters(args.add_server)
+    known = {a.name: a for a in [*ADAPTERS, *extra]}
+    wanted = args.servers.split(",") if args.servers else [a.name for a in ADAPTERS]
+    wanted += [a.name for a in extra if a.name not in wanted]
     bad = [w for w in wanted if w not in known]
     if bad:
         raise SystemExit(f"error: unknown server(s): {', '.join(bad)} (choose from {', '.join(known)})")

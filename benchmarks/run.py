@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -81,6 +82,22 @@ ADAPTERS: dict[str, list[Adapter]] = {
 BASELINE = {"ws-echo": "picows", "tcp-echo": "uvloop", "udp-echo": "uvloop"}
 LOADGEN = {"ws-echo": "wsload", "tcp-echo": "tcpload", "udp-echo": "udpload"}
 DEFAULTS = {"ws-echo": (100, "64,1024", "1,8"), "tcp-echo": (50, "64", "1"), "udp-echo": (50, "64", "1")}
+
+
+def custom_adapters(specs: list[str] | None) -> list[Adapter]:
+    """``--add-server 'NAME=COMMAND'``: any server that takes its address as
+    ``{host}``/``{port}`` in COMMAND and prints a ``listening on`` line."""
+    out = []
+    for spec in specs or []:
+        name, sep, cmd = spec.partition("=")
+        name = name.strip()
+        if not sep or not name or not cmd.strip():
+            raise SystemExit(f"error: --add-server takes NAME=COMMAND, got {spec!r}")
+        argv = tuple(shlex.split(cmd))
+        if not any("{port}" in a for a in argv):
+            raise SystemExit(f"error: --add-server {name}: the command must contain {{port}}")
+        out.append(Adapter(name, argv))
+    return out
 
 
 def fastsock_apps() -> set[str]:
@@ -160,8 +177,10 @@ def parse_list(text: str, name: str) -> list[int]:
 
 def run_scenario(scenario: str, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
     apps = fastsock_apps()
+    extra = custom_adapters(args.add_server)
+    known = {a.name: a for a in [*ADAPTERS[scenario], *extra]}
     wanted = args.servers.split(",") if args.servers else [a.name for a in ADAPTERS[scenario]]
-    known = {a.name: a for a in ADAPTERS[scenario]}
+    wanted += [a.name for a in extra if a.name not in wanted]
     bad = [w for w in wanted if w not in known]
     if bad:
         raise SystemExit(f"error: unknown server(s) for {scenario}: {', '.join(bad)} "
@@ -233,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", choices=(*SCENARIOS, "all"), default="all")
     p.add_argument("--servers", help="comma-separated adapters (default: every one available)")
+    p.add_argument("--add-server", action="append", metavar="NAME=COMMAND",
+                   help="also run your own server: COMMAND with {host} and {port}, which prints a "
+                        "'listening on SCHEME://H:P' line when ready (repeatable)")
     p.add_argument("--baseline", help="server the ratios are relative to (default: picows for ws-echo, "
                                       "uvloop for tcp/udp)")
     p.add_argument("--connections", help="connections (or UDP senders); a comma list runs each")
@@ -268,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {exc}") from None
     deadline = time.monotonic() + args.time_limit
     scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
-    if len(scenarios) > 1 and args.servers:
-        raise SystemExit("error: --servers names servers of one scenario; pick --scenario too")
+    if len(scenarios) > 1 and (args.servers or args.add_server):
+        raise SystemExit("error: --servers and --add-server name servers of one scenario; pick --scenario too")
     status = 0
     for scenario in scenarios:
         if scenario == "udp-echo" and not tool("udpload").exists():

@@ -233,6 +233,9 @@ def test_c10k_main_writes_reports(tmp_path: Path) -> None:
     (["--scenario", "tcp-echo", "--size", "64,x"], "--size takes integers"),
     (["--host", "10.1.2.3"], "loopback only"),
     (["--rounds", "0"], "--rounds >= 1"),
+    (["--scenario", "tcp-echo", "--add-server", "mine"], "--add-server takes NAME=COMMAND"),
+    (["--scenario", "tcp-echo", "--add-server", "mine=./srv --port 1"], "must contain {port}"),
+    (["--add-server", "mine=./srv --port {port}"], "pick --scenario too"),
 ])
 def test_run_rejects_bad_input(argv: list[str], needle: str, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -318,3 +321,16 @@ def test_c10k_report_lists_every_round() -> None:
                             {"error": "server died"}]}}
     md = report.markdown(res)
     assert "| c (1 failed) | 0.30, 0.40 | 90.0, 95.0 | 100, 120 |" in md
+
+
+def test_your_own_server_runs_side_by_side(tmp_path: Path) -> None:
+    cmd = f"{sys.executable} -m benchmarks.servers.tcp_echo --host {{host}} --port {{port}} --loop asyncio"
+    code = run.main(["--scenario", "tcp-echo", "--servers", "c", "--add-server", f"mine={cmd}",
+                     "--connections", "2", "--duration", "0.1", "--warmup", "0", "--rounds", "1",
+                     "--baseline", "c", "--out", str(tmp_path), "--no-chart", "--server-core", "-1",
+                     "--client-core", "-1"])
+    assert code == 0
+    data = json.loads((tmp_path / "tcp-echo.json").read_text())
+    assert data["servers"] == ["c", "mine"]
+    assert data["cases"][0]["summary"]["mine"]["msgs_per_s"] > 0
+    assert not (tmp_path / "tcp-echo.png").exists()
