@@ -363,3 +363,31 @@ def test_extension_hook_sets_rsv_and_transforms_payloads() -> None:
     assert raw[0] == 0x81 | 0x40 and raw[2:] == b"olleh"
     ws.data_received(masked(1, b"x", rsv=0x20))     # RSV2 was not negotiated
     assert sent(t)[-1][1][:2] == close_payload(1002)
+
+
+def test_close_or_abort_inside_a_callback_stops_later_frames() -> None:
+    class CloseOnFirst(Recorder):
+        def on_message(self, data: Any) -> None:
+            super().on_message(data)
+            self.close(4000)
+
+    ws, t, _ = make(CloseOnFirst)
+    ws.data_received(masked(1, b"a") + masked(1, b"b") + masked(9, b"p"))
+    assert [e for e in ws.events if e[0] == "message"] == [("message", "a")]
+    assert sent(t) == [(8, close_payload(4000))]          # no pong after our close
+
+    class AbortOnFirst(Recorder):
+        def on_message(self, data: Any) -> None:
+            super().on_message(data)
+            self.abort()
+
+    ws, t, _ = make(AbortOnFirst)
+    ws.data_received(masked(1, b"a") + masked(9, b"p") + masked(1, b"b"))
+    assert ws.events == [("open",), ("message", "a"), ("close", 1006, "")]
+    assert t.aborted and sent(t) == []
+
+
+def test_without_codec_utf8_check_the_core_still_fails_with_1007() -> None:
+    ws, t, _ = make(Echo, options=WebSocketOptions(ping_interval=None, validate_utf8=False))
+    ws.data_received(masked(1, b"ok") + masked(1, b"\xff"))
+    assert sent(t) == [(1, b"ok"), (8, close_payload(1007) + b"invalid UTF-8 in text message")]

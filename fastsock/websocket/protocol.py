@@ -392,6 +392,8 @@ class WebSocketHandler:
     def _handle_frames(self, frames: list[Any]) -> None:
         on_message = self.on_message
         for frame in frames:
+            if self._state is CLOSED or self._close_received:
+                return                             # aborted or closed by a callback
             op = frame.opcode
             if op == 1 or op == 2:
                 if self._state is not OPEN:
@@ -448,8 +450,6 @@ class WebSocketHandler:
                 self._pong_received(frame.payload)
             else:
                 self._close_frame_received(frame.payload)
-            if self._state is CLOSED or self._close_received:
-                return
 
     def receive_eof(self) -> None:
         """The peer closed its sending side (TCP FIN)."""
