@@ -18,6 +18,7 @@ from .websocket.handshake import (
     WebSocketURI,
     check_response,
     client_request,
+    parse_extension_header,
     parse_response,
     parse_uri,
 )
@@ -36,15 +37,18 @@ class ClientHandshakeProtocol:
     def __init__(self, uri: WebSocketURI, factory: Callable[[], WebSocketHandler], loop: Any,
                  future: Any, *, subprotocols: Sequence[str] = (),
                  headers: Sequence[tuple[str, str]] = (), origin: Optional[str] = None,
-                 options: Optional[WebSocketOptions] = None, timeout: float = 10.0) -> None:
+                 options: Optional[WebSocketOptions] = None, timeout: float = 10.0,
+                 extensions: Sequence[Any] = ()) -> None:
         self.uri = uri
         self.factory = factory
         self.loop = loop
         self.future = future
         self.subprotocols = tuple(subprotocols)
         self.options = options
+        self.extensions = tuple(extensions)
+        offers = ", ".join(factory.offer() for factory in self.extensions) or None
         self.key, self.request = client_request(uri, subprotocols=self.subprotocols,
-                                                origin=origin, headers=headers)
+                                                extensions=offers, origin=origin, headers=headers)
         self.transport: Any = None
         self.buffer = b""
         self.timer = loop.call_later(timeout, self._timed_out) if timeout else None
@@ -79,8 +83,8 @@ class ClientHandshakeProtocol:
                     f"server rejected the WebSocket connection: HTTP {response.status}"
                     + (f": {body}" if body else ""), response.status)
             subprotocol = check_response(response, self.key, self.subprotocols)
-            if Headers(response.headers).get("Sec-WebSocket-Extensions"):
-                raise InvalidResponseError("server accepted an extension that was not offered", 101)
+            extensions = self._accept_extensions(
+                Headers(response.headers).get("Sec-WebSocket-Extensions"))
             handler = self.factory()
         except InvalidResponseError as exc:
             self._fail(exc)
@@ -93,7 +97,7 @@ class ClientHandshakeProtocol:
         transport.set_protocol(handler)
         try:
             handler.attach(transport, self.loop, client=True, options=self.options,
-                           subprotocol=subprotocol)
+                           subprotocol=subprotocol, extensions=extensions)
         except Exception as exc:
             log.exception("error in %s.on_open", type(handler).__name__)
             handler.fail(1011, "internal error")
@@ -104,6 +108,20 @@ class ClientHandshakeProtocol:
             self.future.set_result(handler)
         if rest:
             handler.data_received(rest)
+
+    def _accept_extensions(self, header: Optional[str]) -> list[Any]:
+        """The extensions the server accepted, each checked by the factory that offered it."""
+        accepted: list[Any] = []
+        used: set[str] = set()
+        for name, params in parse_extension_header(header):
+            factory = next((f for f in self.extensions if f.name == name and name not in used), None)
+            ext = factory.accept(params) if factory is not None else None
+            if ext is None:
+                raise InvalidResponseError(
+                    f"server accepted extension {name!r}, which was not offered like that", 101)
+            used.add(name)
+            accepted.append(ext)
+        return accepted
 
     def eof_received(self) -> bool:
         return False
@@ -143,13 +161,16 @@ class ClientHandshakeProtocol:
 def connect(uri: str, handler: Callable[[], WebSocketHandler], *, reactor: Any,
             subprotocols: Sequence[str] = (), headers: Sequence[tuple[str, str]] = (),
             origin: Optional[str] = None, options: Optional[WebSocketOptions] = None,
-            timeout: float = 10.0) -> Any:
+            timeout: float = 10.0, extensions: Sequence[Any] = ()) -> Any:
     """Open a WebSocket to ``uri`` (``ws://host:port/path?query``) on ``reactor``.
 
     Returns a reactor Future resolved with the open handler (``on_open``
     has run), or failed with :class:`InvalidResponseError` (``.status``),
     :class:`ConnectTimeoutError` or the ``OSError`` of the TCP connect.
-    ``timeout`` bounds TCP connect plus handshake.
+    ``timeout`` bounds TCP connect plus handshake. ``extensions`` are client
+    extension factories: ``name``, ``offer() -> str`` (the offer for the
+    request header) and ``accept(params) -> Extension | None`` (check the
+    server's answer).
     """
     from .transports.tcp import create_tcp_connection
 
@@ -159,7 +180,7 @@ def connect(uri: str, handler: Callable[[], WebSocketHandler], *, reactor: Any,
     future = reactor.create_future()
     proto = ClientHandshakeProtocol(parsed, handler, reactor, future, subprotocols=subprotocols,
                                     headers=headers, origin=origin, options=options,
-                                    timeout=timeout)
+                                    timeout=timeout, extensions=extensions)
     tcp = create_tcp_connection(reactor, lambda: proto, parsed.host, parsed.port, timeout=timeout)
 
     def tcp_done(f: Any) -> None:

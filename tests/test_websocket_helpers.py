@@ -224,6 +224,10 @@ class FakeLoop:
     def run_soon(self) -> None:
         self.advance(0)
 
+    def create_future(self) -> Any:
+        import concurrent.futures
+        return concurrent.futures.Future()
+
 
 def masked(opcode: int, payload: bytes = b"", **kw: Any) -> bytes:
     """A client (masked) frame."""

@@ -391,3 +391,17 @@ def test_without_codec_utf8_check_the_core_still_fails_with_1007() -> None:
     ws, t, _ = make(Echo, options=WebSocketOptions(ping_interval=None, validate_utf8=False))
     ws.data_received(masked(1, b"ok") + masked(1, b"\xff"))
     assert sent(t) == [(1, b"ok"), (8, close_payload(1007) + b"invalid UTF-8 in text message")]
+
+
+def test_drained_future_follows_back_pressure() -> None:
+    ws, t, _ = make()
+    assert ws.drained().done()
+    ws.pause_writing()
+    waiting = ws.drained()
+    assert not waiting.done() and ws.writing_paused and not t.reading
+    ws.resume_writing()
+    assert waiting.done() and t.reading
+    ws.pause_writing()
+    lost = ws.drained()
+    ws.connection_lost(None)
+    assert lost.done()

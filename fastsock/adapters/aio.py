@@ -87,7 +87,7 @@ async def serve(handler: Routes, host: str = "127.0.0.1", port: int = 0, *,
 async def connect(uri: str, handler: Callable[[], WebSocketHandler], *,
                   subprotocols: Sequence[str] = (), headers: Sequence[tuple[str, str]] = (),
                   origin: Optional[str] = None, options: Optional[WebSocketOptions] = None,
-                  timeout: float = 10.0) -> WebSocketHandler:
+                  timeout: float = 10.0, extensions: Sequence[Any] = ()) -> WebSocketHandler:
     """Open a WebSocket on the running loop; returns the open handler."""
     loop = asyncio.get_running_loop()
     parsed = parse_uri(uri)
@@ -96,7 +96,7 @@ async def connect(uri: str, handler: Callable[[], WebSocketHandler], *,
     future = loop.create_future()
     proto = ClientHandshakeProtocol(parsed, handler, loop, future, subprotocols=subprotocols,
                                     headers=headers, origin=origin, options=options,
-                                    timeout=timeout)
+                                    timeout=timeout, extensions=extensions)
     try:
         factory = cast(Callable[[], asyncio.Protocol], lambda: proto)
         await asyncio.wait_for(loop.create_connection(factory, parsed.host, parsed.port), timeout)

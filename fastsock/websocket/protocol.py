@@ -199,7 +199,7 @@ class WebSocketHandler:
         "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency",
         "_extensions", "_options", "_writing_paused", "_reading_paused", "messages_dropped",
         "request", "subprotocol", "_on_lost", "_eof_sent", "_fail_code", "_fail_reason",
-        "_flush_scheduled", "server", "_fast", "_rx_fast",
+        "_flush_scheduled", "server", "_fast", "_rx_fast", "_drain_waiters",
     )
 
     def __init__(self) -> None:
@@ -207,6 +207,7 @@ class WebSocketHandler:
         self._state = CONNECTING
         self._fast = False          # OPEN server side without extensions: send()'s fast path
         self._rx_fast = False       # OPEN, no extensions, UTF-8 checked by the codec
+        self._drain_waiters: list[Any] = []
         self._client = False
         self._parser: Any = None
         self._transport: Any = None
@@ -833,7 +834,29 @@ class WebSocketHandler:
         if self._reading_paused and self._state is not CLOSED:
             self._reading_paused = False
             self._transport.resume_reading()
+        self._wake_drain_waiters()
         self.on_drain()
+
+    def drained(self) -> Any:
+        """A future of the connection's loop, done once the write buffer is
+        back under ``write_low`` (at once if it is not over ``write_limit``),
+        or when the connection closes. ``await ws.drained()`` on asyncio;
+        ``reactor.run_until_complete(ws.drained())`` or a done callback on
+        fastsock's reactor."""
+        if self._loop is None:
+            raise InvalidStateError("cannot wait for a drain without a loop")
+        future = self._loop.create_future()
+        if not self._writing_paused or self._state is CLOSED:
+            future.set_result(None)
+        else:
+            self._drain_waiters.append(future)
+        return future
+
+    def _wake_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self._connection_closed()
@@ -847,6 +870,8 @@ class WebSocketHandler:
             return
         self._state = CLOSED
         self._fast = self._rx_fast = False
+        self._writing_paused = False
+        self._wake_drain_waiters()
         self._cancel_ping()
         if self._close_timer is not None:
             self._close_timer.cancel()
