@@ -173,25 +173,75 @@ cdef extern from *:
         for (b = 0x80; b <= 0x8F; b++) fs_utf8_next[7][b] = 2;
     }
 
-    /* Run the DFA from `state` over p[0:n]; ASCII is skipped 16 bytes at a time. */
+    /* Validate p[0:n] starting in DFA `state`; return the new state (REJECT
+       sticks). ASCII runs are skipped a word at a time; a multi-byte sequence
+       that lies wholly inside the chunk is checked in one go against Table
+       3-7; only sequences cut by the chunk's end go through the DFA byte by
+       byte. Either way the answer is the DFA's: the chunk is rejected iff
+       its bytes cannot continue valid UTF-8. */
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    #define FS_ASCII_SKIP(w) ((size_t)__builtin_ctzll(w) >> 3)
+    #else
+    #define FS_ASCII_SKIP(w) 0
+    #endif
     static inline int fs_utf8_run(int state, const unsigned char *p, size_t n)
     {
         size_t i = 0;
-        uint64_t a, b;
+        uint64_t w;
+        unsigned c, c1;
+        while (state != 0 && i < n) {
+            state = fs_utf8_next[state][p[i++]];
+            if (state == FS_UTF8_REJECT) return state;
+        }
         while (i < n) {
-            if (state == 0) {
-                while (i + 16 <= n) {
-                    memcpy(&a, p + i, 8);
-                    memcpy(&b, p + i + 8, 8);
-                    if ((a | b) & 0x8080808080808080ULL) break;
-                    i += 16;
+            c = p[i];
+            if (c < 0x80) {
+                i++;
+                while (i + 8 <= n) {
+                    memcpy(&w, p + i, 8);
+                    w &= 0x8080808080808080ULL;
+                    if (w) {
+                        i += FS_ASCII_SKIP(w);
+                        break;
+                    }
+                    i += 8;
                 }
                 while (i < n && p[i] < 0x80) i++;
-                if (i == n) break;
+                continue;
             }
-            state = fs_utf8_next[state][p[i]];
-            if (state == FS_UTF8_REJECT) return state;
+            if (i + 4 <= n) {
+                c1 = p[i + 1];
+                if (c < 0xC2) return FS_UTF8_REJECT;
+                if (c < 0xE0) {
+                    if ((c1 & 0xC0) != 0x80) return FS_UTF8_REJECT;
+                    i += 2;
+                    continue;
+                }
+                if (c < 0xF0) {
+                    if (c == 0xE0 ? (c1 < 0xA0 || c1 > 0xBF)
+                        : c == 0xED ? (c1 < 0x80 || c1 > 0x9F)
+                        : (c1 & 0xC0) != 0x80) return FS_UTF8_REJECT;
+                    if ((p[i + 2] & 0xC0) != 0x80) return FS_UTF8_REJECT;
+                    i += 3;
+                    continue;
+                }
+                if (c < 0xF5) {
+                    if (c == 0xF0 ? (c1 < 0x90 || c1 > 0xBF)
+                        : c == 0xF4 ? (c1 < 0x80 || c1 > 0x8F)
+                        : (c1 & 0xC0) != 0x80) return FS_UTF8_REJECT;
+                    if ((p[i + 2] & 0xC0) != 0x80 || (p[i + 3] & 0xC0) != 0x80)
+                        return FS_UTF8_REJECT;
+                    i += 4;
+                    continue;
+                }
+                return FS_UTF8_REJECT;
+            }
+            /* fewer than 4 bytes left: the DFA carries a cut sequence over */
+            state = fs_utf8_next[0][c];
             i++;
+            while (state != 0 && state != FS_UTF8_REJECT && i < n)
+                state = fs_utf8_next[state][p[i++]];
+            if (state == FS_UTF8_REJECT) return state;
         }
         return state;
     }
