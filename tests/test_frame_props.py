@@ -258,3 +258,34 @@ def test_builders_agree_unmasked(data, key, opcode, fin, rsv):
     assert _frame_c.build_frame(opcode, data, fin=fin, rsv=rsv) == \
         _frame_py.build_frame(opcode, data, fin=fin, rsv=rsv)
     assert _frame_c.apply_mask(data, key) == _frame_py.apply_mask(data, key)
+
+
+@st.composite
+def mutated_text(draw):
+    data = bytearray(draw(st.text(min_size=1, max_size=40)).encode())
+    for _ in range(draw(st.integers(0, 2))):
+        i = draw(st.integers(0, len(data) - 1))
+        data[i] = draw(st.sampled_from([0x80, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xE0, 0xED, 0xF0,
+                                        0xF4, 0xF5, 0xFF, draw(st.integers(0, 255))]))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("codec", IMPLS)
+@SETTINGS
+@given(data=mutated_text(), points=st.lists(st.integers(0, 200), max_size=4))
+def test_utf8_chunked_verdict_matches_oracle(codec, data, points):
+    """Chunks of any size (whole-sequence fast path and the DFA) give the oracle's verdict."""
+    v = codec.Utf8Validator()
+    seen = 0
+    for chunk in cut(data, points):
+        seen += len(chunk)
+        ok = v.feed(chunk)
+        assert ok == prefix_can_be_valid(data[:seen])
+        if not ok:
+            return
+    try:
+        data.decode("utf-8")
+        complete = True
+    except UnicodeDecodeError:
+        complete = False
+    assert v.finish() == complete == codec.validate_utf8(data)
