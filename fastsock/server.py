@@ -57,8 +57,8 @@ class ServerState:
     """Everything the connections of one server share: routes, hooks, limits,
     the live handlers (for broadcast and a graceful stop).
 
-    It also has the ``add/discard/close_all/abort_all`` shape the CLI's
-    graceful stop expects: ``close_all`` sends 1001 to every open WebSocket.
+    ``close_all`` (1001 to every open WebSocket) and ``abort_all`` are what a
+    graceful stop uses; ``len(state)`` counts connections not yet gone.
     """
 
     def __init__(self, handler: Routes, loop: Any, *,
@@ -105,13 +105,7 @@ class ServerState:
         """Send one message to every open connection of this server (encoded once)."""
         return broadcast(self.handlers, message)
 
-    # the CLI's Connections shape ------------------------------------------------
-    def add(self, transport: Any) -> None:
-        pass
-
-    def discard(self, transport: Any) -> None:
-        pass
-
+    # graceful stop --------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.handlers) + len(self.handshakes)
 
