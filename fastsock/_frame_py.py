@@ -300,12 +300,12 @@ class FrameParser:
         """Consume ``data`` (any bytes-like) and return the frames it completed."""
         if self.error is not None:
             raise self.error
-        if self._pending:
-            buf = self._pending + data
-        elif isinstance(data, bytes):
-            buf = data
-        else:
-            buf = memoryview(data).tobytes()
+        if not isinstance(data, bytes):
+            try:
+                data = memoryview(data).tobytes()
+            except TypeError:
+                raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
+        buf = self._pending + data if self._pending else data
         frames: list[Frame] = []
         pos = 0
         end = len(buf)

@@ -175,6 +175,10 @@ def test_feed_accepts_any_bytes_like(codec):
         (True, 0, 2, b"abcdef")]
     with pytest.raises(TypeError):
         codec.FrameParser(require_mask=True).feed("text")
+    # and after a partial header, too
+    parser = codec.FrameParser(require_mask=True)
+    assert parser.feed(wire[:3]) == []
+    assert fields(parser.feed(memoryview(doubled[6:])[::2])) == [(True, 0, 2, b"abcdef")]
 
 
 def test_control_frames_between_fragments(codec):
