@@ -197,9 +197,21 @@ class ServerHandshakeProtocol:
             self._reject(408, "opening handshake timed out")
 
     def _respond(self, raw: bytes) -> None:
+        """Answer and end the connection with a lingering close: FIN after the
+        response, discard what the client still sends, close on its FIN (or
+        abort after ``close_timeout``), so a reset cannot eat the response."""
         self._finish()
-        self.transport.write(raw)
-        self.transport.close()
+        transport = self.transport
+        transport.write(raw)
+        try:
+            can_eof = transport.can_write_eof()
+        except (AttributeError, NotImplementedError):
+            can_eof = False
+        if not can_eof:
+            transport.close()
+            return
+        transport.write_eof()
+        self.timer = self.state.loop.call_later(self.state.options.close_timeout, transport.abort)
 
     def _reject(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         self.state.stats["rejected"] += 1

@@ -161,9 +161,14 @@ def test_unmasked_client_frame_is_a_protocol_error() -> None:
 @pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1010, 1011, 1014, 3000, 4999])
 def test_close_is_echoed_and_server_closes_tcp(code: int) -> None:
     ws, t, _ = make()
-    ws.data_received(masked(8, close_payload(code, b"bye")))
+    ws.data_received(masked(8, close_payload(code, b"bye")) + masked(9, b"late ping"))
     assert sent(t) == [(8, close_payload(code, b"bye"))]
-    assert t.closed and ws.state is State.CLOSING
+    # lingering close: FIN now, then wait for the peer's FIN (not close(): a
+    # reset would discard anything still unsent)
+    assert t.eof and not t.closed and ws.state is State.CLOSING
+    ws.data_received(masked(1, b"ignored"))
+    assert sent(t) == []
+    assert ws.eof_received() is False         # the transport then closes
     ws.connection_lost(None)
     assert ws.events[-1] == ("close", code, "bye") and ws.state is State.CLOSED
 
@@ -206,7 +211,7 @@ def test_data_after_close_is_ignored_but_close_completes() -> None:
     assert sent(t) == [(8, close_payload(1000, b"done"))]
     ws.data_received(masked(1, b"late") + masked(8, close_payload(1000)))
     assert sent(t) == []                      # no echo, no second close
-    assert t.closed
+    assert t.eof
     ws.connection_lost(None)
     assert ws.events == [("open",), ("close", 1000, "")]
 
@@ -405,3 +410,11 @@ def test_drained_future_follows_back_pressure() -> None:
     lost = ws.drained()
     ws.connection_lost(None)
     assert lost.done()
+
+
+def test_lingering_close_gives_up_after_close_timeout() -> None:
+    ws, t, loop = make(options=WebSocketOptions(close_timeout=3.0, ping_interval=None))
+    ws.data_received(masked(8, close_payload(1000)))
+    assert t.eof and not t.aborted
+    loop.advance(3.1)                          # the peer never sends its FIN
+    assert t.aborted and ws.events[-1] == ("close", 1000, "")

@@ -512,17 +512,32 @@ class WebSocketHandler:
         self._finish_closing()
 
     def _finish_closing(self) -> None:
-        """Both close frames are exchanged: the server drops TCP, the client waits."""
+        """Both close frames are exchanged: the server ends TCP, the client waits.
+
+        The server closes *lingering*: it half-closes (FIN after everything
+        queued), then reads and discards until the peer's FIN, bounded by
+        ``close_timeout``. A plain ``close()`` with unread bytes still
+        arriving (say, a ping the peer sent after its close frame) makes
+        Linux answer with RST, which discards whatever we had not sent yet —
+        the tail of an echo, or our close frame."""
         self._cancel_ping()
+        self._parser = None            # nothing after the peer's close frame matters
         if self._out:
             self._flush()
         t = self._transport
         if t is None:
             return
-        if not self._client:
-            t.close()
-        else:
-            self._arm_close_timer()
+        if not self._client and not self._eof_sent:
+            self._eof_sent = True
+            try:
+                can_eof = t.can_write_eof()
+            except (AttributeError, NotImplementedError):
+                can_eof = False
+            if not can_eof:
+                t.close()
+                return
+            t.write_eof()
+        self._arm_close_timer()
 
     # ------------------------------------------------------------ sending
 
