@@ -110,8 +110,8 @@ def run_round(args: argparse.Namespace, order: list[str], samples: list[dict[str
 def summarise(args: argparse.Namespace, samples: list[dict[str, Any]]) -> str:
     lines = [
         "| size | senders | server | datagrams/s (median) | vs uvloop | loss % | RTT p50 µs "
-        "| RTT p99 µs | server CPU % | load gen CPU % |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| RTT p99 µs | server CPU % | datagrams per server CPU-s | load gen CPU % |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size in args.sizes:
         for senders in args.senders:
@@ -124,12 +124,17 @@ def summarise(args: argparse.Namespace, samples: list[dict[str, Any]]) -> str:
                 rows[name] = {k: statistics.median(float(s.get(k) or 0) for s in mine) for k in
                               ("datagrams_per_s", "loss_pct", "p50_us", "p99_us", "server_cpu_pct",
                                "loadgen_cpu_pct")}
+                # cost per datagram: robust when another process steals the server's core
+                rows[name]["per_cpu_s"] = statistics.median(
+                    100 * float(s["datagrams_per_s"]) / max(float(s["server_cpu_pct"]), 1.0)
+                    for s in mine)
             base = rows.get(BASELINE, {}).get("datagrams_per_s")
             for name, r in rows.items():
                 ratio = f"{r['datagrams_per_s'] / base:.2f}×" if base else "–"
                 lines.append(f"| {size} | {senders} | {name} | {r['datagrams_per_s']:,.0f} | {ratio} | "
                              f"{r['loss_pct']:.3f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | "
-                             f"{r['server_cpu_pct']:.0f} | {r['loadgen_cpu_pct']:.0f} |")
+                             f"{r['server_cpu_pct']:.0f} | {r['per_cpu_s']:,.0f} | "
+                             f"{r['loadgen_cpu_pct']:.0f} |")
     # Paired ratios: each round ran every server back to back, so the ratio
     # within a round cancels most of the drift of a shared machine.
     if "fastsock" in args.servers and BASELINE in args.servers:

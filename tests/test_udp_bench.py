@@ -84,4 +84,5 @@ def test_report_tabulates_saved_samples(tmp_path: Path, capsys: pytest.CaptureFi
     assert udp_bench.main(["--report", str(path)]) == 0
     out = capsys.readouterr().out
     assert "| 64 | 50 | fastsock | 300 | 1.50× |" in out  # medians 300 vs 200
+    assert "| 90 | 333 | 60 |" in out  # 300 datagrams/s at 90% CPU: 333 per CPU-second
     assert "64 B, 50 sender(s): 1.10× (1.00–1.50, 3 rounds)" in out  # paired ratios
