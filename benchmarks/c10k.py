@@ -21,6 +21,7 @@ import math
 import os
 import resource
 import selectors
+import statistics
 import subprocess
 import sys
 import time
@@ -245,6 +246,24 @@ def summarise(res: dict[str, Any], s: dict[str, Sample], base: Sample, peak: int
     return out
 
 
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row per server: the median of every number over its good rounds."""
+    ok = [r for r in rounds if "error" not in r]
+    if not ok:
+        return rounds[-1] if rounds else {"error": "not run"}
+    out = dict(ok[0])
+    for key, first in ok[0].items():
+        if isinstance(first, bool) or not isinstance(first, (int, float)):
+            continue
+        vals = [r[key] for r in ok if isinstance(r.get(key), (int, float))]
+        if len(vals) == len(ok):
+            out[key] = statistics.median(vals)
+    out["server_alive"] = all(r.get("server_alive", False) for r in ok)
+    out["rounds"] = len(ok)
+    out["failed_rounds"] = len(rounds) - len(ok)
+    return out
+
+
 def add_ratios(results: dict[str, dict[str, Any]]) -> None:
     c = results.get("c", {})
     for r in results.values():
@@ -398,10 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             result["rounds"][adapter.name].append(r)
         if result["incomplete"]:
             break
-    # with several rounds the table shows each server's median round by broadcast latency
     for name, rs in result["rounds"].items():
-        ok = sorted((r for r in rs if "error" not in r), key=lambda r: r.get("bc_last_p50_ms") or 0)
-        result["results"][name] = ok[len(ok) // 2] if ok else (rs[-1] if rs else {"error": "not run"})
+        result["results"][name] = combine(rs)
     add_ratios(result["results"])
     result["goals"] = goals(result["results"])
     stem = "c10k" + (f"-{args.tag}" if args.tag else "")

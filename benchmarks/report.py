@@ -169,12 +169,13 @@ def _c10k_markdown(result: dict[str, Any]) -> str:
                 f"connections per destination and source address (ip_local_port_range)."]
     rounds = result.get("rounds", {})
     if any(len(rs) > 1 for rs in rounds.values()):
-        out += ["", "Every round (the table shows each server's median round by broadcast latency):", "",
-                "| server | connect s per round | broadcast last p50 ms per round | flood max lag ms per round |",
-                "|---|---|---|---|"]
+        out += ["", "Every round (the table above shows the median of each column over the rounds):", "",
+                "| server | connect s | RSS KiB/conn | broadcast last p50 ms | flood max lag ms |",
+                "|---|---|---|---|---|"]
         for name, rs in rounds.items():
             cols = [", ".join(_fmt(f, r.get(k)) for r in rs if "error" not in r)
-                    for k, f in (("connect_s", "{:.2f}"), ("bc_last_p50_ms", "{:.1f}"), ("flood_lag_max_ms", "{:.0f}"))]
+                    for k, f in (("connect_s", "{:.2f}"), ("rss_per_conn_kib", "{:.2f}"),
+                                 ("bc_last_p50_ms", "{:.1f}"), ("flood_lag_max_ms", "{:.0f}"))]
             failed = sum(1 for r in rs if "error" in r)
             out.append(f"| {name}{f' ({failed} failed)' if failed else ''} | " + " | ".join(cols) + " |")
     goals = result.get("goals")

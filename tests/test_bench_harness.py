@@ -320,7 +320,16 @@ def test_c10k_report_lists_every_round() -> None:
                             {"connect_s": 0.4, "bc_last_p50_ms": 95.0, "flood_lag_max_ms": 120},
                             {"error": "server died"}]}}
     md = report.markdown(res)
-    assert "| c (1 failed) | 0.30, 0.40 | 90.0, 95.0 | 100, 120 |" in md
+    assert "| c (1 failed) | 0.30, 0.40 | –, – | 90.0, 95.0 | 100, 120 |" in md
+
+
+def test_c10k_combines_rounds_by_median() -> None:
+    rs = [{"connected": 10, "connect_s": v, "bc_last_p50_ms": b, "server_alive": True, "last_error": ""}
+          for v, b in ((0.5, 100.0), (0.3, 120.0), (0.4, 90.0))] + [{"error": "boom"}]
+    r = c10k.combine(rs)
+    assert r["connect_s"] == 0.4 and r["bc_last_p50_ms"] == 100.0 and r["connected"] == 10
+    assert r["server_alive"] is True and r["rounds"] == 3 and r["failed_rounds"] == 1
+    assert c10k.combine([{"error": "x"}]) == {"error": "x"}
 
 
 def test_your_own_server_runs_side_by_side(tmp_path: Path) -> None:
