@@ -37,16 +37,9 @@ def _fastsock_echo_missing() -> str | None:
     return None
 
 
-# Cases fastsock is known to miss, with the diagnosis; strict=False only where
-# the failure is a race that a correct server can never lose (see the reason).
-KNOWN: dict[str, pytest.MarkDecorator] = {
-    "7.1.6": pytest.mark.xfail(strict=False, reason=(
-        "racy (about 1 run in 30): the server close()s the socket after the close handshake "
-        "while the client's trailing ping is still arriving; Linux then answers with RST and "
-        "discards the unsent part of the 256 KiB echo, so the client sees neither echo nor "
-        "close frame. Needs a lingering close: shutdown(SHUT_WR), read and discard until EOF "
-        "or close_timeout, then close()")),
-}
+# Cases fastsock is known to miss: case id -> pytest.mark.xfail(strict=True,
+# reason=diagnosis). Empty: every case is OK.
+KNOWN: dict[str, pytest.MarkDecorator] = {}
 
 VARIANTS = {
     "asyncio": dict(loop="asyncio", env={}),
@@ -128,36 +121,29 @@ def test_case_on_other_loops(variant_url: str, case) -> None:
     _check(variant_url, case)
 
 
-LINGERING_CLOSE = (
-    "the server close()s the socket right after the close handshake (transport.close() stops "
-    "reading, flushes, closes); a client frame that arrives after the last read (here a ping "
-    "after the close) makes Linux answer with RST and discard the echo and the close frame "
-    "still in the send buffer. Fix: after the handshake, write_eof() (SHUT_WR) once flushed, "
-    "keep reading and discarding until the client's EOF or close_timeout, then close()")
+def _late_pings_script() -> Script:
+    # 7.1.6 made deterministic: the client stops reading, sends a 4 MiB message
+    # and a close, then a ping every 50 ms for a second, then reads again. The
+    # server's echo backs up in its socket buffer, and at least one ping
+    # arrives after it has processed the close, however loaded the machine.
+    big = b"*" * (4 << 20)
+    pings = [step for i in range(20) for step in (Sleep(0.05), Send(frame(OP_PING, b"%d" % i)))]
+    return Script([HoldReading(), Send(frame(OP_TEXT, big)), Close(1000), *pings,
+                   Sleep(0.1), HoldReading(False)], [msg(big)], kill_after=30.0, rcvbuf=8192)
 
 
-@pytest.mark.xfail(strict=True, reason=LINGERING_CLOSE)
 def test_close_handshake_does_not_lose_a_large_echo(fastsock_url: str) -> None:
-    # 7.1.6 made deterministic: the client stops reading, sends a 4 MiB
-    # message and a close, waits until the server has answered into its
-    # socket buffers and closed, then sends a ping and reads again. A server
-    # that lingers (keeps reading until the client's EOF) delivers all of it.
-    def script() -> Script:
-        big = b"*" * (4 << 20)
-        return Script([HoldReading(), Send(frame(OP_TEXT, big)), Close(1000), Sleep(0.3),
-                       Send(frame(OP_PING)), Sleep(0.1), HoldReading(False)],
-                      [msg(big)], kill_after=30.0, rcvbuf=8192)
-    _check(fastsock_url, Case("7.1.6-4MiB", "4 MiB message, close, late ping", script))
+    # Regression guard for the lingering close (ae24f6a): a server that
+    # close()s right after the handshake gets an RST from the late pings and
+    # the kernel discards the echo and close frame still in its send buffer.
+    _check(fastsock_url, Case("7.1.6-4MiB", "4 MiB message, close, late pings", _late_pings_script))
 
 
 def test_lingering_close_check_passes_a_lingering_server() -> None:
     # the same script against a server that reads until EOF after the close
     with LaxServer(linger=True) as server:
-        verdict = run_case(server.url, Case("linger", "", lambda: Script(
-            [HoldReading(), Send(frame(OP_TEXT, b"*" * (4 << 20))), Close(1000), Sleep(0.3),
-             Send(frame(OP_PING)), Sleep(0.1), HoldReading(False)],
-            [msg(b"*" * (4 << 20))], kill_after=30.0, rcvbuf=8192)), patience=PATIENCE).verdict
-    assert verdict == OK
+        result = run_case(server.url, Case("linger", "", _late_pings_script), patience=PATIENCE)
+    assert result.verdict == OK, result.detail
 
 
 # --- the judge can fail --------------------------------------------------------
