@@ -224,6 +224,7 @@ def test_backpressure_queue_watermarks_and_drops(reactor: Any, impl: str) -> Non
         peer.setblocking(False)
         transport, proto = udp.create_udp_endpoint(
             reactor, Recorder, sock=ours, max_write_buffer_size=32 * 1024)
+        assert transport.implementation == impl  # the batched path too
         transport.set_write_buffer_limits(high=8 * 1024, low=2 * 1024)
         assert transport.get_write_buffer_limits() == (2 * 1024, 8 * 1024)
         _run(reactor, lambda: proto.made == 1)
@@ -268,6 +269,7 @@ def test_close_flushes_queue_abort_drops_it(reactor: Any, impl: str) -> None:
         try:
             peer.setblocking(False)
             transport, proto = udp.create_udp_endpoint(reactor, Recorder, sock=ours)
+            assert transport.implementation == impl
             n = 0
             while transport.get_write_buffer_size() == 0 and n < 100_000:
                 transport.sendto(b"q" * 500)
@@ -299,6 +301,31 @@ def test_close_flushes_queue_abort_drops_it(reactor: Any, impl: str) -> None:
             assert ours.fileno() == -1
         finally:
             peer.close()
+
+
+def test_unix_datagram_addresses(reactor: Any, impl: str, tmp_path: Any) -> None:
+    server_path = str(tmp_path / "server.sock")
+    ours = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.bind(server_path)
+    transport, proto = udp.create_udp_endpoint(reactor, lambda: Recorder(echo=True), sock=ours)
+    assert transport.implementation == impl
+    named = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unnamed = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        named.bind(str(tmp_path / "client.sock"))
+        named.settimeout(TIMEOUT)
+        named.sendto(b"named", server_path)
+        unnamed.sendto(b"unnamed", server_path)  # no address to answer to
+        assert _run(reactor, lambda: len(proto.datagrams) == 2)
+        assert named.recv(100) == b"named"  # the reply went through the socket module
+    finally:
+        named.close()
+        unnamed.close()
+    assert proto.datagrams[0] == (b"named", str(tmp_path / "client.sock"))
+    assert proto.datagrams[1] == (b"unnamed", None)
+    # replying to None on an unconnected socket is refused at the call
+    assert any(isinstance(c["exception"], ValueError) for c in reactor.errors)
+    reactor.errors.clear()
 
 
 # ----------------------------------------------------------- error paths

@@ -22,7 +22,7 @@ cdef class Receiver:
     cdef readonly object error          # always None: the kernel keeps a late error pending
     cdef readonly unsigned long long syscalls
 
-    cdef object _address(self, void *name)
+    cdef object _address(self, void *name, unsigned int namelen)
 
 
 cdef class Sender:

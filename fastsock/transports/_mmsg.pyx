@@ -17,6 +17,8 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
+import os as _os
+
 cdef extern from *:
     """
     #include <string.h>
@@ -27,6 +29,9 @@ cdef extern from *:
     #include <netinet/in.h>
     #include <arpa/inet.h>
     #include <net/if.h>
+    #include <sys/un.h>
+    #include <stddef.h>
+    #define FS_SUN_PATH_OFFSET offsetof(struct sockaddr_un, sun_path)
     #ifdef __linux__
     #define FS_MMSG_AVAILABLE 1
     typedef struct mmsghdr fs_mmsghdr;
@@ -55,6 +60,8 @@ cdef extern from *:
     int EWOULDBLOCK
     int AF_INET
     int AF_INET6
+    int AF_UNIX
+    int FS_SUN_PATH_OFFSET
     int MSG_DONTWAIT
     int MSG_TRUNC
     int INET6_ADDRSTRLEN
@@ -217,7 +224,7 @@ cdef class Receiver:
             PyErr_SetFromErrno(OSError)
         out = []
         for i in range(n):
-            addr = self._address(&names[i])
+            addr = self._address(&names[i], msgs[i].msg_hdr.msg_namelen)
             if msgs[i].msg_hdr.msg_flags & MSG_TRUNC:
                 if self.truncated is None:
                     self.truncated = []
@@ -229,16 +236,26 @@ cdef class Receiver:
         self.nbytes = total
         return out
 
-    cdef object _address(self, void *name):
+    cdef object _address(self, void *name, unsigned int namelen):
         cdef sockaddr_in *sin = <sockaddr_in *>name
         cdef sockaddr_in6 *sin6 = <sockaddr_in6 *>name
         cdef char text[64]
         cdef char ifname[32]
-        cdef int family = (<sockaddr_storage *>name).ss_family
+        cdef int family
+        # The slab is shared: when the kernel wrote no name (an unnamed unix
+        # peer) the bytes there belong to an earlier datagram. Trust namelen.
+        if namelen < sizeof(sa_family_t):
+            return None
+        family = (<sockaddr_storage *>name).ss_family
+        if (family == AF_INET and namelen < sizeof(sockaddr_in)) or \
+                (family == AF_INET6 and namelen < sizeof(sockaddr_in6)):
+            return None
         if family == AF_INET:
             key = (<uint64_t>sin.sin_addr.s_addr << 16) | sin.sin_port
         elif family == AF_INET6:
             key = PyBytes_FromStringAndSize(<char *>name, sizeof(sockaddr_in6))
+        elif family == AF_UNIX:
+            return _unix_address(<char *>name, namelen)
         else:
             return None
         addr = self._addrs.get(key)
@@ -261,8 +278,26 @@ cdef class Receiver:
         return addr
 
 
+cdef object _unix_address(char *name, unsigned int namelen):
+    # The socket module's spelling: None when unnamed, bytes for the abstract
+    # namespace (leading NUL), else the path as str.
+    cdef Py_ssize_t n = <Py_ssize_t>namelen - FS_SUN_PATH_OFFSET
+    cdef char *path = name + FS_SUN_PATH_OFFSET
+    if n <= 0:
+        return None
+    if path[0] == 0:
+        return PyBytes_FromStringAndSize(path, n)
+    raw = PyBytes_FromStringAndSize(path, n)
+    return _os.fsdecode(raw.split(b"\0", 1)[0])
+
+
 cdef class Sender:
-    """Sends up to ``cap`` queued ``(data: bytes, addr)`` pairs per call."""
+    """Sends up to ``cap`` queued ``(data: bytes, addr)`` pairs per call.
+
+    ``addr`` None means the connected peer. Numeric IPv4/IPv6 tuples are
+    packed here (and cached); any other address stops the batch before it
+    (``SLOW_PATH`` when it is first).
+    """
 
     def __cinit__(self, int fd, int family, int cap):
         cdef int i
@@ -270,8 +305,6 @@ cdef class Sender:
         cdef fs_mmsghdr *msgs
         if cap < 1 or cap > 1024:
             raise ValueError(f"cap must be in 1..1024, got {cap}")
-        if family != AF_INET and family != AF_INET6:
-            raise ValueError(f"unsupported address family {family}")
         self.fd = fd
         self.family = family
         self.cap = cap
@@ -351,6 +384,8 @@ cdef class Sender:
         cdef sockaddr_in sin
         cdef sockaddr_in6 sin6
         cdef bytes packed
+        if self.family != AF_INET and self.family != AF_INET6:
+            return None  # unix paths and the like: the socket module packs them
         if type(addr) is not tuple or len(addr) < 2:
             return None
         host = addr[0]

@@ -195,7 +195,8 @@ class UDPTransport(BaseTransport):
         self._errqueue = report_unreachable
         self._max_buffer = max_write_buffer_size
         family = sock.family
-        if _mmsg is not None and family in (socket.AF_INET, socket.AF_INET6):
+        self._unix = family == getattr(socket, "AF_UNIX", None)  # addresses are paths
+        if _mmsg is not None:
             self._rx: Any = _mmsg.Receiver(self._fileno, batch, max_datagram_size)
             self._tx: Any = _mmsg.Sender(self._fileno, family, batch)
             self.implementation = "mmsg"
@@ -424,7 +425,8 @@ class UDPTransport(BaseTransport):
         elif type(addr) is not tuple:
             if addr is None:
                 raise ValueError("this endpoint is not connected: sendto() needs an address")
-            raise TypeError(f"addr must be a (host, port) tuple, not {type(addr).__name__}")
+            if not (self._unix and isinstance(addr, (str, bytes))):
+                raise TypeError(f"addr must be a (host, port) tuple, not {type(addr).__name__}")
         if self._closing:
             self._dropped_out += 1
             return
