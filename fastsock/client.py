@@ -22,7 +22,7 @@ from .websocket.handshake import (
     parse_response,
     parse_uri,
 )
-from .websocket.protocol import WebSocketHandler, WebSocketOptions
+from .websocket.protocol import WebSocketHandler, WebSocketOptions, check_handler
 
 __all__ = ["ClientHandshakeProtocol", "connect"]
 
@@ -86,6 +86,7 @@ class ClientHandshakeProtocol:
             extensions = self._accept_extensions(
                 Headers(response.headers).get("Sec-WebSocket-Extensions"))
             handler = self.factory()
+            check_handler(handler)
         except InvalidResponseError as exc:
             self._fail(exc)
             return

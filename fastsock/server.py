@@ -29,7 +29,13 @@ from .websocket.handshake import (
     parse_extension_header,
     parse_request,
 )
-from .websocket.protocol import Extension, WebSocketHandler, WebSocketOptions, broadcast
+from .websocket.protocol import (
+    Extension,
+    WebSocketHandler,
+    WebSocketOptions,
+    broadcast,
+    check_handler,
+)
 
 __all__ = [
     "ServerState",
@@ -262,9 +268,7 @@ class ServerHandshakeProtocol:
                 extra = extra(request)
             response_bytes = accept_response(key, subprotocol, ext_header, extra)
             handler = factory()
-            if not isinstance(handler, WebSocketHandler):
-                raise TypeError(f"handler factory returned {type(handler).__name__}, "
-                                f"not a WebSocketHandler")
+            check_handler(handler)
         except InvalidHandshakeError as exc:
             self._reject(exc.status, str(exc))
             return

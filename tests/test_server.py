@@ -334,3 +334,13 @@ def test_many_concurrent_clients_from_threads() -> None:
         for t in threads:
             t.join(30)
         assert not errors
+
+
+def test_a_handler_that_forgets_super_init_gets_a_500_not_a_hang() -> None:
+    class Forgetful(WebSocketHandler):
+        def __init__(self) -> None:
+            self.x = 1
+
+    with ServerThread(Forgetful) as srv:
+        status, _ = http_status(srv.port, upgrade_request())
+        assert status == 500

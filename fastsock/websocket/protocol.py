@@ -41,6 +41,7 @@ __all__ = [
     "Extension",
     "SLOW_PEER_POLICIES",
     "broadcast",
+    "check_handler",
     "encode_message",
     "is_valid_close_code",
 ]
@@ -910,6 +911,18 @@ class WebSocketHandler:
         finally:
             if on_lost is not None:
                 on_lost(self)
+
+
+def check_handler(handler: Any) -> None:
+    """Raise TypeError unless a factory returned a properly built handler."""
+    if not isinstance(handler, WebSocketHandler):
+        raise TypeError(f"handler factory returned {type(handler).__name__}, "
+                        f"not a WebSocketHandler")
+    try:
+        handler._state
+    except AttributeError:
+        raise TypeError(f"{type(handler).__name__}.__init__ must call "
+                        f"super().__init__()") from None
 
 
 def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
