@@ -463,6 +463,25 @@ def test_bad_arguments(reactor: Any) -> None:
     assert reactor.transports == {transport}  # failed attempts leaked nothing
 
 
+def test_kernel_drops_are_counted(reactor: Any, impl: str) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("kernel drop counts come from Linux's /proc/net/udp")
+    # The smallest receive buffer, and nobody reading: the kernel must drop.
+    server, proto = udp.create_udp_endpoint(reactor, Recorder, local_addr=("127.0.0.1", 0),
+                                            rcvbuf=1024)
+    addr = server.get_extra_info("sockname")
+    _run(reactor, lambda: proto.made == 1)
+    server.pause_reading()
+    assert server.stats["kernel_drops"] == 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(200):
+            s.sendto(b"d" * 1000, addr)
+    drops = server.stats["kernel_drops"]
+    assert 0 < drops < 200
+    server.resume_reading()
+    assert _run(reactor, lambda: len(proto.datagrams) == 200 - drops)
+
+
 # -------------------------------------------------------- socket options
 
 def test_buffer_sizes_report_what_the_kernel_granted(reactor: Any) -> None:

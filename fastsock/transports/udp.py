@@ -578,7 +578,9 @@ class UDPTransport(BaseTransport):
         ``max_recv_batch``; ``dropped_out``: datagrams we dropped because the
         queue was full or the endpoint closing; ``truncated_in``; ``oversized_out``
         (EMSGSIZE); ``unreachable``: ICMP errors read with ``report_unreachable``;
-        ``errors``: everything reported to ``error_received``.
+        ``errors``: everything reported to ``error_received``; ``kernel_drops``:
+        datagrams the kernel dropped because the receive queue was full
+        (Linux, from /proc/net/udp; -1 elsewhere).
         """
         return {
             "datagrams_in": self._datagrams_in,
@@ -594,7 +596,30 @@ class UDPTransport(BaseTransport):
             "oversized_out": self._oversized_out,
             "unreachable": self._unreachable,
             "errors": self._errors,
+            "kernel_drops": self._kernel_drops(),
         }
+
+    def _kernel_drops(self) -> int:
+        """Datagrams the kernel dropped for this socket (receive queue full),
+        from /proc/net/udp{,6}; -1 where that is not available."""
+        if self._lost or self._sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return -1
+        try:
+            inode = str(os.fstat(self._fileno).st_ino)
+        except OSError:
+            return -1
+        table = "/proc/net/udp6" if self._sock.family == socket.AF_INET6 else "/proc/net/udp"
+        try:
+            with open(table) as f:
+                next(f, None)  # header
+                for line in f:
+                    fields = line.split()
+                    # ... uid timeout inode ref pointer drops
+                    if len(fields) >= 13 and fields[9] == inode:
+                        return int(fields[-1])
+        except (OSError, ValueError):
+            pass
+        return -1
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``socket``, ``sockname``, ``peername``; ``rcvbuf``/``sndbuf``: the
