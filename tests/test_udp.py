@@ -626,3 +626,9 @@ def test_fastsock_pure_selects_the_fallback() -> None:
     assert out["1"] == "python"
     assert out["0"] == ("mmsg" if udp._mmsg_ext is not None and udp._mmsg_ext.AVAILABLE
                         else "python")
+
+
+def test_result_codes_match_the_extension() -> None:
+    if udp._mmsg_ext is None:
+        pytest.fail("fastsock.transports._mmsg is not built (make build)")
+    assert (udp.WOULD_BLOCK, udp.SLOW_PATH) == (udp._mmsg_ext.WOULD_BLOCK, udp._mmsg_ext.SLOW_PATH)

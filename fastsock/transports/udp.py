@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 import os
 import socket
 import struct
@@ -43,8 +42,6 @@ from typing import Any, Callable
 from .base import BaseTransport
 
 __all__ = ["IMPLEMENTATION", "UDPTransport", "create_udp_endpoint"]
-
-logger = logging.getLogger("fastsock.transports.udp")
 
 try:
     from . import _mmsg as _mmsg_ext
@@ -60,6 +57,7 @@ _mmsg: Any = (
 #: "mmsg" (recvmmsg/sendmmsg batching) or "python" (recvfrom_into loop).
 IMPLEMENTATION = "mmsg" if _mmsg is not None else "python"
 
+# Sender.send results, the same values as _mmsg.WOULD_BLOCK / _mmsg.SLOW_PATH.
 WOULD_BLOCK = -1
 SLOW_PATH = -2
 
