@@ -72,6 +72,9 @@ class TCPTransport(BaseTransport):
         super().__init__(reactor, protocol, extra)
         self._sock = sock
         self._fd = sock.fileno()
+        # bound once: these run for every message
+        self._recv_into = sock.recv_into
+        self._send = sock.send
         self._rview = reactor.recv_view
         self._buffer: deque[Any] = deque()
         self._conn_lost = 0
@@ -149,7 +152,7 @@ class TCPTransport(BaseTransport):
     # ---------------------------------------------------------------- read
     def _read_ready_bytes(self) -> None:
         try:
-            n = self._sock.recv_into(self._rview)
+            n = self._recv_into(self._rview)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -179,7 +182,7 @@ class TCPTransport(BaseTransport):
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
             return
         try:
-            n = self._sock.recv_into(buf)
+            n = self._recv_into(buf)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -248,7 +251,7 @@ class TCPTransport(BaseTransport):
             return
         if not self._buffer:
             try:
-                n = self._sock.send(data)
+                n = self._send(data)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except (SystemExit, KeyboardInterrupt):
