@@ -23,11 +23,13 @@ READY = re.compile(r"^fastsock (\S+) listening on ws://(\S+):(\d+)$")
 
 
 @contextlib.contextmanager
-def app(name: str, *extra: str, loop: str = "fastsock") -> Iterator[tuple[subprocess.Popen, int]]:
+def app(name: str, *extra: str, loop: str = "fastsock",
+        quiet: bool = True) -> Iterator[tuple[subprocess.Popen, int]]:
     env = dict(os.environ, PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    flags = ("--quiet",) if quiet else ()
     proc = subprocess.Popen([sys.executable, "-m", "fastsock", "serve", name, "--port", "0",
-                             "--loop", loop, "--quiet", *extra],
+                             "--loop", loop, *flags, *extra],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
@@ -117,11 +119,13 @@ def test_serve_chat_page_and_room() -> None:
         assert stop(proc) == 0
 
 
-def test_serve_demo_echo_and_chat_on_one_port() -> None:
-    with app("demo") as (proc, port):
+def test_serve_demo_echo_and_chat_on_one_port_with_limits_report() -> None:
+    with app("demo", quiet=False) as (proc, port):
         with connect(f"ws://127.0.0.1:{port}/echo") as ws:
             ws.send("demo")
             assert ws.recv(timeout=5) == "demo"
         with connect(f"ws://127.0.0.1:{port}/chat") as ws:
             assert "joined" in ws.recv(timeout=5)
         assert stop(proc) == 0
+        assert proc.stderr is not None
+        assert "RLIMIT_NOFILE" in proc.stderr.read()   # the limits report at start
