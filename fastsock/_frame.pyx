@@ -133,7 +133,7 @@ cdef extern from *:
         for (j = 0; j < 8; j++) rot[j] = key[(phase + j) & 3];
         memcpy(&k, rot, 8);
         words = n & ~(size_t)7;
-        if (words >= 64) {
+        if (words >= 256) {
             fs_mask_words(dst, src, words, k);
         } else if (words) {
             fs_mask_portable(dst, src, words, k);
