@@ -541,6 +541,33 @@ def test_multicast_on_loopback(reactor: Any, impl: str) -> None:
         receiver.leave_group(group, "127.0.0.1")  # not a member any more
 
 
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback on this machine")
+def test_ipv6_multicast_on_loopback(reactor: Any, impl: str) -> None:
+    group = "ff12::4242"  # transient, link-local scope
+    receiver, rproto = udp.create_udp_endpoint(reactor, Recorder, local_addr=("::", 0),
+                                               reuse_address=True)
+    port = receiver.get_extra_info("sockname")[1]
+    try:
+        receiver.join_group(group, "lo")
+    except (OSError, ValueError) as exc:
+        pytest.skip(f"the kernel refuses IPv6 multicast membership on lo: {exc}")
+    sender, sproto = udp.create_udp_endpoint(reactor, Recorder, family=socket.AF_INET6)
+    sender.set_multicast_interface("lo")
+    sender.set_multicast_loopback(True)
+    sender.set_multicast_ttl(1)
+    sender.sendto(b"to the v6 group", (group, port, 0, socket.if_nametoindex("lo")))
+    reactor.run_until(lambda: bool(rproto.datagrams or sproto.errors), timeout=3.0)
+    delivered = list(rproto.datagrams)
+    # membership bookkeeping works either way: leaving twice fails the second time
+    receiver.leave_group(group, "lo")
+    with pytest.raises(OSError):
+        receiver.leave_group(group, "lo")
+    if not delivered:
+        reason = sproto.errors[0] if sproto.errors else "nothing arrived"
+        pytest.skip(f"IPv6 multicast is not routed on loopback here ({reason})")
+    assert delivered[0][0] == b"to the v6 group"
+
+
 # ----------------------------------------------- same protocol on asyncio
 
 LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
