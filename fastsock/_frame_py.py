@@ -232,12 +232,15 @@ def build_frame(opcode: int, payload: Any = b"", *, fin: bool = True, rsv: int =
         raise ValueError(f"cannot build a frame with opcode {opcode!r}")
     if rsv & ~0x70:
         raise ValueError(f"cannot build a frame with rsv 0x{rsv:x}: only 0x40, 0x20, 0x10 exist")
-    if not isinstance(payload, bytes):
+    data: bytes
+    if isinstance(payload, bytes):
+        data = payload
+    else:
         try:
-            payload = memoryview(payload).tobytes()
+            data = memoryview(payload).tobytes()
         except TypeError:
             raise TypeError(f"payload must be bytes-like, not {type(payload).__name__}") from None
-    n = len(payload)
+    n = len(data)
     if opcode >= 8:
         if n > 125:
             raise ValueError(f"cannot build a control frame with {n} bytes of payload (max 125)")
@@ -253,8 +256,8 @@ def build_frame(opcode: int, payload: Any = b"", *, fin: bool = True, rsv: int =
         header = bytes((b0, m | 127)) + n.to_bytes(8, "big")
     if mask:
         key = _keys.take()
-        return header + key + _xor(payload, key)
-    return header + payload
+        return header + key + _xor(data, key)
+    return header + data
 
 
 # --- parser -----------------------------------------------------------------

@@ -16,7 +16,7 @@ else:
         from fastsock import _frame as _impl  # type: ignore[no-redef]
         IMPLEMENTATION = "cython"
     except ImportError:
-        from fastsock import _frame_py as _impl  # type: ignore[no-redef]
+        from fastsock import _frame_py as _impl
         IMPLEMENTATION = "python"
 
 OP_CONTINUATION: int = _impl.OP_CONTINUATION
