@@ -101,11 +101,11 @@ cdef extern from *:
     static fs_mask_fn fs_mask_words = fs_mask_portable;
     static const char *fs_mask_kernel = "u64";
 
-    static void fs_mask_init(void)
+    static void fs_mask_init(int portable_only)
     {
     #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2")) {
+        if (!portable_only && __builtin_cpu_supports("avx2")) {
             fs_mask_words = fs_mask_avx2;
             fs_mask_kernel = "avx2";
         }
@@ -260,13 +260,14 @@ cdef extern from *:
                       const unsigned char *key, unsigned phase) noexcept nogil
     void fs_copy(unsigned char *dst, const unsigned char *src, size_t n) noexcept nogil
     void fs_utf8_init() noexcept
-    void fs_mask_init() noexcept
+    void fs_mask_init(int portable_only) noexcept
     const char *fs_mask_kernel
     int fs_utf8_run(int state, const unsigned char *p, size_t n) noexcept nogil
     int FS_UTF8_REJECT
 
 fs_utf8_init()
-fs_mask_init()
+# FASTSOCK_MASK_KERNEL=u64 forces the portable kernel (tests, comparisons).
+fs_mask_init(os.environ.get("FASTSOCK_MASK_KERNEL") == "u64")
 #: The unmasking kernel chosen for this CPU at import: "avx2" or "u64".
 MASK_KERNEL = fs_mask_kernel.decode()
 

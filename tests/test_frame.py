@@ -516,3 +516,32 @@ def test_masking_keys_come_from_batched_urandom(codec, monkeypatch):
 def test_masked_keys_differ(codec):
     keys = {codec.build_frame(2, b"", mask=True)[2:6] for _ in range(200)}
     assert len(keys) > 190
+
+
+@pytest.mark.skipif(_frame_c is None, reason="fastsock._frame is not built")
+def test_portable_mask_kernel_matches():
+    """The 64-bit fallback kernel (chosen on CPUs without AVX2) gives the same bytes."""
+    import subprocess
+    import sys
+
+    code = """
+import os
+from fastsock import _frame
+assert _frame.MASK_KERNEL == "u64", _frame.MASK_KERNEL
+key = b"\\x01\\x82\\x43\\xc4"
+for n in (0, 7, 8, 255, 256, 257, 1000, 4099, 70001):
+    data = os.urandom(n)
+    expected = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    assert _frame.apply_mask(data, key) == expected, n
+    buf = bytearray(data)
+    assert _frame.mask_inplace(memoryview(buf)[1:], key, 3) == (3 + max(n - 1, 0)) % 4
+    assert bytes(buf[1:]) == bytes(b ^ key[(i + 3) % 4] for i, b in enumerate(data[1:]))
+    frame = _frame.build_frame(2, data, mask=True)
+    assert _frame.FrameParser(require_mask=True).feed(frame)[0].payload == data
+    assert _frame.FrameParser(require_mask=False).feed(_frame.build_frame(2, data))[0].payload == data
+print("ok")
+"""
+    env = {**os.environ, "FASTSOCK_MASK_KERNEL": "u64"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
