@@ -448,3 +448,17 @@ def test_connection_made_failure_fails_the_connect_future(reactor):
     server, addr = serve(reactor, Recorder)
     with pytest.raises(RuntimeError, match="no"):
         connect(reactor, Broken, addr)
+
+
+def test_server_reports_descriptors_to_the_limits_watch(reactor):
+    from fastsock.limits import default_watch
+
+    watch = default_watch()
+    server, addr = serve(reactor, lambda: Recorder(echo=True))
+    before = watch.in_use
+    transport, client = connect(reactor, Recorder, addr)
+    assert reactor.run_until(lambda: server.stats["active"] == 1, timeout=10)
+    assert watch.in_use == before + 1
+    transport.close()
+    assert reactor.run_until(lambda: server.stats["active"] == 0, timeout=10)
+    assert watch.in_use == before
