@@ -10,7 +10,6 @@ import os
 import re
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,18 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"listening on (ws://\S+)")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def server_command(name: str, host: str = "127.0.0.1", port: int | None = None,
                    loop: str | None = None) -> list[str]:
     """The command line of echo server ``name``; ``loop`` picks fastsock's
     event loop (fastsock, asyncio or uvloop)."""
-    port = free_port(host) if port is None else port
+    # port 0: the server binds any free port and announces it (no probe race)
+    port = 0 if port is None else port
     if name == "fastsock":
         return [sys.executable, "-m", "fastsock", "serve", "echo", "--host", host, "--port", str(port),
                 "--quiet"] + (["--loop", loop] if loop else [])

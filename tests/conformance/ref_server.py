@@ -73,7 +73,8 @@ async def _aiohttp(host: str, port: int) -> None:
 
 async def _announce(name: str, server) -> None:
     host, port = server.sockets[0].getsockname()[:2]
-    print(f"{name} echo listening on ws://{host}:{port}", flush=True)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"{name} echo listening on ws://{shown}:{port}", flush=True)
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
