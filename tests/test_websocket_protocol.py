@@ -270,9 +270,11 @@ def test_keepalive_ping_measures_latency_and_times_out() -> None:
     loop.advance(0.25)
     ws.data_received(masked(10, payload))
     assert ws.latency == pytest.approx(0.25)
-    loop.advance(10)                          # next ping, never answered
+    loop.advance(10)                          # next ping (t=20), never answered
     assert sent(t)[0][0] == 9
-    loop.advance(10)
+    loop.advance(4.5)                         # t=24.75: within ping_timeout
+    assert sent(t) == [] and ws.state is State.OPEN
+    loop.advance(0.5)                         # t=25.25: ping_timeout after the ping
     assert sent(t)[-1][1][:2] == close_payload(1011)
 
 

@@ -197,7 +197,7 @@ class WebSocketHandler:
     __slots__ = (
         "__weakref__", "_state", "_client", "_parser", "_transport", "_loop", "_out", "_batching",
         "_frag", "_frag_op", "_frag_rsv", "_close_sent", "_close_received", "_sent_code",
-        "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency",
+        "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency", "_next_ping_at",
         "_extensions", "_options", "_writing_paused", "_reading_paused", "messages_dropped",
         "request", "subprotocol", "_on_lost", "_eof_sent", "_fail_code", "_fail_reason",
         "_flush_scheduled", "server", "_fast", "_rx_fast", "_drain_waiters",
@@ -225,6 +225,7 @@ class WebSocketHandler:
         self.close_reason = ""
         self._close_timer: Any = None
         self._ping_timer: Any = None
+        self._next_ping_at = 0.0
         self._pings: dict[bytes, float] = {}
         self.latency: Optional[float] = None       # seconds, from the last answered ping
         self._extensions: Sequence[Extension] = ()
@@ -298,6 +299,7 @@ class WebSocketHandler:
         self._fast = not client and not self._extensions and transport is not None
         self._rx_fast = not self._extensions and opts.validate_utf8
         if loop is not None and opts.ping_interval:
+            self._next_ping_at = loop.time() + opts.ping_interval
             self._ping_timer = loop.call_later(opts.ping_interval, self._keepalive)
         self.on_open()
         if self._out and not self._batching:
@@ -806,18 +808,28 @@ class WebSocketHandler:
         self.on_pong(payload)
 
     def _keepalive(self) -> None:
+        # One timer serves both jobs: sending the next ping at ping_interval and
+        # failing the connection ping_timeout after an unanswered ping, so a
+        # dead peer is noticed after ping_timeout, not at the next interval tick.
         self._ping_timer = None
         if self._state is not OPEN:
             return
         opts = self._options
+        now = self._loop.time()
+        deadline: Optional[float] = None
         if self._pings and opts.ping_timeout:
-            oldest = min(self._pings.values())
-            if self._loop.time() - oldest >= opts.ping_timeout:
+            deadline = min(self._pings.values()) + opts.ping_timeout
+            if now >= deadline:
                 self.fail(1011, "keepalive ping timeout")
                 return
-        if not self._pings:
-            self.ping(os.urandom(4))
-        self._ping_timer = self._loop.call_later(opts.ping_interval, self._keepalive)
+        if now >= self._next_ping_at:
+            if not self._pings:
+                self.ping(os.urandom(4))
+                if opts.ping_timeout:
+                    deadline = now + opts.ping_timeout
+            self._next_ping_at = now + opts.ping_interval
+        wake = self._next_ping_at if deadline is None else min(self._next_ping_at, deadline)
+        self._ping_timer = self._loop.call_later(max(0.0, wake - now), self._keepalive)
 
     def _cancel_ping(self) -> None:
         if self._ping_timer is not None:
