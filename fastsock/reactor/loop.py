@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import heapq
 import logging
+import os
 import signal
 import socket
 import sys
@@ -39,6 +40,61 @@ logger = logging.getLogger("fastsock.reactor")
 _MIN_CANCELLED_TIMERS_TO_COMPACT = 100
 
 _monotonic = time.monotonic
+
+
+def dispatch_py(events: list[tuple[int, int]], fds: dict[int, list[Any]], rev: int, wev: int,
+                stale: Callable[[int], None], failed: Callable[[Any, BaseException], None]) -> None:
+    """Run the reader/writer callbacks for one poll's events (the hot loop).
+
+    The compiled twin is ``fastsock.reactor._dispatch.dispatch``; both must
+    behave the same (tests run the reactor on each).
+    """
+    for fd, ev in events:
+        entry = fds.get(fd)
+        if entry is None:
+            stale(fd)
+            continue
+        if ev & rev:
+            cb = entry[0]
+            if cb is not None:
+                args = entry[1]
+                try:
+                    if args is None:
+                        cb()
+                    else:
+                        cb(*args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    failed(cb, exc)
+        if ev & wev:
+            cb = entry[2]
+            if cb is not None:
+                args = entry[3]
+                try:
+                    if args is None:
+                        cb()
+                    else:
+                        cb(*args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    failed(cb, exc)
+
+
+# The per-event dispatch runs compiled when the extension is built, unless
+# FASTSOCK_PURE=1 (the same switch as the codec's). Reactors pick it up when
+# they are created, so tests can swap it.
+DISPATCH: Callable[..., None] = dispatch_py
+DISPATCH_IMPLEMENTATION = "python"
+if os.environ.get("FASTSOCK_PURE") != "1":
+    try:
+        from ._dispatch import dispatch as _compiled_dispatch
+    except ImportError:
+        pass
+    else:
+        DISPATCH = _compiled_dispatch
+        DISPATCH_IMPLEMENTATION = "cython"
 
 
 def _fileno(fd: Any) -> int:
@@ -78,6 +134,7 @@ class Reactor:
     def __init__(self, *, backend: str | None = None) -> None:
         self._backend = _make_backend(backend)
         self._poll = self._backend.poll
+        self._dispatch = DISPATCH
         self._rmask = self._backend.READ
         self._wmask = self._backend.WRITE
         # fd -> [reader cb, reader args, writer cb, writer args]; args None = no args
@@ -283,40 +340,8 @@ class Reactor:
 
         events = self._poll(timeout)
         if events:
-            fds = self._fds
-            rev = self._backend.READ_EVENTS
-            wev = self._backend.WRITE_EVENTS
-            for fd, ev in events:
-                entry = fds.get(fd)
-                if entry is None:
-                    self._stale_event(fd)
-                    continue
-                if ev & rev:
-                    cb = entry[0]
-                    if cb is not None:
-                        args = entry[1]
-                        try:
-                            if args is None:
-                                cb()
-                            else:
-                                cb(*args)
-                        except (SystemExit, KeyboardInterrupt):
-                            raise
-                        except BaseException as exc:
-                            self._callback_failed(cb, exc)
-                if ev & wev:
-                    cb = entry[2]
-                    if cb is not None:
-                        args = entry[3]
-                        try:
-                            if args is None:
-                                cb()
-                            else:
-                                cb(*args)
-                        except (SystemExit, KeyboardInterrupt):
-                            raise
-                        except BaseException as exc:
-                            self._callback_failed(cb, exc)
+            self._dispatch(events, self._fds, self._backend.READ_EVENTS, self._backend.WRITE_EVENTS,
+                           self._stale_event, self._callback_failed)
             self.stats["io_events"] += len(events)
 
         if timers:
