@@ -38,18 +38,12 @@ def reactor() -> Iterator[Reactor]:
     _finish(r)
 
 
-@pytest.fixture(params=["epoll", "selectors", "epoll-pure-dispatch"])
+@pytest.fixture(params=["epoll", "selectors"])
 def any_reactor(request: pytest.FixtureRequest) -> Iterator[Reactor]:
-    """The same test on each backend, and with the pure-Python event dispatch
-    (the twin of the compiled one)."""
-    from fastsock.reactor import loop
-
-    backend, _, pure = request.param.partition("-")
+    """The same test on each backend."""
     try:
-        r = _make(backend)
+        r = _make(request.param)
     except ValueError as exc:
         pytest.skip(str(exc))
-    if pure:
-        r._dispatch = loop.dispatch_py
     yield r
     _finish(r)
