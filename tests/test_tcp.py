@@ -9,7 +9,19 @@ import pytest
 
 from fastsock.exceptions import ConnectTimeoutError
 from fastsock.transports import BufferedProtocol, Protocol
+from fastsock.transports import tcp as tcp_module
 from fastsock.transports.tcp import TCPTransport, create_tcp_connection, create_tcp_server
+
+
+@pytest.fixture(autouse=True, params=["cython", "python"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the compiled socket I/O and with its pure-Python twin."""
+    if request.param == "cython":
+        if tcp_module._SockIO is None:
+            pytest.skip("fastsock/transports/_sockio.pyx is not built (or FASTSOCK_PURE=1)")
+    else:
+        monkeypatch.setattr(tcp_module, "_SockIO", None)
+    return str(request.param)
 
 
 class Recorder(Protocol):
@@ -462,3 +474,31 @@ def test_server_reports_descriptors_to_the_limits_watch(reactor):
     transport.close()
     assert reactor.run_until(lambda: server.stats["active"] == 0, timeout=10)
     assert watch.in_use == before
+
+
+def test_sockio_errors_match_the_socket_module(implementation):
+    if implementation != "cython":
+        pytest.skip("SockIO is the compiled half")
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    io = tcp_module._SockIO(a.fileno())
+    buf = bytearray(16)
+    try:
+        with pytest.raises(BlockingIOError):
+            io.recv_bytes(buf)
+        with pytest.raises(BlockingIOError):
+            io.recv_into(buf)
+        b.send(b"abc")
+        assert io.recv_bytes(buf) == b"abc"
+        b.send(b"de")
+        assert io.recv_into(memoryview(buf)[4:]) == 2 and buf[4:6] == b"de"
+        assert io.send(memoryview(b"xyz")[1:]) == 2 and b.recv(10) == b"yz"
+        with pytest.raises((TypeError, BufferError)):
+            io.recv_into(b"read-only")
+        b.close()
+        assert io.recv_bytes(buf) == b""  # EOF
+        with pytest.raises(BrokenPipeError):
+            io.send(b"to nobody")
+    finally:
+        a.close()
+        b.close()

@@ -33,6 +33,16 @@ except (AttributeError, OSError, ValueError):  # pragma: no cover - non-POSIX
     _IOV_MAX = 16
 _HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
 
+# Compiled raw send/recv (fastsock/transports/_sockio.pyx) unless it is not
+# built or FASTSOCK_PURE=1 (the codec's switch). Read when a transport is created.
+_SockIO: Any = None
+if os.environ.get("FASTSOCK_PURE") != "1":
+    try:
+        from ._sockio import SockIO as _SockIO
+    except ImportError:
+        pass
+IMPLEMENTATION = "python" if _SockIO is None else "cython"
+
 # After this many writes to a lost connection, say so once (asyncio does too).
 _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
@@ -46,6 +56,10 @@ _TRANSIENT = frozenset(getattr(errno, n) for n in (
 
 ACCEPT_RETRY_MIN = 0.05   # first back-off after EMFILE (seconds)
 ACCEPT_RETRY_MAX = 1.0    # cap of the doubling back-off
+
+
+def _closed_io(data: Any) -> int:
+    raise OSError(errno.EBADF, "the transport's socket is closed")
 
 
 def _unset(data: bytes) -> None:
@@ -72,9 +86,19 @@ class TCPTransport(BaseTransport):
         super().__init__(reactor, protocol, extra)
         self._sock = sock
         self._fd = sock.fileno()
-        # bound once: these run for every message
-        self._recv_into = sock.recv_into
-        self._send = sock.send
+        # bound once: these run for every message. The compiled SockIO makes
+        # the syscalls without the socket module's per-call overhead (see
+        # docs/bench-tcp.md); the socket methods are the pure-Python twin.
+        if _SockIO is not None:
+            io = _SockIO(self._fd)
+            self._recv_into: Callable[[Any], int] = io.recv_into
+            self._recv_bytes: Callable[[Any], bytes] | None = io.recv_bytes
+            self._send: Callable[[Any], int] = io.send
+        else:
+            self._recv_into = sock.recv_into
+            self._recv_bytes = None
+            self._send = sock.send
+        self._rbuf = reactor.recv_buffer
         self._rview = reactor.recv_view
         self._buffer: deque[Any] = deque()
         self._conn_lost = 0
@@ -123,7 +147,7 @@ class TCPTransport(BaseTransport):
         if is_buffered_protocol(protocol):
             read_ready = self._read_ready_buffered
         else:
-            read_ready = self._read_ready_bytes
+            read_ready = self._read_ready_bytes if self._recv_bytes is None else self._read_ready_fast
             # bound once: data_received is the hottest call there is
             self._data_received = getattr(protocol, "data_received", _unset)
         self._read_ready = read_ready
@@ -166,6 +190,29 @@ class TCPTransport(BaseTransport):
         self.bytes_received += n
         try:
             self._data_received(self._rview[:n].tobytes())
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+    def _read_ready_fast(self) -> None:
+        # _read_ready_bytes with the compiled SockIO: one C call receives
+        # into the loop's buffer and returns the bytes received
+        try:
+            data = self._recv_bytes(self._rbuf)  # type: ignore[misc]
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not data:
+            self._read_eof()
+            return
+        self.bytes_received += len(data)
+        try:
+            self._data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -303,7 +350,7 @@ class TCPTransport(BaseTransport):
         buf = self._buffer
         try:
             if len(buf) == 1 or not _HAS_SENDMSG:
-                n = self._sock.send(buf[0])
+                n = self._send(buf[0])
             else:
                 n = self._sock.sendmsg(islice(buf, _IOV_MAX))
         except (BlockingIOError, InterruptedError):
@@ -403,6 +450,8 @@ class TCPTransport(BaseTransport):
             })
         finally:
             self._sock.close()
+            # the fd number may be reused at once: nothing may touch it now
+            self._send = self._recv_into = self._recv_bytes = _closed_io  # type: ignore[assignment]
             reactor._untrack(self)
             server = self._server
             if server is not None:
