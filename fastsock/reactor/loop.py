@@ -332,12 +332,12 @@ class Reactor:
         if timers:
             end = _monotonic()
             while timers and timers[0][0] <= end:
-                handle = heapq.heappop(timers)[2]
-                if handle._cancelled:
+                timer = heapq.heappop(timers)[2]
+                if timer._cancelled:
                     self._cancelled_timers -= 1
                     continue
-                handle._reactor = None  # out of the heap: cancel() need not count it
-                ready.append(handle)
+                timer._reactor = None  # out of the heap: cancel() need not count it
+                ready.append(timer)
                 self.stats["timers"] += 1
 
         ntodo = len(ready)

@@ -658,7 +658,7 @@ def _check_port(port: Any) -> int:
             raise ValueError(f"invalid port {port!r}: expected an integer 0-65535") from None
     if not 0 <= port <= 65535:
         raise ValueError(f"invalid port {port}: expected 0-65535")
-    return port
+    return int(port)
 
 
 def create_tcp_server(reactor: Reactor, protocol_factory: Callable[[], Any],
@@ -718,8 +718,10 @@ def create_tcp_server(reactor: Reactor, protocol_factory: Callable[[], Any],
             try:
                 s.bind(addr)
             except OSError as exc:
-                where = f"[{addr[0]}]:{addr[1]}" if family == socket.AF_INET6 else f"{addr[0]}:{addr[1]}"
-                raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror.lower()}") from None
+                host_, port_ = str(addr[0]), int(addr[1])
+                where = f"[{host_}]:{port_}" if family == socket.AF_INET6 else f"{host_}:{port_}"
+                reason = (exc.strerror or str(exc)).lower()
+                raise OSError(exc.errno, f"cannot listen on {where}: {reason}") from None
             s.listen(backlog)
             s.setblocking(False)
         if not socks:
