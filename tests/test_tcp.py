@@ -502,3 +502,84 @@ def test_sockio_errors_match_the_socket_module(implementation):
     finally:
         a.close()
         b.close()
+
+
+# ------------------------------------------------ compiled per-message path
+def test_write_takes_the_compiled_path_only_when_built(reactor, implementation):
+    server, addr = serve(reactor, Recorder)
+    transport, _ = connect(reactor, Recorder, addr)
+    compiled = getattr(transport.write, "__func__", None) is not TCPTransport.write
+    assert compiled == (implementation == "cython")
+
+
+def test_writes_queued_behind_a_partial_send_keep_their_order(reactor):
+    sinks = []
+    server, addr = serve(reactor, lambda: sinks.append(Recorder()) or sinks[-1])
+    transport, client = connect(reactor, Recorder, addr)
+    big = bytes(range(256)) * (16 * 1024)          # 4 MiB: the kernel takes part of it
+    transport.write(big)
+    assert transport.get_write_buffer_size() > 0
+    transport.write(b"tail-1")                      # bytes, queue not empty: queued
+    transport.write(bytearray(b"tail-2"))
+    transport.write(memoryview(b"xxtail-3")[2:])
+    total = len(big) + 18
+    assert reactor.run_until(lambda: sinks and len(sinks[0].data) == total, timeout=30)
+    assert bytes(sinks[0].data) == big + b"tail-1tail-2tail-3"
+    assert transport.bytes_sent == total and sinks[0].transport.bytes_received == total
+    assert transport.get_write_buffer_size() == 0
+    transport.write(b"again")                       # queue drained: sent at once
+    assert reactor.run_until(lambda: len(sinks[0].data) == total + 5, timeout=10)
+    assert transport.stats["bytes_sent"] == total + 5
+
+
+def test_write_after_write_eof_or_close(reactor):
+    sinks = []
+    server, addr = serve(reactor, lambda: sinks.append(Recorder()) or sinks[-1])
+    transport, client = connect(reactor, Recorder, addr)
+    transport.write(b"before")
+    transport.write_eof()
+    with pytest.raises(RuntimeError, match="write_eof"):
+        transport.write(b"after eof")
+    assert reactor.run_until(lambda: sinks and "eof" in sinks[0].events, timeout=10)
+    assert bytes(sinks[0].data) == b"before"
+    other, _ = connect(reactor, Recorder, addr)
+    other.close()
+    other.write(b"dropped")                         # closing, nothing queued: dropped
+    assert other.bytes_sent == 0 and other.get_write_buffer_size() == 0
+
+
+def test_a_subclass_overriding_write_is_called(reactor):
+    calls = []
+
+    class Counting(TCPTransport):
+        def write(self, data):
+            calls.append(bytes(data))
+            super().write(data)
+
+    sinks = []
+    server, addr = serve(reactor, lambda: sinks.append(Recorder()) or sinks[-1])
+    raw = socket.create_connection(addr)
+    raw.setblocking(False)
+    client = Recorder()
+    transport = Counting(reactor, raw, client)
+    assert reactor.run_until(lambda: client.transport is transport, timeout=10)
+    transport.write(b"via the subclass")
+    assert reactor.run_until(lambda: sinks and bytes(sinks[0].data) == b"via the subclass", timeout=10)
+    assert calls == [b"via the subclass"]
+
+
+def test_write_to_a_reset_peer_reports_the_error(reactor):
+    server_protos = []
+    server, addr = serve(reactor, lambda: server_protos.append(Recorder()) or server_protos[-1])
+    raw = socket.create_connection(addr)
+    try:
+        assert reactor.run_until(lambda: server_protos and server_protos[0].transport, timeout=10)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        raw.close()  # RST, processed by the kernel at once on loopback
+    st = server_protos[0].transport
+    st.write(b"to a peer that reset")    # before the loop sees the reset
+    assert reactor.run_until(lambda: server_protos[0].lost, timeout=10)
+    assert isinstance(server_protos[0].lost[0], (ConnectionResetError, BrokenPipeError))
+    assert st.bytes_sent == 0
+    st.write(b"after the loss is ignored")

@@ -6,7 +6,12 @@ as the socket methods (BlockingIOError, ConnectionResetError...)."""
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_SetFromErrno
-from libc.errno cimport errno, EINTR
+from libc.errno cimport errno, EINTR, EAGAIN
+
+cdef extern from "errno.h":
+    int EWOULDBLOCK
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 
 cdef extern from "sys/socket.h":
     ssize_t c_send "send"(int, const void*, size_t, int)
@@ -64,3 +69,103 @@ cdef class SockIO:
                     PyErr_SetFromErrno(OSError)
         finally:
             PyBuffer_Release(&view)
+
+
+cdef class StreamFastPath:
+    """The per-message calls of one ``TCPTransport``, in C.
+
+    ``read_ready`` (the reactor's reader callback) receives into the loop's
+    buffer and calls ``data_received`` with the bytes; ``write`` sends a
+    ``bytes`` at once when nothing is queued. Neither runs a Python frame.
+    Everything else -- EOF, errors, partial sends, queued data, other
+    argument types -- goes back to the transport's Python methods, which own
+    all the state: the transport clears ``direct`` whenever ``write`` may no
+    longer send straight away (``write_eof``, ``close``, lost connection),
+    and ``detach`` when the socket closes.
+    """
+    cdef int fd
+    cdef object transport      # the TCPTransport
+    cdef object queue          # its write queue: write() sends only when it is empty
+    cdef object rbuf           # the loop's receive buffer (a bytearray, never resized)
+    cdef object slow_write     # TCPTransport.write, unbound
+    cdef public object data_received
+    cdef public bint direct
+    cdef public unsigned long long bytes_received
+    cdef public unsigned long long bytes_sent
+
+    def __cinit__(self, transport, int fd, queue, bytearray rbuf, slow_write):
+        if PyByteArray_GET_SIZE(rbuf) == 0:
+            raise ValueError("the receive buffer is empty")
+        self.transport = transport
+        self.fd = fd
+        self.queue = queue
+        self.rbuf = rbuf
+        self.slow_write = slow_write
+        self.data_received = None
+        self.direct = True
+        self.bytes_received = 0
+        self.bytes_sent = 0
+
+    def detach(self):
+        """The socket is closed: never touch the fd again (its number may be reused)."""
+        self.fd = -1
+        self.direct = False
+        self.data_received = None
+
+    def read_ready(self):
+        cdef ssize_t n
+        cdef char* buf
+        if self.fd < 0:
+            return
+        transport = self.transport
+        buf = PyByteArray_AS_STRING(self.rbuf)
+        while True:
+            n = c_recv(self.fd, buf, <size_t>PyByteArray_GET_SIZE(self.rbuf), 0)
+            if n >= 0 or errno != EINTR:
+                break
+        if n > 0:
+            self.bytes_received += <unsigned long long>n
+            data = PyBytes_FromStringAndSize(buf, n)
+            try:
+                self.data_received(data)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            return
+        if n == 0:
+            transport._read_eof()
+            return
+        if errno == EAGAIN or errno == EWOULDBLOCK:
+            return
+        try:
+            PyErr_SetFromErrno(OSError)
+        except OSError as exc:
+            transport._fatal_error(exc, "Fatal read error on socket transport")
+
+    def write(self, data):
+        cdef ssize_t n
+        cdef Py_ssize_t size
+        if self.direct and type(data) is bytes and not self.queue:
+            size = PyBytes_GET_SIZE(data)
+            if size:
+                while True:
+                    n = c_send(self.fd, PyBytes_AS_STRING(data), <size_t>size, MSG_NOSIGNAL)
+                    if n >= 0 or errno != EINTR:
+                        break
+                if n == size:
+                    self.bytes_sent += <unsigned long long>n
+                    return
+                if n >= 0 or errno == EAGAIN or errno == EWOULDBLOCK:
+                    if n > 0:
+                        self.bytes_sent += <unsigned long long>n
+                    else:
+                        n = 0
+                    self.transport._queue_rest(data, n)
+                    return
+                try:
+                    PyErr_SetFromErrno(OSError)
+                except OSError as exc:
+                    self.transport._fatal_error(exc, "Fatal write error on socket transport")
+                return
+        self.slow_write(self.transport, data)

@@ -36,9 +36,10 @@ _HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
 # Compiled raw send/recv (fastsock/transports/_sockio.pyx) unless it is not
 # built or FASTSOCK_PURE=1 (the codec's switch). Read when a transport is created.
 _SockIO: Any = None
+_StreamFastPath: Any = None
 if os.environ.get("FASTSOCK_PURE") != "1":
     try:
-        from ._sockio import SockIO as _SockIO
+        from ._sockio import SockIO as _SockIO, StreamFastPath as _StreamFastPath
     except ImportError:
         pass
 IMPLEMENTATION = "python" if _SockIO is None else "cython"
@@ -89,6 +90,8 @@ class TCPTransport(BaseTransport):
         # bound once: these run for every message. The compiled SockIO makes
         # the syscalls without the socket module's per-call overhead (see
         # docs/bench-tcp.md); the socket methods are the pure-Python twin.
+        self._buffer: deque[Any] = deque()
+        self._fast: Any = None
         if _SockIO is not None:
             io = _SockIO(self._fd)
             self._recv_into: Callable[[Any], int] = io.recv_into
@@ -100,7 +103,14 @@ class TCPTransport(BaseTransport):
             self._send = sock.send
         self._rbuf = reactor.recv_buffer
         self._rview = reactor.recv_view
-        self._buffer: deque[Any] = deque()
+        if (_SockIO is not None and _StreamFastPath is not None
+                and type(self).write is TCPTransport.write):
+            # read_ready/write per message in C (docs/bench-tcp.md); the
+            # instance attribute shadows the method, so protocols calling
+            # transport.write reach C straight away
+            self._fast = _StreamFastPath(self, self._fd, self._buffer, self._rbuf,
+                                         TCPTransport.write)
+            self.__dict__["write"] = self._fast.write
         self._conn_lost = 0
         self._eof = False            # write_eof() called
         self._eof_seen = False       # the peer half-closed
@@ -108,8 +118,8 @@ class TCPTransport(BaseTransport):
         self._started = False        # connection_made() called
         self._server = server
         self._waiter = waiter
-        self.bytes_received = 0
-        self.bytes_sent = 0
+        self._bytes_received = 0
+        self._bytes_sent = 0
         self._read_ready: Callable[[], None] = self._read_ready_bytes
         self._data_received: Callable[[bytes], Any] = _unset
         self.set_protocol(protocol)
@@ -144,12 +154,17 @@ class TCPTransport(BaseTransport):
     def set_protocol(self, protocol: Any) -> None:
         """Switch protocols; the read path (bytes or buffered) is chosen here, once."""
         self._protocol = protocol
+        fast = self._fast
         if is_buffered_protocol(protocol):
             read_ready = self._read_ready_buffered
         else:
-            read_ready = self._read_ready_bytes if self._recv_bytes is None else self._read_ready_fast
             # bound once: data_received is the hottest call there is
             self._data_received = getattr(protocol, "data_received", _unset)
+            if fast is not None:
+                fast.data_received = self._data_received
+                read_ready = fast.read_ready
+            else:
+                read_ready = self._read_ready_bytes if self._recv_bytes is None else self._read_ready_fast
         self._read_ready = read_ready
         if self._started and self.is_reading():
             self._reactor._add_reader_raw(self._fd, read_ready, ())
@@ -167,6 +182,16 @@ class TCPTransport(BaseTransport):
             self._extra[name] = value
             return value
         return default
+
+    @property
+    def bytes_received(self) -> int:
+        fast = self._fast
+        return self._bytes_received + (fast.bytes_received if fast is not None else 0)
+
+    @property
+    def bytes_sent(self) -> int:
+        fast = self._fast
+        return self._bytes_sent + (fast.bytes_sent if fast is not None else 0)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -187,7 +212,7 @@ class TCPTransport(BaseTransport):
         if not n:
             self._read_eof()
             return
-        self.bytes_received += n
+        self._bytes_received += n
         try:
             self._data_received(self._rview[:n].tobytes())
         except (SystemExit, KeyboardInterrupt):
@@ -210,7 +235,7 @@ class TCPTransport(BaseTransport):
         if not data:
             self._read_eof()
             return
-        self.bytes_received += len(data)
+        self._bytes_received += len(data)
         try:
             self._data_received(data)
         except (SystemExit, KeyboardInterrupt):
@@ -240,7 +265,7 @@ class TCPTransport(BaseTransport):
         if not n:
             self._read_eof()
             return
-        self.bytes_received += n
+        self._bytes_received += n
         try:
             self._protocol.buffer_updated(n)
         except (SystemExit, KeyboardInterrupt):
@@ -306,17 +331,28 @@ class TCPTransport(BaseTransport):
             except BaseException as exc:
                 self._fatal_error(exc, "Fatal write error on socket transport")
                 return
-            self.bytes_sent += n
+            self._bytes_sent += n
             if n == len(data):
                 return
-            if n or type(data) is not bytes:
-                # keep the rest; copy when the caller may reuse its buffer
-                data = memoryview(data)[n:] if type(data) is bytes else bytes(memoryview(data)[n:])
-            self._reactor._add_writer_raw(self._fd, self._write_ready, ())
-        elif type(data) is not bytes:
+            if type(data) is not bytes:
+                # copy the rest: the caller may reuse its buffer
+                data = bytes(memoryview(data)[n:])
+                n = 0
+            self._queue_rest(data, n)
+            return
+        if type(data) is not bytes:
             data = bytes(data)
         self._buffer.append(data)
         self._buffer_size += len(data)
+        self._maybe_pause_protocol()
+
+    def _queue_rest(self, data: bytes, n: int) -> None:
+        """The kernel took ``n`` bytes of ``data`` and the queue was empty:
+        queue the rest and watch for writability (also the C write's way back)."""
+        rest: Any = memoryview(data)[n:] if n else data
+        self._reactor._add_writer_raw(self._fd, self._write_ready, ())
+        self._buffer.append(rest)
+        self._buffer_size += len(rest)
         self._maybe_pause_protocol()
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
@@ -363,7 +399,7 @@ class TCPTransport(BaseTransport):
             self._buffer_size = 0
             self._fatal_error(exc, "Fatal write error on socket transport")
             return False
-        self.bytes_sent += n
+        self._bytes_sent += n
         self._buffer_size -= n
         while n:
             head = buf[0]
@@ -399,6 +435,8 @@ class TCPTransport(BaseTransport):
         if self._closing or self._eof:
             return
         self._eof = True
+        if self._fast is not None:
+            self._fast.direct = False
         if not self._buffer:
             self._shutdown_write()
 
@@ -411,6 +449,8 @@ class TCPTransport(BaseTransport):
         if self._closing:
             return
         self._closing = True
+        if self._fast is not None:
+            self._fast.direct = False
         self._reactor._remove_reader_raw(self._fd)
         if not self._buffer:
             self._conn_lost += 1
@@ -419,6 +459,8 @@ class TCPTransport(BaseTransport):
     def _force_close(self, exc: BaseException | None) -> None:
         if self._conn_lost:
             return
+        if self._fast is not None:
+            self._fast.direct = False
         if self._buffer:
             self._buffer.clear()
             self._buffer_size = 0
@@ -452,6 +494,8 @@ class TCPTransport(BaseTransport):
             self._sock.close()
             # the fd number may be reused at once: nothing may touch it now
             self._send = self._recv_into = self._recv_bytes = _closed_io  # type: ignore[assignment]
+            if self._fast is not None:
+                self._fast.detach()
             reactor._untrack(self)
             server = self._server
             if server is not None:
