@@ -33,9 +33,20 @@ syscalls and handles the rare case where it shows up:
 from __future__ import annotations
 
 import errno
+import os
 import select
+from typing import Any
 
 __all__ = ["EpollBackend"]
+
+# epoll_wait into a preallocated array plus the dispatch, compiled
+# (fastsock/reactor/_epollc.pyx), unless it is not built or FASTSOCK_PURE=1.
+_EpollPoller: Any = None
+if os.environ.get("FASTSOCK_PURE") != "1":
+    try:
+        from ._epollc import EpollPoller as _EpollPoller
+    except ImportError:
+        pass
 
 
 class EpollBackend:
@@ -52,6 +63,15 @@ class EpollBackend:
         self._ep = select.epoll()
         # poll() is called once per loop turn; bind it once.
         self.poll = self._ep.poll
+        # poll_dispatch(timeout, fds, stale, failed) -> events, or None: the
+        # loop then runs poll() and its own Python dispatch
+        self.poll_dispatch: Any = None
+        self._bind()
+
+    def _bind(self) -> None:
+        self.poll = self._ep.poll
+        poller = _EpollPoller
+        self.poll_dispatch = poller(self._ep).poll_dispatch if poller is not None else None
 
     def fileno(self) -> int:
         return self._ep.fileno()
@@ -83,7 +103,7 @@ class EpollBackend:
         """Replace the epoll instance, registering only ``masks`` (fd -> interest)."""
         old = self._ep
         self._ep = select.epoll()
-        self.poll = self._ep.poll
+        self._bind()
         old.close()
         for fd, mask in masks.items():
             try:

@@ -45,8 +45,8 @@ def _dispatch(events: list[tuple[int, int]], fds: dict[int, list[Any]], rev: int
               stale: Callable[[int], None], failed: Callable[[Any, BaseException], None]) -> None:
     """Run the reader/writer callbacks for one poll's events (the hot loop).
 
-    A Cython build of this function measured no faster (the cost is in the
-    callbacks it calls, not in the loop), so it stays Python.
+    The pure-Python twin of ``_epollc.EpollPoller.poll_dispatch`` (used with
+    FASTSOCK_PURE=1, the selectors backend, or when it is not built).
     """
     for fd, ev in events:
         entry = fds.get(fd)
@@ -120,6 +120,7 @@ class Reactor:
     def __init__(self, *, backend: str | None = None) -> None:
         self._backend = _make_backend(backend)
         self._poll = self._backend.poll
+        self._poll_dispatch = getattr(self._backend, "poll_dispatch", None)
         self._rmask = self._backend.READ
         self._wmask = self._backend.WRITE
         # fd -> [reader cb, reader args, writer cb, writer args]; args None = no args
@@ -302,6 +303,7 @@ class Reactor:
             for f, e in self._fds.items()
         })
         self._poll = self._backend.poll
+        self._poll_dispatch = getattr(self._backend, "poll_dispatch", None)
 
     # ------------------------------------------------------------- running
     def _check_closed(self) -> None:
@@ -323,11 +325,18 @@ class Reactor:
         else:
             timeout = -1.0
 
-        events = self._poll(timeout)
-        if events:
-            _dispatch(events, self._fds, self._backend.READ_EVENTS, self._backend.WRITE_EVENTS,
-                      self._stale_event, self._callback_failed)
-            self.stats["io_events"] += len(events)
+        poll_dispatch = self._poll_dispatch
+        if poll_dispatch is not None:
+            # compiled: epoll_wait into a C array and the dispatch (_epollc.pyx)
+            nevents = poll_dispatch(timeout, self._fds, self._stale_event, self._callback_failed)
+            if nevents:
+                self.stats["io_events"] += nevents
+        else:
+            events = self._poll(timeout)
+            if events:
+                _dispatch(events, self._fds, self._backend.READ_EVENTS, self._backend.WRITE_EVENTS,
+                          self._stale_event, self._callback_failed)
+                self.stats["io_events"] += len(events)
 
         if timers:
             end = _monotonic()
