@@ -583,3 +583,33 @@ def test_write_to_a_reset_peer_reports_the_error(reactor):
     assert isinstance(server_protos[0].lost[0], (ConnectionResetError, BrokenPipeError))
     assert st.bytes_sent == 0
     st.write(b"after the loss is ignored")
+
+
+def test_writelines_partial_sends_fallbacks_and_order(reactor):
+    sinks = []
+    server, addr = serve(reactor, lambda: sinks.append(Recorder()) or sinks[-1])
+    transport, client = connect(reactor, Recorder, addr)
+    big = bytes(range(256)) * (8 * 1024)              # 2 MiB per part: a partial send
+    expected = bytearray()
+
+    def send(parts, wrap=list):
+        transport.writelines(wrap(parts))
+        for p in parts:
+            expected.extend(p)
+
+    send([])
+    send([b"", b""])
+    send([b"head-", big, b"-mid-", big])               # all bytes: gathered in C
+    send([b"queued-", bytearray(b"behind")])           # queue not empty: Python
+    assert reactor.run_until(lambda: sinks and len(sinks[0].data) == len(expected), timeout=30)
+    assert transport.get_write_buffer_size() == 0
+    send([b"a", bytearray(b"b"), memoryview(b"c")])    # mixed types: Python path
+    send([bytes([i]) for i in range(200)])             # more than the C gather limit
+    send([b"from ", b"an iterator"], iter)
+    send([b"from ", b"a tuple"], tuple)
+    assert reactor.run_until(lambda: len(sinks[0].data) == len(expected), timeout=30)
+    assert sinks[0].data == expected
+    assert transport.bytes_sent == len(expected) == sinks[0].transport.bytes_received
+    transport.write_eof()
+    with pytest.raises(RuntimeError, match="write_eof"):
+        transport.writelines([b"after eof"])

@@ -13,10 +13,32 @@ cdef extern from "errno.h":
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 
+cdef extern from "sys/uio.h":
+    cdef struct iovec:
+        void* iov_base
+        size_t iov_len
+
 cdef extern from "sys/socket.h":
+    ctypedef unsigned int socklen_t
+    cdef struct msghdr:
+        void* msg_name
+        socklen_t msg_namelen
+        iovec* msg_iov
+        size_t msg_iovlen
+        void* msg_control
+        size_t msg_controllen
+        int msg_flags
     ssize_t c_send "send"(int, const void*, size_t, int)
     ssize_t c_recv "recv"(int, void*, size_t, int)
+    ssize_t c_sendmsg "sendmsg"(int, const msghdr*, int)
     int MSG_NOSIGNAL
+
+from libc.string cimport memset
+
+# writelines() gathers at most this many buffers in C (one sendmsg); longer
+# lists take the Python path, which sends IOV_MAX at a time
+cdef enum:
+    GATHER_MAX = 64
 
 
 cdef class SockIO:
@@ -88,12 +110,13 @@ cdef class StreamFastPath:
     cdef object queue          # its write queue: write() sends only when it is empty
     cdef object rbuf           # the loop's receive buffer (a bytearray, never resized)
     cdef object slow_write     # TCPTransport.write, unbound
+    cdef object slow_writelines  # TCPTransport.writelines, unbound
     cdef public object data_received
     cdef public bint direct
     cdef public unsigned long long bytes_received
     cdef public unsigned long long bytes_sent
 
-    def __cinit__(self, transport, int fd, queue, bytearray rbuf, slow_write):
+    def __cinit__(self, transport, int fd, queue, bytearray rbuf, slow_write, slow_writelines):
         if PyByteArray_GET_SIZE(rbuf) == 0:
             raise ValueError("the receive buffer is empty")
         self.transport = transport
@@ -101,6 +124,7 @@ cdef class StreamFastPath:
         self.queue = queue
         self.rbuf = rbuf
         self.slow_write = slow_write
+        self.slow_writelines = slow_writelines
         self.data_received = None
         self.direct = True
         self.bytes_received = 0
@@ -169,3 +193,46 @@ cdef class StreamFastPath:
                     self.transport._fatal_error(exc, "Fatal write error on socket transport")
                 return
         self.slow_write(self.transport, data)
+
+    def writelines(self, list_of_data):
+        """A list of ``bytes`` with nothing queued: one gathering ``sendmsg``."""
+        cdef iovec iov[GATHER_MAX]
+        cdef msghdr msg
+        cdef Py_ssize_t count, i, total = 0
+        cdef ssize_t n
+        if self.direct and type(list_of_data) is list and not self.queue:
+            count = len(<list>list_of_data)
+            if 0 < count <= GATHER_MAX:
+                for i in range(count):
+                    item = (<list>list_of_data)[i]
+                    if type(item) is not bytes:
+                        break
+                    iov[i].iov_base = PyBytes_AS_STRING(item)
+                    iov[i].iov_len = <size_t>PyBytes_GET_SIZE(item)
+                    total += PyBytes_GET_SIZE(item)
+                else:
+                    if total == 0:
+                        return
+                    memset(&msg, 0, sizeof(msg))
+                    msg.msg_iov = iov
+                    msg.msg_iovlen = <size_t>count
+                    while True:
+                        n = c_sendmsg(self.fd, &msg, MSG_NOSIGNAL)
+                        if n >= 0 or errno != EINTR:
+                            break
+                    if n == total:
+                        self.bytes_sent += <unsigned long long>n
+                        return
+                    if n >= 0 or errno == EAGAIN or errno == EWOULDBLOCK:
+                        if n > 0:
+                            self.bytes_sent += <unsigned long long>n
+                        else:
+                            n = 0
+                        self.transport._queue_rest_of(list_of_data, n)
+                        return
+                    try:
+                        PyErr_SetFromErrno(OSError)
+                    except OSError as exc:
+                        self.transport._fatal_error(exc, "Fatal write error on socket transport")
+                    return
+        self.slow_writelines(self.transport, list_of_data)

@@ -104,13 +104,15 @@ class TCPTransport(BaseTransport):
         self._rbuf = reactor.recv_buffer
         self._rview = reactor.recv_view
         if (_SockIO is not None and _StreamFastPath is not None
-                and type(self).write is TCPTransport.write):
-            # read_ready/write per message in C (docs/bench-tcp.md); the
-            # instance attribute shadows the method, so protocols calling
+                and type(self).write is TCPTransport.write
+                and type(self).writelines is TCPTransport.writelines):
+            # read_ready/write/writelines per message in C (docs/bench-tcp.md);
+            # the instance attributes shadow the methods, so protocols calling
             # transport.write reach C straight away
             self._fast = _StreamFastPath(self, self._fd, self._buffer, self._rbuf,
-                                         TCPTransport.write)
+                                         TCPTransport.write, TCPTransport.writelines)
             self.__dict__["write"] = self._fast.write
+            self.__dict__["writelines"] = self._fast.writelines
         self._conn_lost = 0
         self._eof = False            # write_eof() called
         self._eof_seen = False       # the peer half-closed
@@ -379,6 +381,23 @@ class TCPTransport(BaseTransport):
             self._flush()
             if self._buffer and not self._conn_lost:
                 self._reactor._add_writer_raw(self._fd, self._write_ready, ())
+        self._maybe_pause_protocol()
+
+    def _queue_rest_of(self, list_of_data: list[bytes], n: int) -> None:
+        """The C writelines sent ``n`` bytes of ``list_of_data`` (all bytes,
+        the queue was empty): queue the rest and watch for writability."""
+        added = 0
+        for data in list_of_data:
+            size = len(data)
+            if n >= size:
+                n -= size
+                continue
+            rest: Any = memoryview(data)[n:] if n else data
+            n = 0
+            self._buffer.append(rest)
+            added += len(rest)
+        self._buffer_size += added
+        self._reactor._add_writer_raw(self._fd, self._write_ready, ())
         self._maybe_pause_protocol()
 
     def _flush(self) -> bool:
