@@ -11,6 +11,7 @@ class StreamFastPath:
     direct: bool
     bytes_received: int
     bytes_sent: int
+    queue: Sized
     def __init__(self, transport: Any, fd: int, queue: Sized, rbuf: bytearray,
                  slow_write: Callable[[Any, Any], None],
                  slow_writelines: Callable[[Any, Any], None]) -> None: ...

@@ -107,7 +107,7 @@ cdef class StreamFastPath:
     """
     cdef int fd
     cdef object transport      # the TCPTransport
-    cdef object queue          # its write queue: write() sends only when it is empty
+    cdef public object queue   # its write queue (empty until first used): write() sends only when it is empty
     cdef object rbuf           # the loop's receive buffer (a bytearray, never resized)
     cdef object slow_write     # TCPTransport.write, unbound
     cdef object slow_writelines  # TCPTransport.writelines, unbound

@@ -59,6 +59,9 @@ ACCEPT_RETRY_MIN = 0.05   # first back-off after EMFILE (seconds)
 ACCEPT_RETRY_MAX = 1.0    # cap of the doubling back-off
 
 
+_NO_QUEUE: tuple[()] = ()  # empty and falsy, like an empty deque
+
+
 def _closed_io(data: Any) -> int:
     raise OSError(errno.EBADF, "the transport's socket is closed")
 
@@ -90,7 +93,9 @@ class TCPTransport(BaseTransport):
         # bound once: these run for every message. The compiled SockIO makes
         # the syscalls without the socket module's per-call overhead (see
         # docs/bench-tcp.md); the socket methods are the pure-Python twin.
-        self._buffer: deque[Any] = deque()
+        # The write queue is created on the first partial send: most
+        # connections never queue, and an empty deque costs ~0.75 KiB each.
+        self._buffer: Any = _NO_QUEUE
         self._fast: Any = None
         if _SockIO is not None:
             io = _SockIO(self._fd)
@@ -346,16 +351,25 @@ class TCPTransport(BaseTransport):
             return
         if type(data) is not bytes:
             data = bytes(data)
-        self._buffer.append(data)
+        self._queue().append(data)
         self._buffer_size += len(data)
         self._maybe_pause_protocol()
+
+    def _queue(self) -> deque[Any]:
+        """The write queue, created on first use (and shared with the C path)."""
+        buf = self._buffer
+        if buf is _NO_QUEUE:
+            buf = self._buffer = deque()
+            if self._fast is not None:
+                self._fast.queue = buf
+        return buf  # type: ignore[no-any-return]
 
     def _queue_rest(self, data: bytes, n: int) -> None:
         """The kernel took ``n`` bytes of ``data`` and the queue was empty:
         queue the rest and watch for writability (also the C write's way back)."""
         rest: Any = memoryview(data)[n:] if n else data
         self._reactor._add_writer_raw(self._fd, self._write_ready, ())
-        self._buffer.append(rest)
+        self._queue().append(rest)
         self._buffer_size += len(rest)
         self._maybe_pause_protocol()
 
@@ -367,6 +381,7 @@ class TCPTransport(BaseTransport):
             self._conn_lost += 1
             return
         was_empty = not self._buffer
+        buf = self._queue()
         added = 0
         for data in list_of_data:
             if type(data) is not bytes:
@@ -374,7 +389,7 @@ class TCPTransport(BaseTransport):
                     raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
                 data = bytes(data)
             if data:
-                self._buffer.append(data)
+                buf.append(data)
                 added += len(data)
         if not added:
             return
@@ -388,6 +403,7 @@ class TCPTransport(BaseTransport):
     def _queue_rest_of(self, list_of_data: list[bytes], n: int) -> None:
         """The C writelines sent ``n`` bytes of ``list_of_data`` (all bytes,
         the queue was empty): queue the rest and watch for writability."""
+        buf = self._queue()
         added = 0
         for data in list_of_data:
             size = len(data)
@@ -396,7 +412,7 @@ class TCPTransport(BaseTransport):
                 continue
             rest: Any = memoryview(data)[n:] if n else data
             n = 0
-            self._buffer.append(rest)
+            buf.append(rest)
             added += len(rest)
         self._buffer_size += added
         self._reactor._add_writer_raw(self._fd, self._write_ready, ())
