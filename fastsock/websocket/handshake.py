@@ -61,22 +61,34 @@ _REASONS = {
 class Headers:
     """HTTP headers in arrival order with case-insensitive lookup."""
 
-    __slots__ = ("_items",)
+    # _index maps each lower-cased name to its values once, so the dozen
+    # lookups of a handshake do not lower-case every header every time.
+    __slots__ = ("_items", "_index")
 
     def __init__(self, items: Iterable[Tuple[str, str]] = ()) -> None:
         self._items = list(items)
+        index: dict[str, list[str]] = {}
+        for name, value in self._items:
+            key = name.lower()
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
+        self._index = index
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The value of ``name``; repeated headers are joined with ``", "``."""
-        values = self.get_all(name)
-        return ", ".join(values) if values else default
+        values = self._index.get(name.lower())
+        if not values:
+            return default
+        return values[0] if len(values) == 1 else ", ".join(values)
 
     def get_all(self, name: str) -> list[str]:
-        name = name.lower()
-        return [v for k, v in self._items if k.lower() == name]
+        return list(self._index.get(name.lower(), ()))
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and bool(self.get_all(name))
+        return isinstance(name, str) and name.lower() in self._index
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -92,6 +104,7 @@ class Headers:
 
     def append(self, name: str, value: str) -> None:
         self._items.append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
 
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
