@@ -61,34 +61,22 @@ _REASONS = {
 class Headers:
     """HTTP headers in arrival order with case-insensitive lookup."""
 
-    # _index maps each lower-cased name to its values once, so the dozen
-    # lookups of a handshake do not lower-case every header every time.
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[Tuple[str, str]] = ()) -> None:
         self._items = list(items)
-        index: dict[str, list[str]] = {}
-        for name, value in self._items:
-            key = name.lower()
-            values = index.get(key)
-            if values is None:
-                index[key] = [value]
-            else:
-                values.append(value)
-        self._index = index
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The value of ``name``; repeated headers are joined with ``", "``."""
-        values = self._index.get(name.lower())
-        if not values:
-            return default
-        return values[0] if len(values) == 1 else ", ".join(values)
+        values = self.get_all(name)
+        return ", ".join(values) if values else default
 
     def get_all(self, name: str) -> list[str]:
-        return list(self._index.get(name.lower(), ()))
+        name = name.lower()
+        return [v for k, v in self._items if k.lower() == name]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        return isinstance(name, str) and bool(self.get_all(name))
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -104,7 +92,6 @@ class Headers:
 
     def append(self, name: str, value: str) -> None:
         self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
 
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
