@@ -32,6 +32,8 @@ h11's ``ConnectionPair`` test helper were the model.
 """
 from __future__ import annotations
 
+import abc
+
 import collections
 import heapq
 import itertools
@@ -211,7 +213,7 @@ def _deliver(protocol: Any, data: bytes) -> None:
         view = view[n:]
 
 
-class _TransportShape:
+class _TransportShape(abc.ABC):
     """What both fake transports share: extra info, protocol, watermarks."""
 
     def __init__(self, protocol: Any, clock: Any, extra: Optional[Mapping[str, Any]]) -> None:
@@ -252,8 +254,9 @@ class _TransportShape:
         self._high, self._low = high, low
         self._check_watermarks()
 
+    @abc.abstractmethod
     def get_write_buffer_size(self) -> int:
-        raise NotImplementedError
+        """Bytes queued and not yet delivered (each fake keeps its own count)."""
 
     def _check_watermarks(self) -> None:
         size = self.get_write_buffer_size()

@@ -31,6 +31,23 @@ cdef uint32_t READ_EVENTS = EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLPRI
 cdef uint32_t WRITE_EVENTS = EPOLLOUT | EPOLLERR | EPOLLHUP
 
 
+cdef inline int _run(object cb, object args, object failed) except -1:
+    """Call one reader/writer callback; its errors go to ``failed`` (the loop
+    keeps serving) except SystemExit/KeyboardInterrupt, which propagate."""
+    if cb is None:
+        return 0
+    try:
+        if args is None:
+            cb()
+        else:
+            cb(*args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        failed(cb, exc)
+    return 0
+
+
 cdef class EpollPoller:
     """``poll_dispatch(timeout, fds, stale, failed) -> events`` on one epoll fd.
 
@@ -90,29 +107,7 @@ cdef class EpollPoller:
                 continue
             entry = <list>obj
             if ev & READ_EVENTS:
-                cb = entry[0]
-                if cb is not None:
-                    args = entry[1]
-                    try:
-                        if args is None:
-                            cb()
-                        else:
-                            cb(*args)
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        failed(cb, exc)
+                _run(entry[0], entry[1], failed)
             if ev & WRITE_EVENTS:
-                cb = entry[2]
-                if cb is not None:
-                    args = entry[3]
-                    try:
-                        if args is None:
-                            cb()
-                        else:
-                            cb(*args)
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        failed(cb, exc)
+                _run(entry[2], entry[3], failed)
         return n

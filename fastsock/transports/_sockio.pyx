@@ -167,6 +167,29 @@ cdef class StreamFastPath:
         except OSError as exc:
             transport._fatal_error(exc, "Fatal read error on socket transport")
 
+    cdef int _after_send(self, ssize_t n, Py_ssize_t total, object data, bint gathered) except -1:
+        # What a send()/sendmsg() of ``total`` bytes returned (errno still
+        # holds its error): count it, hand a partial send's rest to the
+        # transport's queue, or fail the transport.
+        if n == total:
+            self.bytes_sent += <unsigned long long>n
+            return 0
+        if n >= 0 or errno == EAGAIN or errno == EWOULDBLOCK:
+            if n > 0:
+                self.bytes_sent += <unsigned long long>n
+            else:
+                n = 0
+            if gathered:
+                self.transport._queue_rest_of(data, n)
+            else:
+                self.transport._queue_rest(data, n)
+            return 0
+        try:
+            PyErr_SetFromErrno(OSError)
+        except OSError as exc:
+            self.transport._fatal_error(exc, "Fatal write error on socket transport")
+        return 0
+
     def write(self, data):
         cdef ssize_t n
         cdef Py_ssize_t size
@@ -177,20 +200,7 @@ cdef class StreamFastPath:
                     n = c_send(self.fd, PyBytes_AS_STRING(data), <size_t>size, MSG_NOSIGNAL)
                     if n >= 0 or errno != EINTR:
                         break
-                if n == size:
-                    self.bytes_sent += <unsigned long long>n
-                    return
-                if n >= 0 or errno == EAGAIN or errno == EWOULDBLOCK:
-                    if n > 0:
-                        self.bytes_sent += <unsigned long long>n
-                    else:
-                        n = 0
-                    self.transport._queue_rest(data, n)
-                    return
-                try:
-                    PyErr_SetFromErrno(OSError)
-                except OSError as exc:
-                    self.transport._fatal_error(exc, "Fatal write error on socket transport")
+                self._after_send(n, size, data, False)
                 return
         self.slow_write(self.transport, data)
 
@@ -220,19 +230,6 @@ cdef class StreamFastPath:
                         n = c_sendmsg(self.fd, &msg, MSG_NOSIGNAL)
                         if n >= 0 or errno != EINTR:
                             break
-                    if n == total:
-                        self.bytes_sent += <unsigned long long>n
-                        return
-                    if n >= 0 or errno == EAGAIN or errno == EWOULDBLOCK:
-                        if n > 0:
-                            self.bytes_sent += <unsigned long long>n
-                        else:
-                            n = 0
-                        self.transport._queue_rest_of(list_of_data, n)
-                        return
-                    try:
-                        PyErr_SetFromErrno(OSError)
-                    except OSError as exc:
-                        self.transport._fatal_error(exc, "Fatal write error on socket transport")
+                    self._after_send(n, total, list_of_data, True)
                     return
         self.slow_writelines(self.transport, list_of_data)

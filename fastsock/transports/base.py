@@ -12,6 +12,8 @@ and fatal-error reporting.
 """
 from __future__ import annotations
 
+import abc
+
 import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
@@ -69,7 +71,7 @@ def is_buffered_protocol(protocol: Any) -> bool:
         and callable(getattr(protocol, "buffer_updated", None)))
 
 
-class BaseTransport:
+class BaseTransport(abc.ABC):
     """State and behaviour shared by fastsock's transports."""
 
     def __init__(self, reactor: Reactor, protocol: Any, extra: dict[str, Any] | None = None) -> None:
@@ -161,8 +163,9 @@ class BaseTransport:
             logger.debug("%r: %s", self, message, exc_info=True)
         self._force_close(exc)
 
+    @abc.abstractmethod
     def _force_close(self, exc: BaseException | None) -> None:
-        raise NotImplementedError
+        """Close now, dropping what is queued (each transport knows its socket)."""
 
     def abort(self) -> None:
         self._force_close(None)

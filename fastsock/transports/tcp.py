@@ -100,11 +100,11 @@ class TCPTransport(BaseTransport):
         if _SockIO is not None:
             io = _SockIO(self._fd)
             self._recv_into: Callable[[Any], int] = io.recv_into
-            self._recv_bytes: Callable[[Any], bytes] | None = io.recv_bytes
+            self._recv_bytes: Callable[[Any], bytes] = io.recv_bytes
             self._send: Callable[[Any], int] = io.send
         else:
             self._recv_into = sock.recv_into
-            self._recv_bytes = None
+            self._recv_bytes = self._recv_bytes_py
             self._send = sock.send
         if (_SockIO is not None and _StreamFastPath is not None
                 and type(self).write is TCPTransport.write
@@ -129,7 +129,7 @@ class TCPTransport(BaseTransport):
         self._waiter = waiter
         self._bytes_received = 0
         self._bytes_sent = 0
-        self._read_ready: Callable[[], None] = self._read_ready_bytes
+        self._read_ready: Callable[[], None] = self._read_ready_data
         self._data_received: Callable[[bytes], Any] = _unset
         self.set_protocol(protocol)
         reactor._track(self)
@@ -173,7 +173,7 @@ class TCPTransport(BaseTransport):
                 fast.data_received = self._data_received
                 read_ready = fast.read_ready
             else:
-                read_ready = self._read_ready_bytes if self._recv_bytes is None else self._read_ready_fast
+                read_ready = self._read_ready_data
         self._read_ready = read_ready
         if self._started and self.is_reading():
             self._reactor._add_reader_raw(self._fd, read_ready, ())
@@ -208,32 +208,16 @@ class TCPTransport(BaseTransport):
                 "write_buffer": self._buffer_size}
 
     # ---------------------------------------------------------------- read
-    def _read_ready_bytes(self) -> None:
-        try:
-            n = self._recv_into(self._reactor.recv_view)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-            return
-        if not n:
-            self._read_eof()
-            return
-        self._bytes_received += n
-        try:
-            self._data_received(self._reactor.recv_view[:n].tobytes())
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+    def _recv_bytes_py(self, buffer: bytearray) -> bytes:
+        # The pure twin of SockIO.recv_bytes: recv_into the loop's buffer and
+        # copy out what arrived (recv(256 KiB) would allocate that much per read).
+        view = self._reactor.recv_view
+        n = self._recv_into(view)
+        return view[:n].tobytes()
 
-    def _read_ready_fast(self) -> None:
-        # _read_ready_bytes with the compiled SockIO: one C call receives
-        # into the loop's buffer and returns the bytes received
+    def _read_ready_data(self) -> None:
         try:
-            data = self._recv_bytes(self._reactor.recv_buffer)  # type: ignore[misc]
+            data = self._recv_bytes(self._reactor.recv_buffer)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):

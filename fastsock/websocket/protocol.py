@@ -553,36 +553,30 @@ class WebSocketHandler:
         """
         if self._fast:
             # The common case in one straight line: server, open, no extensions.
+            payload: Any
             if type(message) is str:
-                payload: Any = message.encode()
-                n = len(payload)
-                if n < 126:
-                    if self._batching:
-                        self._out.append(_H_TEXT[n] + payload)
-                    elif self._out:
-                        self._out.append(_H_TEXT[n] + payload)
-                        self._flush()
-                    else:
-                        self._transport.write(_H_TEXT[n] + payload)
-                    return
+                payload = message.encode()
                 b0 = 0x81
+                small = _H_TEXT
             elif type(message) is bytes:
-                n = len(message)
-                if n < 126:
-                    if self._batching:
-                        self._out.append(_H_BINARY[n] + message)
-                    elif self._out:
-                        self._out.append(_H_BINARY[n] + message)
-                        self._flush()
-                    else:
-                        self._transport.write(_H_BINARY[n] + message)
-                    return
                 payload = message
                 b0 = 0x82
+                small = _H_BINARY
             else:
                 payload = None
                 b0 = 0
             if payload is not None:
+                n = len(payload)
+                if n < 126:
+                    frame = small[n] + payload
+                    if self._batching:
+                        self._out.append(frame)
+                    elif self._out:
+                        self._out.append(frame)
+                        self._flush()
+                    else:
+                        self._transport.write(frame)
+                    return
                 out = self._out
                 if n < _COALESCE:
                     out.append(_pack16(b0, 126, n) + payload if n < 65536
