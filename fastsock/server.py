@@ -31,6 +31,7 @@ from .websocket.handshake import (
 )
 from .websocket.protocol import (
     Extension,
+    TurnFlush,
     WebSocketHandler,
     WebSocketOptions,
     broadcast,
@@ -85,6 +86,9 @@ class ServerState:
             self.routes = None
             self.default = handler
         self.loop = loop
+        # One per server: the replies of every connection read in a loop turn
+        # are written together at its end (see TurnFlush).
+        self.flusher = TurnFlush(loop) if loop is not None else None
         self.options = options or WebSocketOptions()
         self.origins = None if origins is None else set(origins)
         self.subprotocols = tuple(subprotocols)
@@ -286,7 +290,7 @@ class ServerHandshakeProtocol:
         transport.set_protocol(handler)
         try:
             handler.attach(transport, state.loop, options=state.options, extensions=extensions,
-                           subprotocol=subprotocol, request=request)
+                           subprotocol=subprotocol, request=request, flusher=state.flusher)
         except Exception:
             log.exception("error in %s.on_open", type(handler).__name__)
             handler.fail(1011, "internal error")

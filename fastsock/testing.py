@@ -384,13 +384,18 @@ class FakeTransport(_TransportShape):
 
     def feed(self, data: bytes) -> None:
         """The peer sent ``data``: delivered to the protocol now, or kept
-        until ``resume_reading`` while reading is paused."""
+        until ``resume_reading`` while reading is paused. Then, as at the end
+        of a loop turn, the clock's callbacks that are due now run: that is
+        when a WebSocket handler writes its replies."""
         if self.closed:
             raise RuntimeError("cannot feed data to a closed transport")
         if not self.reading:
             self._paused_input.append(bytes(data))
             return
         _deliver(self._protocol, bytes(data))
+        run_ready = getattr(self._clock, "run_ready", None)
+        if run_ready is not None:
+            run_ready()
 
     def feed_eof(self) -> None:
         """The peer half-closed (TCP FIN): ``eof_received``; a false answer

@@ -139,6 +139,9 @@ class FakeTransport:
         self.reading = True
         self.protocol: Any = None
         self.buffer_size = 0
+        # the FakeLoop the protocol runs on: take() ends its turn first, since
+        # replies to received bytes are written at the end of the loop turn
+        self.loop: Any = None
 
     def write(self, data: bytes) -> None:
         assert not self.eof, "write after write_eof"
@@ -149,6 +152,8 @@ class FakeTransport:
             self.write(c)
 
     def take(self) -> bytes:
+        if self.loop is not None:
+            self.loop.run_soon()
         out = bytes(self.data)
         self.data.clear()
         return out

@@ -8,7 +8,7 @@ import pytest
 from fastsock.exceptions import ConnectionClosedError, ConnectionClosedOK
 from fastsock.frame import FrameParser, build_frame
 from fastsock.websocket import (
-    Extension, State, WebSocketHandler, WebSocketOptions, broadcast, encode_message,
+    Extension, State, TurnFlush, WebSocketHandler, WebSocketOptions, broadcast, encode_message,
     is_valid_close_code,
 )
 from test_websocket_helpers import FakeLoop, FakeTransport, masked
@@ -47,6 +47,7 @@ def make(cls: type = Recorder, *, client: bool = False, options: WebSocketOption
     t = FakeTransport()
     t.protocol = ws
     loop = FakeLoop()
+    t.loop = loop
     ws.attach(t, loop, client=client, options=options or WebSocketOptions(ping_interval=None),
               extensions=extensions)
     return ws, t, loop
@@ -76,11 +77,13 @@ def test_text_and_binary_messages_keep_their_type() -> None:
 
 
 def test_replies_to_one_chunk_go_out_in_one_write() -> None:
-    ws, t, _ = make(Echo)
+    ws, t, loop = make(Echo)
     writes: list[int] = []
     t.writelines = lambda chunks: writes.append(len(list(chunks)))  # type: ignore[method-assign]
     t.write = lambda data: writes.append(1)  # type: ignore[method-assign]
     ws.data_received(b"".join(masked(1, b"m%d" % i) for i in range(8)))
+    assert writes == []             # not before the loop turn ends
+    loop.run_soon()
     assert writes == [8]
 
 
@@ -335,6 +338,63 @@ def test_broadcast_frames_to_one_peer_are_coalesced_per_turn() -> None:
     assert writes == []
     loop.run_soon()
     assert writes == [5]
+
+
+def test_replies_of_many_connections_are_written_together_at_the_end_of_the_turn() -> None:
+    """A server's connections share one TurnFlush: replies produced while
+    handling input wait until every connection read in the turn was handled,
+    then each connection gets exactly one write, in the order they were read."""
+    loop = FakeLoop()
+    flusher = TurnFlush(loop)
+    order: list[int] = []
+    conns = []
+    for i in range(3):
+        ws = Echo()
+        t = FakeTransport()
+        t.write = lambda data, i=i: order.append(i)  # type: ignore[method-assign]
+        t.writelines = lambda chunks, i=i: order.append(i)  # type: ignore[method-assign]
+        ws.attach(t, loop, options=WebSocketOptions(ping_interval=None), flusher=flusher)
+        conns.append(ws)
+    for ws in reversed(conns):
+        ws.data_received(masked(1, b"a") + masked(1, b"b"))
+    assert order == [] and len(loop.timers) == 1      # one callback for the whole turn
+    loop.run_soon()
+    assert order == [2, 1, 0]
+    assert flusher.pending == [] and not any(ws._queued for ws in conns)
+
+
+def test_a_send_outside_the_turn_keeps_queued_replies_in_order() -> None:
+    ws, t, loop = make(Echo)
+    ws.data_received(masked(1, b"first"))
+    ws.send("second")                   # from a timer, say: flushes what is queued first
+    assert sent(t) == [(1, b"first"), (1, b"second")]
+    loop.run_soon()                     # the turn's flush finds nothing left
+    assert t.take() == b""
+
+
+def test_one_failing_transport_does_not_hold_back_the_others() -> None:
+    loop = FakeLoop()
+    flusher = TurnFlush(loop)
+    (bad, tb, _), (good, tg, _) = make(Echo), make(Echo)
+    for ws in (bad, good):
+        ws._flusher = flusher
+
+    def broken(data: bytes) -> None:
+        raise OSError("broken transport")
+    tb.write = broken  # type: ignore[method-assign]
+    bad.data_received(masked(1, b"x"))
+    good.data_received(masked(1, b"y"))
+    loop.run_soon()
+    assert sent(tg) == [(1, b"y")]
+    assert not bad._queued and bad._out    # it stays queued for the next flush
+
+
+def test_a_closed_connection_drops_its_unsent_replies() -> None:
+    ws, t, loop = make(Echo)
+    ws.data_received(masked(1, b"x"))
+    ws.connection_lost(None)
+    loop.run_soon()
+    assert t.take() == b"" and ws._out == []
 
 
 def test_encode_message() -> None:

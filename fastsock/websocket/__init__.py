@@ -8,6 +8,7 @@ from .handshake import Headers, Request, Response, accept_key, parse_uri
 from .protocol import (
     Extension,
     State,
+    TurnFlush,
     WebSocketHandler,
     WebSocketOptions,
     broadcast,
@@ -21,6 +22,7 @@ __all__ = [
     "Request",
     "Response",
     "State",
+    "TurnFlush",
     "WebSocketHandler",
     "WebSocketOptions",
     "accept_key",

@@ -15,15 +15,17 @@ Hot path (why it looks the way it does): one ``FrameParser.feed`` per received
 chunk returns every frame the chunk completed; an unfragmented data frame goes
 straight to ``on_message``; everything the application sends while a chunk is
 being handled is queued and written with one ``writelines`` at the end of the
-chunk, so N pipelined messages cost one send, not N.
+chunk, so N pipelined messages cost one send, not N. That path
+(``data_received`` and ``send``) lives in :class:`HandlerCore`, the base
+class, compiled from ``_core.pyx`` (its Python twin is ``_core_py.py``);
+``CORE_IMPLEMENTATION`` says which one runs.
 """
 from __future__ import annotations
 
 import enum
 import logging
 import os
-import struct
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
 
 from ..exceptions import (
     ConnectionClosed,
@@ -32,10 +34,30 @@ from ..exceptions import (
     InvalidStateError,
     ProtocolError,
 )
+from .. import frame as _codec
 from ..frame import FrameParser, build_frame
+from ._core_py import COALESCE as _COALESCE
+from ._core_py import _H_BINARY, _H_TEXT, _pack16
+from ._core_py import frame_header as _header
+
+if TYPE_CHECKING:
+    from ._core_py import HandlerCore, TurnFlush
+    CORE_IMPLEMENTATION = "python"
+elif os.environ.get("FASTSOCK_PURE") == "1" or _codec.IMPLEMENTATION != "cython":
+    # The compiled core reads the compiled codec's frames directly.
+    from ._core_py import HandlerCore, TurnFlush
+    CORE_IMPLEMENTATION = "python"
+else:
+    try:
+        from ._core import HandlerCore, TurnFlush
+        CORE_IMPLEMENTATION = "cython"
+    except ImportError:
+        from ._core_py import HandlerCore, TurnFlush
+        CORE_IMPLEMENTATION = "python"
 
 __all__ = [
     "State",
+    "TurnFlush",
     "WebSocketHandler",
     "WebSocketOptions",
     "Extension",
@@ -143,22 +165,6 @@ class Extension:
         return 0, payload
 
 
-# Precomputed server headers for payloads below 126 bytes: index by length.
-_H_TEXT = [bytes((0x81, n)) for n in range(126)]
-_H_BINARY = [bytes((0x82, n)) for n in range(126)]
-_pack16 = struct.Struct("!BBH").pack
-_pack64 = struct.Struct("!BBQ").pack
-_COALESCE = 4096   # below this, header and payload are joined into one bytes
-
-
-def _header(b0: int, n: int) -> bytes:
-    if n < 126:
-        return bytes((b0, n))
-    if n < 65536:
-        return _pack16(b0, 126, n)
-    return _pack64(b0, 127, n)
-
-
 def encode_message(message: Data) -> bytes:
     """One unmasked (server) frame for ``message``: ``str`` → text, else binary.
 
@@ -175,7 +181,7 @@ def encode_message(message: Data) -> bytes:
     return _header(b0, len(payload)) + payload
 
 
-class WebSocketHandler:
+class WebSocketHandler(HandlerCore):
     """One WebSocket connection; subclass it and override the ``on_*`` callbacks.
 
     Callbacks (all optional, all called on the loop thread)::
@@ -194,13 +200,15 @@ class WebSocketHandler:
     ``remote_address``, ``latency``, ``buffered_amount``, ``close_code``.
     """
 
+    # HandlerCore holds _parser, _transport, _out, _batching, _fast,
+    # _rx_fast, _close_received, _flusher and _queued.
     __slots__ = (
-        "__weakref__", "_state", "_client", "_parser", "_transport", "_loop", "_out", "_batching",
-        "_frag", "_frag_op", "_frag_rsv", "_close_sent", "_close_received", "_sent_code",
+        "__weakref__", "_state", "_client", "_loop",
+        "_frag", "_frag_op", "_frag_rsv", "_close_sent", "_sent_code",
         "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency", "_next_ping_at",
         "_extensions", "_options", "_writing_paused", "_reading_paused", "messages_dropped",
         "request", "subprotocol", "_on_lost", "_eof_sent", "_fail_code", "_fail_reason",
-        "_flush_scheduled", "server", "_fast", "_rx_fast", "_drain_waiters",
+        "server", "_drain_waiters",
     )
 
     def __init__(self) -> None:
@@ -210,10 +218,10 @@ class WebSocketHandler:
         self._rx_fast = False       # OPEN, no extensions, UTF-8 checked by the codec
         self._drain_waiters: list[Any] = []
         self._client = False
-        self._parser: Any = None
-        self._transport: Any = None
+        self._parser = None
+        self._transport = None
         self._loop: Any = None
-        self._out: list[bytes] = []
+        self._out = []
         self._batching = False
         self._frag: Optional[list[bytes]] = None
         self._frag_op = 0
@@ -239,7 +247,8 @@ class WebSocketHandler:
         self._eof_sent = False
         self._fail_code: Optional[int] = None
         self._fail_reason = ""
-        self._flush_scheduled = False
+        self._flusher = None
+        self._queued = False
         self.server: Any = None                    # the ServerState on a server
 
     # ------------------------------------------------------------ callbacks
@@ -270,11 +279,14 @@ class WebSocketHandler:
     def attach(self, transport: Any, loop: Any, *, client: bool = False,
                options: Optional[WebSocketOptions] = None,
                extensions: Sequence[Extension] = (), subprotocol: Optional[str] = None,
-               request: Any = None) -> None:
+               request: Any = None, flusher: Optional[TurnFlush] = None) -> None:
         """Bind to a transport after a successful handshake and call ``on_open``.
 
         ``transport`` may be ``None`` for pure sans-I/O use; ``loop`` may be
         ``None`` when no timers are wanted (no keep-alive, no close timeout).
+        ``flusher`` is the :class:`TurnFlush` this connection shares with the
+        others on its loop (a server passes its own); without one the
+        connection gets its own, or with no loop writes at once.
         """
         if self._state is not CONNECTING:
             raise InvalidStateError("cannot attach a connection twice")
@@ -283,6 +295,9 @@ class WebSocketHandler:
         self._client = client
         self._transport = transport
         self._loop = loop
+        if flusher is None and loop is not None:
+            flusher = TurnFlush(loop)
+        self._flusher = flusher
         self._extensions = tuple(extensions)
         rsv = 0
         for ext in self._extensions:
@@ -343,55 +358,8 @@ class WebSocketHandler:
 
     # ------------------------------------------------------------ receiving
 
-    def data_received(self, data: bytes) -> None:
-        """Handle received bytes: callbacks fire, then everything they sent goes
-        out in one write (transport callback and sans-I/O entry alike: with no
-        transport attached the output waits for :meth:`data_to_send`)."""
-        parser = self._parser
-        if parser is None or self._state is CLOSED:
-            return
-        try:
-            frames = parser.feed(data)
-        except ProtocolError:
-            return   # already failed on this error: discard what follows
-        self._batching = True
-        try:
-            on_message = self.on_message
-            for i, frame in enumerate(frames):
-                # Whole text/binary frames on an open connection without
-                # extensions: straight to the application (the codec has
-                # already checked the UTF-8).
-                if frame.fin and self._rx_fast:
-                    op = frame.opcode
-                    if op == 1:
-                        on_message(frame.payload.decode())
-                        continue
-                    if op == 2:
-                        on_message(frame.payload)
-                        continue
-                self._handle_frames(frames[i:] if i else frames)
-                break
-            err = parser.error
-            if err is not None and not self._close_received:
-                self._batching = False
-                self.fail(err.close_code, str(err))
-        except Exception:
-            # A bug in an on_* callback: report it and fail with 1011
-            # ("internal error") instead of tearing the socket down silently.
-            log.exception("error in a callback of %s", type(self).__name__)
-            self._batching = False
-            self.fail(1011, "internal error")
-        finally:
-            self._batching = False
-            out = self._out
-            if out:
-                if len(out) == 1 and self._fast:
-                    self._transport.write(out[0])      # the one-reply case, inlined
-                    out.clear()
-                else:
-                    self._flush()
-
-    receive_data = data_received
+    # the sans-I/O name for the transport callback (HandlerCore.data_received)
+    receive_data = HandlerCore.data_received
 
     def _handle_frames(self, frames: list[Any]) -> None:
         on_message = self.on_message
@@ -544,49 +512,10 @@ class WebSocketHandler:
 
     # ------------------------------------------------------------ sending
 
-    def send(self, message: Data) -> None:
-        """Send one message: ``str`` as text, bytes-like as binary.
-
-        Raises :class:`ConnectionClosed` once the closing handshake started.
-        A memoryview is copied only if it is small; do not change a large
-        one until ``buffered_amount`` says it was sent.
-        """
-        if self._fast:
-            # The common case in one straight line: server, open, no extensions.
-            payload: Any
-            if type(message) is str:
-                payload = message.encode()
-                b0 = 0x81
-                small = _H_TEXT
-            elif type(message) is bytes:
-                payload = message
-                b0 = 0x82
-                small = _H_BINARY
-            else:
-                payload = None
-                b0 = 0
-            if payload is not None:
-                n = len(payload)
-                if n < 126:
-                    frame = small[n] + payload
-                    if self._batching:
-                        self._out.append(frame)
-                    elif self._out:
-                        self._out.append(frame)
-                        self._flush()
-                    else:
-                        self._transport.write(frame)
-                    return
-                out = self._out
-                if n < _COALESCE:
-                    out.append(_pack16(b0, 126, n) + payload if n < 65536
-                               else _pack64(b0, 127, n) + payload)
-                else:
-                    out.append(_header(b0, n))
-                    out.append(payload)
-                if not self._batching:
-                    self._flush()
-                return
+    def _send_slow(self, message: Data) -> None:
+        # send() for everything HandlerCore.send does not frame itself:
+        # a closed connection, bytearray/memoryview, extensions, the client.
+        payload: Any
         if self._state is not OPEN:
             raise self._closed_error()
         if type(message) is str:
@@ -777,21 +706,18 @@ class WebSocketHandler:
             t.writelines(out)
         out.clear()
 
-    def _deferred_flush(self) -> None:
-        self._flush_scheduled = False
-        if self._out and not self._batching:
-            self._flush()
-
     def _queue_frame(self, frame: bytes) -> None:
         """Queue a pre-encoded frame; written once per loop turn with the others."""
         self._out.append(frame)
-        if not self._batching and not self._flush_scheduled:
-            loop = self._loop
-            if loop is None:
-                self._flush()
-            else:
-                self._flush_scheduled = True
-                loop.call_soon(self._deferred_flush)
+        if not self._batching:
+            self._request_flush()
+
+    def _request_flush(self) -> None:
+        # Write _out at the end of this loop turn (now, with no loop).
+        if self._flusher is not None:
+            self._flusher.add(self)
+        else:
+            self._flush()
 
     def _pong_received(self, payload: bytes) -> None:
         sent = self._pings.pop(payload, None)
@@ -892,6 +818,7 @@ class WebSocketHandler:
             return
         self._state = CLOSED
         self._fast = self._rx_fast = False
+        self._parser = None            # HandlerCore.data_received ignores what follows
         self._writing_paused = False
         self._wake_drain_waiters()
         self._cancel_ping()
@@ -899,6 +826,8 @@ class WebSocketHandler:
             self._close_timer.cancel()
             self._close_timer = None
         self._frag = None
+        if self._transport is not None:
+            self._out.clear()          # can never be delivered (sans-I/O keeps it for data_to_send)
         if self._fail_code is not None:
             # We failed the connection: report why, not the peer's echo.
             code, reason = self._fail_code, self._fail_reason
@@ -939,13 +868,13 @@ def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
     each frame, so they get their own ``send``. Returns how many got it.
 
     The frame is queued, not written: every connection that got frames in
-    this loop turn is flushed by one callback at the next turn (one send per
-    connection per turn, however many broadcasts), so broadcasting to N
-    connections costs N list appends, not N scheduled callbacks.
+    this loop turn is written once at the end of the turn by its
+    :class:`TurnFlush` (one send per connection per turn, however many
+    broadcasts), so broadcasting to N connections costs N list appends, not
+    N scheduled callbacks.
     """
     frame = encode_message(message)
     sent = 0
-    dirty: list[WebSocketHandler] = []
     for conn in connections:
         if conn._state is not OPEN:
             continue
@@ -964,19 +893,6 @@ def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
                 continue
         conn._out.append(frame)
         sent += 1
-        if not conn._batching and not conn._flush_scheduled:
-            if conn._loop is None:
-                conn._flush()
-            else:
-                conn._flush_scheduled = True
-                dirty.append(conn)
-    if dirty:
-        dirty[0]._loop.call_soon(_flush_all, dirty)
+        if not conn._batching:
+            conn._request_flush()
     return sent
-
-
-def _flush_all(connections: list[WebSocketHandler]) -> None:
-    for conn in connections:
-        conn._flush_scheduled = False
-        if conn._out and not conn._batching:
-            conn._flush()

@@ -1,0 +1,199 @@
+# cython: language_level=3
+"""The per-message path of a WebSocket connection, compiled.
+
+This is the twin of ``fastsock/websocket/_core_py.py``, which documents the
+behaviour; the two must not differ in anything a caller can observe. With
+this module, the only Python frames a message runs through are the
+application's own ``on_message``. ``data_received`` reads the compiled
+codec's frames through their C fields. ``send`` builds a frame in one
+allocation: for an ASCII ``str`` it copies straight from the string, with no
+``encode()``.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
+from libc.string cimport memcpy
+
+from fastsock._frame cimport Frame
+
+import logging
+
+from fastsock.exceptions import ProtocolError
+from fastsock.websocket._core_py import COALESCE as _PY_COALESCE, frame_header
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object)
+    void *PyUnicode_DATA(object)
+    Py_ssize_t PyUnicode_GET_LENGTH(object)
+
+log = logging.getLogger("fastsock.websocket")
+
+cdef Py_ssize_t COALESCE = _PY_COALESCE
+
+
+cdef class HandlerCore:
+    """The per-message state and path of a connection (see ``_core_py.py``)."""
+    cdef public object _parser
+    cdef public object _transport
+    cdef public list _out
+    cdef public bint _batching
+    cdef public bint _fast
+    cdef public bint _rx_fast
+    cdef public bint _close_received
+    cdef public TurnFlush _flusher   # None: write at the end of each data_received
+    cdef public bint _queued         # waiting in _flusher for this turn's write
+
+    def data_received(self, data):
+        """Handle received bytes. Callbacks fire first; then everything they
+        sent goes out in one write. This is both the transport callback and the
+        sans-I/O entry: with no transport attached, the output waits for
+        ``data_to_send``."""
+        cdef list frames
+        cdef Frame frame
+        cdef bytes payload
+        cdef Py_ssize_t i, count
+        parser = self._parser
+        if parser is None:
+            return
+        try:
+            frames = parser.feed(data)
+        except ProtocolError:
+            return   # already failed on this error: discard what follows
+        self._batching = True
+        try:
+            on_message = self.on_message
+            count = len(frames)
+            for i in range(count):
+                frame = frames[i]
+                if frame.fin and self._rx_fast:
+                    if frame.opcode == 1:
+                        payload = frame.payload
+                        # UTF-8 already checked by the codec; decoding cannot fail
+                        on_message(PyUnicode_DecodeUTF8(PyBytes_AS_STRING(payload),
+                                                        PyBytes_GET_SIZE(payload), NULL))
+                        continue
+                    if frame.opcode == 2:
+                        on_message(frame.payload)
+                        continue
+                self._handle_frames(frames[i:] if i else frames)
+                break
+            err = parser.error
+            if err is not None and not self._close_received:
+                self._batching = False
+                self.fail(err.close_code, str(err))
+        except Exception:
+            # A bug in an on_* callback: report it and fail with 1011.
+            log.exception("error in a callback of %s", type(self).__name__)
+            self._batching = False
+            self.fail(1011, "internal error")
+        finally:
+            self._batching = False
+            if self._out:
+                if self._flusher is None:
+                    self._write_out()
+                else:
+                    self._flusher.add(self)
+
+    def _write_out(self):
+        """Write everything queued in ``_out``."""
+        cdef list out = self._out
+        if len(out) == 1 and self._fast:
+            self._transport.write(out[0])      # the one-reply case
+            del out[0]
+        else:
+            self._flush()
+
+    def send(self, message):
+        """Send one message: ``str`` as text, bytes-like as binary.
+
+        Raises :class:`~fastsock.exceptions.ConnectionClosed` once the
+        closing handshake has started. A memoryview is copied only if it is
+        small; do not change a large one until ``buffered_amount`` says it was
+        sent.
+        """
+        cdef const char *src
+        cdef unsigned char *p
+        cdef unsigned char b0
+        cdef Py_ssize_t n, h
+        cdef bytes payload = None
+        cdef bytes frame
+        cdef list out
+        if not self._fast:
+            self._send_slow(message)
+            return
+        kind = type(message)
+        if kind is str:
+            if PyUnicode_IS_ASCII(message):
+                src = <const char *>PyUnicode_DATA(message)
+                n = PyUnicode_GET_LENGTH(message)
+            else:
+                payload = PyUnicode_AsUTF8String(message)
+                src = PyBytes_AS_STRING(payload)
+                n = PyBytes_GET_SIZE(payload)
+            b0 = 0x81
+        elif kind is bytes:
+            payload = <bytes>message
+            src = PyBytes_AS_STRING(payload)
+            n = PyBytes_GET_SIZE(payload)
+            b0 = 0x82
+        else:
+            self._send_slow(message)
+            return
+        out = self._out
+        if n < COALESCE:
+            h = 2 if n < 126 else 4
+            frame = PyBytes_FromStringAndSize(NULL, h + n)
+            p = <unsigned char *>PyBytes_AS_STRING(frame)
+            p[0] = b0
+            if n < 126:
+                p[1] = <unsigned char>n
+            else:
+                p[1] = 126
+                p[2] = <unsigned char>(n >> 8)
+                p[3] = <unsigned char>(n & 0xFF)
+            memcpy(p + h, src, <size_t>n)
+            if self._batching:
+                out.append(frame)
+            elif out:
+                out.append(frame)
+                self._flush()
+            else:
+                self._transport.write(frame)
+            return
+        if payload is None:
+            payload = PyBytes_FromStringAndSize(src, n)
+        out.append(frame_header(b0, n))
+        out.append(payload)
+        if not self._batching:
+            self._flush()
+
+
+cdef class TurnFlush:
+    """Writes each connection's queued output once per loop turn (see ``_core_py.py``)."""
+    cdef public object loop
+    cdef public list pending
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.pending = []
+
+    cpdef add(self, HandlerCore handler):
+        """Write ``handler``'s queued output at the end of this turn (once)."""
+        if handler._queued:
+            return
+        handler._queued = True
+        if not self.pending:
+            self.loop.call_soon(self.run)
+        self.pending.append(handler)
+
+    def run(self):
+        cdef HandlerCore handler
+        batch = self.pending
+        self.pending = []
+        for handler in batch:
+            handler._queued = False
+            if handler._out:
+                try:
+                    handler._write_out()
+                except Exception:
+                    # One broken transport must not keep the others' bytes queued.
+                    log.exception("error writing to %r", handler._transport)

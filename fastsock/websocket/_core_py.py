@@ -1,0 +1,217 @@
+"""The per-message path of a WebSocket connection, in Python.
+
+This is the twin of ``fastsock/websocket/_core.pyx`` (same behaviour, same
+names). :mod:`fastsock.websocket.protocol` picks the compiled module when it is
+built and the codec is compiled too; ``FASTSOCK_PURE=1`` forces this one.
+
+:class:`HandlerCore` is the base of ``WebSocketHandler``. It holds the state
+every message touches, and the two methods every message goes through:
+
+- ``data_received``: bytes in, then ``on_message`` for each whole frame;
+- ``send``: a message becomes a frame, then goes to the transport.
+
+Everything else is ``WebSocketHandler``'s Python: fragments, control frames,
+closing, extensions and the client side. The core calls it by name:
+``_handle_frames``, ``fail``, ``_flush`` and ``_send_slow``.
+
+:class:`TurnFlush` writes, once per loop turn, what connections queued while
+they handled input (see its docstring for why).
+"""
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any, Optional, Union
+
+from ..exceptions import ProtocolError
+
+log = logging.getLogger("fastsock.websocket")
+
+# Server frame headers for payloads under 126 bytes, indexed by length.
+_H_TEXT = [bytes((0x81, n)) for n in range(126)]
+_H_BINARY = [bytes((0x82, n)) for n in range(126)]
+_pack16 = struct.Struct("!BBH").pack
+_pack64 = struct.Struct("!BBQ").pack
+# Below this size a frame's header and payload are joined into one bytes
+# (one buffer for the kernel); above it the payload is written as it is.
+COALESCE = 4096
+
+
+def frame_header(b0: int, n: int) -> bytes:
+    """The unmasked header of a frame with first byte ``b0`` and ``n`` payload bytes."""
+    if n < 126:
+        return bytes((b0, n))
+    if n < 65536:
+        return _pack16(b0, 126, n)
+    return _pack64(b0, 127, n)
+
+
+class HandlerCore:
+    """The per-message state and path of a connection (see the module docstring).
+
+    ``_parser`` is ``None`` until the handshake is done and again once the
+    connection is closing for good. ``_fast`` means "server side, open, no
+    extensions, transport attached", so ``send`` may frame and write at once.
+    ``_rx_fast`` means "open, no extensions, UTF-8 checked by the codec", so a
+    whole data frame goes straight to ``on_message``. ``_batching`` is true
+    while received bytes are handled: whatever is sent then waits in ``_out``
+    and goes out in one write at the end.
+    """
+
+    __slots__ = ("_parser", "_transport", "_out", "_batching", "_fast", "_rx_fast",
+                 "_close_received", "_flusher", "_queued")
+
+    _parser: Any
+    _transport: Any
+    _out: list[bytes]
+    _batching: bool
+    _fast: bool
+    _rx_fast: bool
+    _close_received: bool
+    _flusher: Optional["TurnFlush"]   # None: write at the end of each data_received
+    _queued: bool                     # waiting in _flusher for this turn's write
+
+    def data_received(self, data: bytes) -> None:
+        """Handle received bytes. Callbacks fire first; then everything they
+        sent goes out in one write. This is both the transport callback and the
+        sans-I/O entry: with no transport attached, the output waits for
+        ``data_to_send``."""
+        parser = self._parser
+        if parser is None:
+            return
+        try:
+            frames = parser.feed(data)
+        except ProtocolError:
+            return   # already failed on this error: discard what follows
+        self._batching = True
+        try:
+            on_message = self.on_message   # type: ignore[attr-defined]
+            for i, frame in enumerate(frames):
+                # Whole text or binary frames on an open connection without
+                # extensions go straight to the application (the codec has
+                # already checked the UTF-8).
+                if frame.fin and self._rx_fast:
+                    op = frame.opcode
+                    if op == 1:
+                        on_message(frame.payload.decode())
+                        continue
+                    if op == 2:
+                        on_message(frame.payload)
+                        continue
+                self._handle_frames(frames[i:] if i else frames)   # type: ignore[attr-defined]
+                break
+            err = parser.error
+            if err is not None and not self._close_received:
+                self._batching = False
+                self.fail(err.close_code, str(err))   # type: ignore[attr-defined]
+        except Exception:
+            # A bug in an on_* callback: report it and fail with 1011
+            # ("internal error") instead of tearing the socket down silently.
+            log.exception("error in a callback of %s", type(self).__name__)
+            self._batching = False
+            self.fail(1011, "internal error")   # type: ignore[attr-defined]
+        finally:
+            self._batching = False
+            if self._out:
+                flusher = self._flusher
+                if flusher is None:
+                    self._write_out()
+                else:
+                    flusher.add(self)
+
+    def _write_out(self) -> None:
+        """Write everything queued in ``_out``."""
+        out = self._out
+        if len(out) == 1 and self._fast:
+            self._transport.write(out[0])      # the one-reply case
+            out.clear()
+        else:
+            self._flush()   # type: ignore[attr-defined]
+
+    def send(self, message: Union[str, bytes, bytearray, memoryview]) -> None:
+        """Send one message: ``str`` as text, bytes-like as binary.
+
+        Raises :class:`~fastsock.exceptions.ConnectionClosed` once the
+        closing handshake has started. A memoryview is copied only if it is
+        small; do not change a large one until ``buffered_amount`` says it was
+        sent.
+        """
+        if self._fast:
+            # The common case in one straight line: server, open, no
+            # extensions, a str or a bytes.
+            payload: Optional[bytes]
+            if type(message) is str:
+                payload = message.encode()
+                b0 = 0x81
+            elif type(message) is bytes:
+                payload = message
+                b0 = 0x82
+            else:
+                payload = None
+                b0 = 0
+            if payload is not None:
+                n = len(payload)
+                out = self._out
+                if n < COALESCE:
+                    if n < 126:
+                        frame = (_H_TEXT if b0 == 0x81 else _H_BINARY)[n] + payload
+                    else:
+                        frame = _pack16(b0, 126, n) + payload
+                    if self._batching:
+                        out.append(frame)
+                    elif out:
+                        out.append(frame)
+                        self._flush()   # type: ignore[attr-defined]
+                    else:
+                        self._transport.write(frame)
+                    return
+                out.append(frame_header(b0, n))
+                out.append(payload)
+                if not self._batching:
+                    self._flush()   # type: ignore[attr-defined]
+                return
+        self._send_slow(message)   # type: ignore[attr-defined]
+
+
+class TurnFlush:
+    """Writes each connection's queued output once per loop turn.
+
+    A handler does not write the replies it produces while it handles input.
+    It hands itself to its loop's ``TurnFlush`` (``add``), and the first
+    ``add`` of a turn schedules one ``loop.call_soon(run)``. So a turn that
+    reads from N connections does all N reads and all the Python work first,
+    then makes N writes back to back.
+
+    Peers on the same machine then wake once per burst of replies instead of
+    once per reply: at one message in flight on 100 connections this is worth
+    about 20% in WebSocket echo (docs/benchmarks.md). Broadcasts and frames
+    queued with ``send_frame_bytes`` go through the same queue, so every
+    connection gets at most one write per turn.
+    """
+
+    __slots__ = ("loop", "pending")
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+        self.pending: list[HandlerCore] = []
+
+    def add(self, handler: HandlerCore) -> None:
+        """Write ``handler``'s queued output at the end of this turn (once)."""
+        if handler._queued:
+            return
+        handler._queued = True
+        if not self.pending:
+            self.loop.call_soon(self.run)
+        self.pending.append(handler)
+
+    def run(self) -> None:
+        batch = self.pending
+        self.pending = []
+        for handler in batch:
+            handler._queued = False
+            if handler._out:
+                try:
+                    handler._write_out()
+                except Exception:
+                    # One broken transport must not keep the others' bytes queued.
+                    log.exception("error writing to %r", handler._transport)
