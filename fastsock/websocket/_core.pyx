@@ -21,6 +21,7 @@ from fastsock.exceptions import ProtocolError
 from fastsock.websocket._core_py import COALESCE as _PY_COALESCE, frame_header
 
 cdef extern from "Python.h":
+    object PyObject_CallMethodOneArg(object obj, object name, object arg)
     bint PyUnicode_IS_ASCII(object)
     void *PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
@@ -28,19 +29,12 @@ cdef extern from "Python.h":
 log = logging.getLogger("fastsock.websocket")
 
 cdef Py_ssize_t COALESCE = _PY_COALESCE
+cdef str _ON_MESSAGE = "on_message"
 
 
 cdef class HandlerCore:
-    """The per-message state and path of a connection (see ``_core_py.py``)."""
-    cdef public object _parser
-    cdef public object _transport
-    cdef public list _out
-    cdef public bint _batching
-    cdef public bint _fast
-    cdef public bint _rx_fast
-    cdef public bint _close_received
-    cdef public TurnFlush _flusher   # None: write at the end of each data_received
-    cdef public bint _queued         # waiting in _flusher for this turn's write
+    """The per-message state and path of a connection (see ``_core_py.py``;
+    the fields are declared in ``_core.pxd``)."""
 
     def data_received(self, data):
         """Handle received bytes. Callbacks fire first; then everything they
@@ -60,19 +54,21 @@ cdef class HandlerCore:
             return   # already failed on this error: discard what follows
         self._batching = True
         try:
-            on_message = self.on_message
             count = len(frames)
             for i in range(count):
                 frame = frames[i]
                 if frame.fin and self._rx_fast:
+                    # self.on_message(...) without a bound-method object per call
                     if frame.opcode == 1:
                         payload = frame.payload
                         # UTF-8 already checked by the codec; decoding cannot fail
-                        on_message(PyUnicode_DecodeUTF8(PyBytes_AS_STRING(payload),
-                                                        PyBytes_GET_SIZE(payload), NULL))
+                        PyObject_CallMethodOneArg(
+                            self, _ON_MESSAGE,
+                            PyUnicode_DecodeUTF8(PyBytes_AS_STRING(payload),
+                                                 PyBytes_GET_SIZE(payload), NULL))
                         continue
                     if frame.opcode == 2:
-                        on_message(frame.payload)
+                        PyObject_CallMethodOneArg(self, _ON_MESSAGE, frame.payload)
                         continue
                 self._handle_frames(frames[i:] if i else frames)
                 break
@@ -89,18 +85,22 @@ cdef class HandlerCore:
             self._batching = False
             if self._out:
                 if self._flusher is None:
-                    self._write_out()
+                    self.write_queued()
                 else:
                     self._flusher.add(self)
 
-    def _write_out(self):
-        """Write everything queued in ``_out``."""
+    cdef int write_queued(self) except -1:
         cdef list out = self._out
         if len(out) == 1 and self._fast:
             self._transport.write(out[0])      # the one-reply case
             del out[0]
         else:
             self._flush()
+        return 0
+
+    def _write_out(self):
+        """Write everything queued in ``_out``."""
+        self.write_queued()
 
     def send(self, message):
         """Send one message: ``str`` as text, bytes-like as binary.
@@ -169,8 +169,6 @@ cdef class HandlerCore:
 
 cdef class TurnFlush:
     """Writes each connection's queued output once per loop turn (see ``_core_py.py``)."""
-    cdef public object loop
-    cdef public list pending
 
     def __init__(self, loop):
         self.loop = loop
@@ -193,7 +191,7 @@ cdef class TurnFlush:
             handler._queued = False
             if handler._out:
                 try:
-                    handler._write_out()
+                    handler.write_queued()
                 except Exception:
                     # One broken transport must not keep the others' bytes queued.
                     log.exception("error writing to %r", handler._transport)
