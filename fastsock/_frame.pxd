@@ -46,6 +46,8 @@ cdef class FrameParser:
     cdef int _utf8_state
 
     cdef Py_ssize_t _header(self, const unsigned char *p, Py_ssize_t n)
+    # whole small text/binary frame at p -> str/bytes (used[0] = its size), else None
+    cdef object next_message(self, const unsigned char *p, Py_ssize_t n, Py_ssize_t *used)
     cdef Py_ssize_t _fail(self, exc)
     cdef int _drop_pbuf(self) noexcept
     cdef int _reserve(self, uint64_t need) except -1

@@ -397,6 +397,62 @@ def test_a_closed_connection_drops_its_unsent_replies() -> None:
     assert t.take() == b"" and ws._out == []
 
 
+# The compiled core takes whole small data frames straight from the chunk
+# (FrameParser.next_message) and hands everything else to feed(); these
+# chunks cross that border in every way. The pure core runs them too
+# (tests/test_websocket_core_twins.py).
+
+def test_a_chunk_mixing_whole_frames_control_frames_and_fragments_keeps_order() -> None:
+    ws, t, _ = make(Recorder)
+    chunk = (masked(1, b"a") + masked(2, b"\x00") + masked(9, b"p") + masked(1, b"b")
+             + masked(1, b"frag", fin=False) + masked(0, b"ment") + masked(1, b"x" * 126)
+             + masked(2, b"y" * 70000) + masked(1, "é".encode()))
+    ws.data_received(chunk)
+    assert ws.events[1:] == [("message", "a"), ("message", b"\x00"), ("ping", b"p"),
+                             ("message", "b"), ("message", "fragment"), ("message", "x" * 126),
+                             ("message", b"y" * 70000), ("message", "é")]
+    assert sent(t) == [(10, b"p")]
+
+
+def test_whole_frames_then_a_frame_split_across_chunks() -> None:
+    ws, t, _ = make(Echo)
+    second = masked(1, b"second")
+    ws.data_received(masked(1, b"first") + second[:3])
+    ws.data_received(second[3:] + masked(2, b"third"))
+    assert ws.events[1:] == [("message", "first"), ("message", "second"), ("message", b"third")]
+    assert sent(t) == [(1, b"first"), (1, b"second"), (2, b"third")]
+
+
+def test_invalid_utf8_in_a_whole_frame_fails_1007_after_the_valid_ones() -> None:
+    ws, t, _ = make(Echo)
+    ws.data_received(masked(1, b"ok") + masked(1, b"\xed\xa0\x80") + masked(1, b"never"))
+    assert ws.events[1:] == [("message", "ok")]
+    frames = sent(t)
+    assert frames[0] == (1, b"ok") and frames[-1][0] == 8
+    assert frames[-1][1][:2] == close_payload(1007)
+
+
+def test_a_whole_frame_over_the_limit_fails_1009_after_the_earlier_ones() -> None:
+    ws, t, _ = make(Echo, options=WebSocketOptions(ping_interval=None, max_message_size=100))
+    ws.data_received(masked(2, b"z" * 100) + masked(2, b"z" * 101) + masked(2, b"never"))
+    assert ws.events[1:] == [("message", b"z" * 100)]
+    assert sent(t)[-1][1][:2] == close_payload(1009)
+
+
+def test_an_unmasked_frame_to_a_server_fails_1002_after_the_earlier_ones() -> None:
+    ws, t, _ = make(Echo)
+    ws.data_received(masked(1, b"ok") + build_frame(1, b"bare"))
+    assert ws.events[1:] == [("message", "ok")]
+    assert sent(t)[-1][1][:2] == close_payload(1002)
+
+
+def test_a_client_takes_whole_unmasked_frames_and_refuses_masked_ones() -> None:
+    ws, t, _ = make(Recorder, client=True)
+    ws.data_received(build_frame(1, b"hi") + build_frame(2, b"\x01") + masked(1, b"no"))
+    assert ws.events[1:] == [("message", "hi"), ("message", b"\x01")]
+    assert sent(t, client=True)[-1][1][:2] == close_payload(1002)
+
+
 def test_encode_message() -> None:
     assert encode_message("hé") == b"\x81\x03h\xc3\xa9"
     assert encode_message(bytearray(b"ab")) == b"\x82\x02ab"

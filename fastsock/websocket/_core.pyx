@@ -13,7 +13,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
 from libc.string cimport memcpy
 
-from fastsock._frame cimport Frame
+from fastsock._frame cimport Frame, FrameParser
 
 import logging
 
@@ -44,16 +44,37 @@ cdef class HandlerCore:
         cdef list frames
         cdef Frame frame
         cdef bytes payload
-        cdef Py_ssize_t i, count
+        cdef Py_ssize_t i, count, n, pos = 0, used = 0
+        cdef const unsigned char *p
         parser = self._parser
         if parser is None:
             return
-        try:
-            frames = parser.feed(data)
-        except ProtocolError:
-            return   # already failed on this error: discard what follows
         self._batching = True
         try:
+            if self._rx_fast and type(data) is bytes and type(parser) is FrameParser:
+                # The fast lane: whole small text/binary frames go from the
+                # chunk to on_message with no Frame objects in between. The
+                # first frame it does not take, and all that follows, goes
+                # to feed().
+                p = <const unsigned char *>PyBytes_AS_STRING(data)
+                n = PyBytes_GET_SIZE(data)
+                while pos < n and self._rx_fast:
+                    message = (<FrameParser>parser).next_message(p + pos, n - pos, &used)
+                    if message is None:
+                        break
+                    pos += used
+                    PyObject_CallMethodOneArg(self, _ON_MESSAGE, message)
+                if pos == n:
+                    return
+                if pos:
+                    data = PyBytes_FromStringAndSize(<const char *>p + pos, n - pos)
+                parser = self._parser           # a callback may have closed
+                if parser is None:
+                    return
+            try:
+                frames = parser.feed(data)
+            except ProtocolError:
+                return   # already failed on this error: discard what follows
             count = len(frames)
             for i in range(count):
                 frame = frames[i]
