@@ -343,3 +343,20 @@ def test_your_own_server_runs_side_by_side(tmp_path: Path) -> None:
     assert data["servers"] == ["c", "mine"]
     assert data["cases"][0]["summary"]["mine"]["msgs_per_s"] > 0
     assert not (tmp_path / "tcp-echo.png").exists()
+
+
+def test_ws_core_micro_reports_both_cores(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import ws_core_micro
+    assert ws_core_micro.main(["--sizes", "0,200", "--messages", "50", "--rounds", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| message |") and "python core" in lines[0]
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["0 B", "200 B"]
+    for line in lines[2:]:
+        assert float(line.split("|")[2]) > 0 and float(line.split("|")[3]) > 0
+
+
+def test_ws_core_micro_rejects_bad_sizes() -> None:
+    from benchmarks import ws_core_micro
+    with pytest.raises(SystemExit) as exc:
+        ws_core_micro.main(["--sizes", "big"])
+    assert exc.value.code == 2
