@@ -284,7 +284,6 @@ class ServerHandshakeProtocol:
         state.stats["accepted"] += 1
         transport = self.transport
         transport.write(response_bytes)
-        handler._on_lost = state._lost
         handler.server = state
         state.handlers.add(handler)
         transport.set_protocol(handler)

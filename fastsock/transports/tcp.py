@@ -62,8 +62,42 @@ ACCEPT_RETRY_MAX = 1.0    # cap of the doubling back-off
 _NO_QUEUE: tuple[()] = ()  # empty and falsy, like an empty deque
 
 
-def _closed_io(data: Any) -> int:
-    raise OSError(errno.EBADF, "the transport's socket is closed")
+class _SocketIO:
+    """The pure twin of ``_sockio.SockIO``: the same three calls, made on the
+    socket object."""
+
+    __slots__ = ("_sock", "_reactor")
+
+    def __init__(self, sock: socket.socket, reactor: Any) -> None:
+        self._sock = sock
+        self._reactor = reactor
+
+    def send(self, data: Any) -> int:
+        return self._sock.send(data)
+
+    def recv_into(self, buffer: Any) -> int:
+        return self._sock.recv_into(buffer)
+
+    def recv_bytes(self, buffer: Any) -> bytes:
+        # recv_into the loop's buffer and copy out what arrived (recv(256 KiB)
+        # would allocate that much per read)
+        view: memoryview = self._reactor.recv_view
+        n = self._sock.recv_into(view)
+        return view[:n].tobytes()
+
+
+class _ClosedIO:
+    """What a transport's ``_io`` becomes once its socket is closed."""
+
+    __slots__ = ()
+
+    def _closed(self, data: Any) -> Any:
+        raise OSError(errno.EBADF, "the transport's socket is closed")
+
+    send = recv_into = recv_bytes = _closed
+
+
+_CLOSED_IO = _ClosedIO()
 
 
 def _unset(data: bytes) -> None:
@@ -97,15 +131,9 @@ class TCPTransport(BaseTransport):
         # connections never queue, and an empty deque costs ~0.75 KiB each.
         self._buffer: Any = _NO_QUEUE
         self._fast: Any = None
-        if _SockIO is not None:
-            io = _SockIO(self._fd)
-            self._recv_into: Callable[[Any], int] = io.recv_into
-            self._recv_bytes: Callable[[Any], bytes] = io.recv_bytes
-            self._send: Callable[[Any], int] = io.send
-        else:
-            self._recv_into = sock.recv_into
-            self._recv_bytes = self._recv_bytes_py
-            self._send = sock.send
+        # One object, not three bound methods: each bound method is another
+        # GC-tracked object per connection that every collection walks.
+        self._io: Any = _SockIO(self._fd) if _SockIO is not None else _SocketIO(sock, reactor)
         if (_SockIO is not None and _StreamFastPath is not None
                 and type(self).write is TCPTransport.write
                 and type(self).writelines is TCPTransport.writelines):
@@ -208,16 +236,9 @@ class TCPTransport(BaseTransport):
                 "write_buffer": self._buffer_size}
 
     # ---------------------------------------------------------------- read
-    def _recv_bytes_py(self, buffer: bytearray) -> bytes:
-        # The pure twin of SockIO.recv_bytes: recv_into the loop's buffer and
-        # copy out what arrived (recv(256 KiB) would allocate that much per read).
-        view = self._reactor.recv_view
-        n = self._recv_into(view)
-        return view[:n].tobytes()
-
     def _read_ready_data(self) -> None:
         try:
-            data = self._recv_bytes(self._reactor.recv_buffer)
+            data = self._io.recv_bytes(self._reactor.recv_buffer)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -247,7 +268,7 @@ class TCPTransport(BaseTransport):
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
             return
         try:
-            n = self._recv_into(buf)
+            n = self._io.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -316,7 +337,7 @@ class TCPTransport(BaseTransport):
             return
         if not self._buffer:
             try:
-                n = self._send(data)
+                n = self._io.send(data)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except (SystemExit, KeyboardInterrupt):
@@ -407,7 +428,7 @@ class TCPTransport(BaseTransport):
         buf = self._buffer
         try:
             if len(buf) == 1 or not _HAS_SENDMSG:
-                n = self._send(buf[0])
+                n = self._io.send(buf[0])
             else:
                 n = self._sock.sendmsg(islice(buf, _IOV_MAX))
         except (BlockingIOError, InterruptedError):
@@ -514,7 +535,7 @@ class TCPTransport(BaseTransport):
         finally:
             self._sock.close()
             # the fd number may be reused at once: nothing may touch it now
-            self._send = self._recv_into = self._recv_bytes = _closed_io  # type: ignore[assignment]
+            self._io = _CLOSED_IO
             if self._fast is not None:
                 self._fast.detach()
             reactor._untrack(self)

@@ -72,8 +72,12 @@ class Headers:
         return ", ".join(values) if values else default
 
     def get_all(self, name: str) -> list[str]:
+        # A handshake makes about a dozen lookups; comparing lengths first
+        # skips lower-casing almost every name that cannot match (an index
+        # would be faster but costs memory for the connection's life).
         name = name.lower()
-        return [v for k, v in self._items if k.lower() == name]
+        size = len(name)
+        return [v for k, v in self._items if len(k) == size and k.lower() == name]
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and bool(self.get_all(name))

@@ -207,7 +207,7 @@ class WebSocketHandler(HandlerCore):
         "_frag", "_frag_op", "_frag_rsv", "_close_sent", "_sent_code",
         "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency", "_next_ping_at",
         "_extensions", "_options", "_writing_paused", "_reading_paused", "messages_dropped",
-        "request", "subprotocol", "_on_lost", "_eof_sent", "_fail_code", "_fail_reason",
+        "request", "subprotocol", "_eof_sent", "_fail_code", "_fail_reason",
         "server", "_drain_waiters",
     )
 
@@ -216,7 +216,9 @@ class WebSocketHandler(HandlerCore):
         self._state = CONNECTING
         self._fast = False          # OPEN server side without extensions: send()'s fast path
         self._rx_fast = False       # OPEN, no extensions, UTF-8 checked by the codec
-        self._drain_waiters: list[Any] = []
+        # Created when first needed: every container a connection keeps is
+        # another object each garbage collection walks (C10k connect time).
+        self._drain_waiters: Optional[list[Any]] = None
         self._client = False
         self._parser = None
         self._transport = None
@@ -234,7 +236,7 @@ class WebSocketHandler(HandlerCore):
         self._close_timer: Any = None
         self._ping_timer: Any = None
         self._next_ping_at = 0.0
-        self._pings: dict[bytes, float] = {}
+        self._pings: Optional[dict[bytes, float]] = None   # payload -> sent at
         self.latency: Optional[float] = None       # seconds, from the last answered ping
         self._extensions: Sequence[Extension] = ()
         self._options = DEFAULT_OPTIONS
@@ -243,7 +245,6 @@ class WebSocketHandler(HandlerCore):
         self.messages_dropped = 0
         self.request: Any = None                   # handshake.Request on a server
         self.subprotocol: Optional[str] = None
-        self._on_lost: Optional[Callable[["WebSocketHandler"], None]] = None
         self._eof_sent = False
         self._fail_code: Optional[int] = None
         self._fail_reason = ""
@@ -577,6 +578,8 @@ class WebSocketHandler(HandlerCore):
         if len(data) > 125:
             raise ValueError("a ping payload is at most 125 bytes")
         if self._loop is not None:
+            if self._pings is None:
+                self._pings = {}
             self._pings[data] = self._loop.time()
         self._queue_control(0x89, data)
         if not self._batching:
@@ -720,11 +723,12 @@ class WebSocketHandler(HandlerCore):
             self._flush()
 
     def _pong_received(self, payload: bytes) -> None:
-        sent = self._pings.pop(payload, None)
-        if sent is not None:
+        pings = self._pings
+        sent = pings.pop(payload, None) if pings else None
+        if sent is not None and pings is not None:
             self.latency = self._loop.time() - sent
             # Pings are answered in order: older unanswered ones are implied.
-            self._pings.clear()
+            pings.clear()
         self.on_pong(payload)
 
     def _keepalive(self) -> None:
@@ -797,12 +801,14 @@ class WebSocketHandler(HandlerCore):
         if not self._writing_paused or self._state is CLOSED:
             future.set_result(None)
         else:
+            if self._drain_waiters is None:
+                self._drain_waiters = []
             self._drain_waiters.append(future)
         return future
 
     def _wake_drain_waiters(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for future in waiters:
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for future in waiters or ():
             if not future.done():
                 future.set_result(None)
 
@@ -839,13 +845,12 @@ class WebSocketHandler(HandlerCore):
         else:
             code, reason = 1006, ""
             self.close_code = 1006
-        on_lost = self._on_lost
-        self._on_lost = None
+        server = self.server
         try:
             self.on_close(code, reason)
         finally:
-            if on_lost is not None:
-                on_lost(self)
+            if server is not None:
+                server._lost(self)       # forget it (ServerState.handlers)
 
 
 def check_handler(handler: Any) -> None:
