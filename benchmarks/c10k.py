@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from benchmarks.procs import (PYTHON, RESULTS_DIR, HarnessError, Sample, ServerProcess, build_loadgen, free_port,
+from benchmarks.procs import (PYTHON, RESULTS_DIR, HarnessError, Sample, ServerProcess, build_loadgen, command_line, free_port,
                               kernel_slab_bytes, machine_info, pinned, tool)
 from benchmarks.run import Adapter, custom_adapters, fastsock_apps, unavailable
 
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenario": "c10k",
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "command": " ".join(["python -m benchmarks.c10k", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line("benchmarks.c10k", argv if argv is not None else sys.argv[1:]),
         "params": {"connections": args.connections, "concurrency": args.concurrency, "sources": args.sources,
                    "idle_s": args.idle, "ping_rounds": args.ping_rounds, "broadcasts": args.broadcasts,
                    "size": args.size, "flood": args.flood, "flood_interval_ms": args.flood_interval * 1e3,

@@ -9,6 +9,7 @@ import platform
 import re
 import resource
 import selectors
+import shlex
 import shutil
 import signal
 import socket
@@ -224,6 +225,13 @@ def parse_result(stdout: str, stderr: str, code: int, name: str) -> dict[str, An
             out["exit_code"] = code
             return out
     raise HarnessError(f"{Path(name).name} printed no result (exit {code}): {stderr.strip()[-400:]}")
+
+
+def command_line(module: str, argv: list[str]) -> str:
+    """How a result records the command that made it: ``python -m MODULE``
+    and the arguments, quoted so the line can be pasted into a shell
+    (``--add-server`` commands hold spaces and quotes)."""
+    return shlex.join(["python", "-m", module, *argv])
 
 
 def git_commit() -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.report import summarise
-from benchmarks.procs import (PYTHON, RESULTS_DIR, HarnessError, ServerProcess, build_loadgen, free_port,
+from benchmarks.procs import (PYTHON, RESULTS_DIR, HarnessError, ServerProcess, build_loadgen, command_line, free_port,
                               machine_info, run_loadgen, tool)
 
 SCENARIOS = ("ws-echo", "tcp-echo", "udp-echo")
@@ -207,7 +207,7 @@ def run_scenario(scenario: str, args: argparse.Namespace, deadline: float) -> di
                    "host": args.host, "server_core": args.server_core, "client_core": args.client_core,
                    "message_type": ("binary" if args.binary else "text") if scenario == "ws-echo" else "raw",
                    "loadgen": LOADGEN[scenario]},
-        "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
+        "command": command_line("benchmarks.run", sys.argv[1:]),
         "baseline": baseline,
         "servers": [a.name for a in adapters],
         "skipped": skipped,

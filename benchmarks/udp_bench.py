@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.procs import (PYTHON, RESULTS_DIR, HarnessError, ServerProcess, build_loadgen,
+from benchmarks.procs import (PYTHON, RESULTS_DIR, HarnessError, ServerProcess, build_loadgen, command_line,
                               machine_info, run_loadgen, tool)
 
 SERVERS: dict[str, list[str]] = {
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.json or RESULTS_DIR / "raw" / f"udp-bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
-        "command": " ".join(sys.argv), "args": {k: str(v) for k, v in vars(args).items()},
+        "command": command_line("benchmarks.udp_bench", sys.argv[1:]), "args": {k: str(v) for k, v in vars(args).items()},
         "machine": machine_info(), "elapsed_s": round(time.time() - started, 1),
         "samples": samples, "table": table}, indent=1))
     print(f"\nsamples: {path}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import c10k, report, run
-from benchmarks.procs import HarnessError, ServerProcess, build_loadgen, free_port, parse_result, tool
+from benchmarks.procs import HarnessError, ServerProcess, build_loadgen, command_line, free_port, parse_result, tool
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -226,6 +227,14 @@ def test_c10k_main_writes_reports(tmp_path: Path) -> None:
     assert data["results"]["c"]["connect_vs_c"] == 1.0
     assert "| c | 30 |" in (tmp_path / "c10k.md").read_text()
     assert (tmp_path / "c10k.png").exists()
+
+
+def test_recorded_command_can_be_pasted_back_into_a_shell() -> None:
+    argv = ["--servers", "c", "--add-server", 'old=sh -c "cd /tmp/x && exec python -m fastsock serve echo --port {port}"',
+            "--rounds", "3"]
+    line = command_line("benchmarks.c10k", argv)
+    assert line.startswith("python -m benchmarks.c10k --servers c --add-server '")
+    assert shlex.split(line) == ["python", "-m", "benchmarks.c10k", *argv]
 
 
 @pytest.mark.parametrize("argv,needle", [
