@@ -22,11 +22,9 @@ from fastsock.exceptions import FrameError, InvalidUTF8Error, MessageTooBigError
 
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
-# Where next_message unmasks a text payload (at most 65,535 bytes) to decode
-# it; the GIL is held throughout, so one buffer serves every parser.
-cdef unsigned char _scratch[65536]
-
 cdef extern from "Python.h":
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void *PyUnicode_DATA(object)
     PyObject *_new_bytes "PyBytes_FromStringAndSize"(const char *, Py_ssize_t) except NULL
     char *_bytes_data "PyBytes_AS_STRING"(PyObject *) noexcept
     int _PyBytes_Resize(PyObject **, Py_ssize_t) except -1
@@ -190,6 +188,27 @@ cdef extern from *:
         else memcpy(dst, src, n);
     }
 
+    /* 1 if p[0:n] is all ASCII (every byte < 0x80), a word at a time. */
+    static inline int fs_is_ascii(const unsigned char *p, size_t n)
+    {
+        uint64_t w0, w1, w2, w3, acc = 0;
+        size_t i = 0;
+        /* 32 bytes a step with no branch inside: gcc turns it into vector ORs */
+        for (; i + 32 <= n; i += 32) {
+            memcpy(&w0, p + i, 8);
+            memcpy(&w1, p + i + 8, 8);
+            memcpy(&w2, p + i + 16, 8);
+            memcpy(&w3, p + i + 24, 8);
+            acc |= (w0 | w1) | (w2 | w3);
+        }
+        for (; i + 8 <= n; i += 8) {
+            memcpy(&w0, p + i, 8);
+            acc |= w0;
+        }
+        for (; i < n; i++) acc |= p[i];
+        return (acc & 0x8080808080808080ULL) == 0;
+    }
+
     /* UTF-8 as a DFA over the well-formed sequences of Unicode §3.9, Table 3-7.
        States: 0 between characters; 1, 2, 3 = that many continuation bytes
        (80..BF) still needed; 4 after E0 (next A0..BF); 5 after ED (next
@@ -298,6 +317,7 @@ cdef extern from *:
     void fs_mask_copy(unsigned char *dst, const unsigned char *src, size_t n,
                       const unsigned char *key, unsigned phase) noexcept nogil
     void fs_copy(unsigned char *dst, const unsigned char *src, size_t n) noexcept nogil
+    int fs_is_ascii(const unsigned char *p, size_t n) noexcept nogil
     void fs_utf8_init() noexcept
     void fs_mask_init(int baseline_only) noexcept
     const char *fs_mask_kernel
@@ -802,13 +822,14 @@ cdef class FrameParser:
         Anything else returns None and changes nothing: incomplete, control,
         fragment, extension, invalid or over a limit. ``feed`` then parses the
         same bytes with every check and error it has. No Frame or list
-        objects are made, and a text payload is unmasked into a scratch buffer
-        and decoded from there.
+        objects are made, and a text payload is unmasked straight into a new
+        ``str`` when it is ASCII (else decoded from that unmasked copy).
         """
         cdef unsigned int b0, b1
         cdef Py_ssize_t size, length
         cdef bint masked
         cdef const unsigned char *src
+        cdef unsigned char *dst
         cdef bytes payload
         if n < 2 or self._in_payload or self._hdr_len or self._fragmented or self.error is not None:
             return None
@@ -842,13 +863,22 @@ cdef class FrameParser:
                 fs_copy(<unsigned char *>PyBytes_AS_STRING(payload), src, length)
             used[0] = size + length
             return payload
+        # Text: unmask straight into a new ASCII str; most text is ASCII,
+        # and then that is the message, with no second pass to decode it.
+        # Otherwise CPython's strict decoder validates and decodes from there.
+        message = PyUnicode_New(length, 127)
+        dst = <unsigned char *>PyUnicode_DATA(message)
         if masked:
-            fs_mask_copy(_scratch, src, length, p + size - 4, 0)
-            src = _scratch
-        try:
-            message = PyUnicode_DecodeUTF8(<const char *>src, length, NULL)
-        except UnicodeDecodeError:
-            return None     # feed() fails the stream with its own error (1007)
+            fs_mask_copy(dst, src, length, p + size - 4, 0)
+        else:
+            fs_copy(dst, src, length)
+        if not fs_is_ascii(dst, length):
+            try:
+                decoded = PyUnicode_DecodeUTF8(<const char *>dst, length, NULL)
+            except UnicodeDecodeError:
+                return None     # feed() fails the stream with its own error (1007)
+            used[0] = size + length
+            return decoded
         used[0] = size + length
         return message
 

@@ -35,10 +35,42 @@ cdef extern from "sys/socket.h":
 
 from libc.string cimport memset
 
+from fastsock._receive cimport ChunkReceiver
+
+# The receive buffer being parsed in place right now, if any. The reactor
+# refuses to run nested, so that buffer is never refilled under its parser;
+# this makes it so even if a callback drives a read by hand (or another
+# thread's loop runs while a callback has released the GIL): a read that
+# would land in the lent buffer goes into a fresh bytes object instead, and
+# only one buffer is lent at a time.
+cdef const char *_lent_buf = NULL
+
+# How much a read takes when it must not use the lent buffer (the socket
+# stays readable for the rest).
+cdef enum:
+    FRESH_READ = 65536
+
 # writelines() gathers at most this many buffers in C (one sendmsg); longer
 # lists take the Python path, which sends IOV_MAX at a time
 cdef enum:
     GATHER_MAX = 64
+
+
+def buffer_lent():
+    """True while a receive buffer is being parsed in place (for tests)."""
+    return _lent_buf != NULL
+
+
+cdef bytes _recv_fresh(int fd):
+    """One recv into a new bytes object; b'' at EOF; OSError on failure."""
+    cdef ssize_t n
+    scratch = PyBytes_FromStringAndSize(NULL, FRESH_READ)
+    while True:
+        n = c_recv(fd, PyBytes_AS_STRING(scratch), FRESH_READ, 0)
+        if n >= 0:
+            return PyBytes_FromStringAndSize(PyBytes_AS_STRING(scratch), n)
+        if errno != EINTR:
+            PyErr_SetFromErrno(OSError)
 
 
 cdef class SockIO:
@@ -68,6 +100,8 @@ cdef class SockIO:
         cdef ssize_t n
         PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
         try:
+            if <const char *>view.buf == _lent_buf:
+                return _recv_fresh(self.fd)   # that buffer is being parsed
             while True:
                 n = c_recv(self.fd, view.buf, <size_t>view.len, 0)
                 if n >= 0:
@@ -97,7 +131,9 @@ cdef class StreamFastPath:
     """The per-message calls of one ``TCPTransport``, in C.
 
     ``read_ready`` (the reactor's reader callback) receives into the loop's
-    buffer and calls ``data_received`` with the bytes; ``write`` sends a
+    buffer and hands the chunk in place to a ``ChunkReceiver``
+    (``fastsock/_receive.pxd``; set by ``set_receiver``), or else calls
+    ``data_received`` with a ``bytes`` copy; ``write`` sends a
     ``bytes`` at once when nothing is queued. Neither runs a Python frame.
     Everything else -- EOF, errors, partial sends, queued data, other
     argument types -- goes back to the transport's Python methods, which own
@@ -112,6 +148,7 @@ cdef class StreamFastPath:
     cdef object slow_write     # TCPTransport.write, unbound
     cdef object slow_writelines  # TCPTransport.writelines, unbound
     cdef public object data_received
+    cdef readonly ChunkReceiver receiver  # None: data_received gets bytes
     cdef public bint direct
     cdef public unsigned long long bytes_received
     cdef public unsigned long long bytes_sent
@@ -126,6 +163,7 @@ cdef class StreamFastPath:
         self.slow_write = slow_write
         self.slow_writelines = slow_writelines
         self.data_received = None
+        self.receiver = None
         self.direct = True
         self.bytes_received = 0
         self.bytes_sent = 0
@@ -135,23 +173,41 @@ cdef class StreamFastPath:
         self.fd = -1
         self.direct = False
         self.data_received = None
+        self.receiver = None
+
+    def set_receiver(self, receiver):
+        """Hand chunks in place to ``receiver`` (a ``ChunkReceiver`` that
+        ``fastsock._receive.receiver_for`` accepted), or None for bytes."""
+        self.receiver = receiver
 
     def read_ready(self):
+        global _lent_buf
         cdef ssize_t n
         cdef char* buf
+        cdef ChunkReceiver receiver
         if self.fd < 0:
             return
         transport = self.transport
         buf = PyByteArray_AS_STRING(self.rbuf)
+        if buf == _lent_buf or (_lent_buf != NULL and self.receiver is not None):
+            self._read_fresh()
+            return
         while True:
             n = c_recv(self.fd, buf, <size_t>PyByteArray_GET_SIZE(self.rbuf), 0)
             if n >= 0 or errno != EINTR:
                 break
         if n > 0:
             self.bytes_received += <unsigned long long>n
-            data = PyBytes_FromStringAndSize(buf, n)
+            receiver = self.receiver
             try:
-                self.data_received(data)
+                if receiver is not None:
+                    _lent_buf = buf
+                    try:
+                        receiver.chunk_received(<const unsigned char *>buf, n)
+                    finally:
+                        _lent_buf = NULL
+                else:
+                    self.data_received(PyBytes_FromStringAndSize(buf, n))
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
@@ -166,6 +222,29 @@ cdef class StreamFastPath:
             PyErr_SetFromErrno(OSError)
         except OSError as exc:
             transport._fatal_error(exc, "Fatal read error on socket transport")
+
+    cdef int _read_fresh(self) except -1:
+        # A read while a buffer is lent: into a bytes of its own, delivered
+        # with data_received (a ChunkReceiver's data_received does the same).
+        transport = self.transport
+        try:
+            data = _recv_fresh(self.fd)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            transport._fatal_error(exc, "Fatal read error on socket transport")
+            return 0
+        if not data:
+            transport._read_eof()
+            return 0
+        self.bytes_received += <unsigned long long>len(data)
+        try:
+            self.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        return 0
 
     cdef int _after_send(self, ssize_t n, Py_ssize_t total, object data, bint gathered) except -1:
         # What a send()/sendmsg() of ``total`` bytes returned (errno still

@@ -2,6 +2,8 @@
 
 Hot path, per readable event: one ``recv_into`` into the reactor-owned buffer
 and one ``bytes`` copy of the filled part for ``data_received`` -- or, for a
+compiled ``ChunkReceiver`` (``fastsock/_receive.pxd``, e.g. the WebSocket
+core), the filled part parsed in place with no copy; for a
 ``BufferedProtocol``, ``recv_into`` straight into the protocol's buffer. The
 read path is chosen once, in ``set_protocol``. Writes go out at once with
 ``send``; only what the kernel did not take is buffered, and only then is the
@@ -40,7 +42,9 @@ _StreamFastPath: Any = None
 if os.environ.get("FASTSOCK_PURE") != "1":
     try:
         from ._sockio import SockIO as _SockIO, StreamFastPath as _StreamFastPath
+        from .._receive import receiver_for as _receiver_for
     except ImportError:
+        _SockIO = _StreamFastPath = None
         pass
 IMPLEMENTATION = "python" if _SockIO is None else "cython"
 
@@ -194,11 +198,14 @@ class TCPTransport(BaseTransport):
         fast = self._fast
         if is_buffered_protocol(protocol):
             read_ready = self._read_ready_buffered
+            if fast is not None:
+                fast.set_receiver(None)
         else:
             # bound once: data_received is the hottest call there is
             self._data_received = getattr(protocol, "data_received", _unset)
             if fast is not None:
                 fast.data_received = self._data_received
+                fast.set_receiver(_receiver_for(protocol))
                 read_ready = fast.read_ready
             else:
                 read_ready = self._read_ready_data

@@ -5,7 +5,9 @@ This is the twin of ``fastsock/websocket/_core_py.py``, which documents the
 behaviour; the two must not differ in anything a caller can observe. With
 this module, the only Python frames a message runs through are the
 application's own ``on_message``. ``data_received`` reads the compiled
-codec's frames through their C fields. ``send`` builds a frame in one
+codec's frames through their C fields; as a ``ChunkReceiver``
+(``fastsock/_receive.pxd``) the core parses the transport's receive buffer
+in place, so a read whose frames are all whole makes no ``bytes`` copy. ``send`` builds a frame in one
 allocation: for an ASCII ``str`` it copies straight from the string, with no
 ``encode()``.
 """
@@ -14,6 +16,7 @@ from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
 from libc.string cimport memcpy
 
 from fastsock._frame cimport Frame, FrameParser
+from fastsock._receive cimport ChunkReceiver
 
 import logging
 
@@ -32,7 +35,7 @@ cdef Py_ssize_t COALESCE = _PY_COALESCE
 cdef str _ON_MESSAGE = "on_message"
 
 
-cdef class HandlerCore:
+cdef class HandlerCore(ChunkReceiver):
     """The per-message state and path of a connection (see ``_core_py.py``;
     the fields are declared in ``_core.pxd``)."""
 
@@ -41,23 +44,35 @@ cdef class HandlerCore:
         sent goes out in one write. This is both the transport callback and the
         sans-I/O entry: with no transport attached, the output waits for
         ``data_to_send``."""
+        if type(data) is bytes:
+            self._receive(<const unsigned char *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), data)
+        else:
+            self._receive(NULL, 0, data)
+
+    cdef int chunk_received(self, const unsigned char *data, Py_ssize_t n) except -1:
+        # The transport's buffer, in place (fastsock/_receive.pxd): what
+        # data_received(bytes) does, with a copy made only of a remainder
+        # that feed() has to keep.
+        self._receive(data, n, None)
+        return 0
+
+    cdef int _receive(self, const unsigned char *p, Py_ssize_t n, object data) except -1:
+        # p/n: the bytes, readable until this returns (data, if not None, is
+        # the same bytes as an object); p NULL: data is some other buffer.
         cdef list frames
         cdef Frame frame
         cdef bytes payload
-        cdef Py_ssize_t i, count, n, pos = 0, used = 0
-        cdef const unsigned char *p
+        cdef Py_ssize_t i, count, pos = 0, used = 0
         parser = self._parser
         if parser is None:
-            return
+            return 0
         self._batching = True
         try:
-            if self._rx_fast and type(data) is bytes and type(parser) is FrameParser:
+            if p != NULL and self._rx_fast and type(parser) is FrameParser:
                 # The fast lane: whole small text/binary frames go from the
                 # chunk to on_message with no Frame objects in between. The
                 # first frame it does not take, and all that follows, goes
                 # to feed().
-                p = <const unsigned char *>PyBytes_AS_STRING(data)
-                n = PyBytes_GET_SIZE(data)
                 while pos < n and self._rx_fast:
                     message = (<FrameParser>parser).next_message(p + pos, n - pos, &used)
                     if message is None:
@@ -65,16 +80,16 @@ cdef class HandlerCore:
                     pos += used
                     PyObject_CallMethodOneArg(self, _ON_MESSAGE, message)
                 if pos == n:
-                    return
-                if pos:
-                    data = PyBytes_FromStringAndSize(<const char *>p + pos, n - pos)
+                    return 0
                 parser = self._parser           # a callback may have closed
                 if parser is None:
-                    return
+                    return 0
+            if data is None or pos:
+                data = PyBytes_FromStringAndSize(<const char *>p + pos, n - pos)
             try:
                 frames = parser.feed(data)
             except ProtocolError:
-                return   # already failed on this error: discard what follows
+                return 0   # already failed on this error: discard what follows
             count = len(frames)
             for i in range(count):
                 frame = frames[i]
@@ -109,6 +124,7 @@ cdef class HandlerCore:
                     self.write_queued()
                 else:
                     self._flusher.add(self)
+        return 0
 
     cdef int write_queued(self) except -1:
         cdef list out = self._out
