@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from fastsock.websocket import WebSocketHandler, WebSocketOptions, protocol
-from test_websocket_helpers import ServerThread, masked, raw_upgrade, read_frames
+from test_websocket_helpers import ServerThread, masked, raw_upgrade, read_frames, wait_for
 
 _receive = pytest.importorskip("fastsock._receive", reason="fastsock/_receive.pyx not built")
 _sockio = pytest.importorskip("fastsock.transports._sockio", reason="_sockio.pyx not built")
@@ -18,15 +18,6 @@ pytestmark = pytest.mark.skipif(protocol.CORE_IMPLEMENTATION != "cython",
                                 reason="the in-place path is the compiled core's")
 
 OPTIONS = WebSocketOptions(ping_interval=None)
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class Echo(WebSocketHandler):

@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 from fastsock.websocket import Response, WebSocketHandler, WebSocketOptions
 from test_websocket_helpers import (
     LOOPS, ServerThread, eof_after, masked, raw_upgrade, read_frames, recv_head, status_of,
-    upgrade_request,
+    upgrade_request, wait_for,
 )
 
 BIG = WebSocketOptions(max_message_size=64 << 20, ping_interval=None)
@@ -45,15 +45,6 @@ class Closes(WebSocketHandler):
 @pytest.fixture(params=LOOPS)
 def loop_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 # --------------------------------------------------------------- real peer

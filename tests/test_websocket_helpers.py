@@ -265,6 +265,16 @@ def status_of(head: bytes) -> int:
     return int(head.split(b" ", 2)[1])
 
 
+def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` every 10 ms until it is true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
 def raw_upgrade(port: int, path: str = "/", host: str = "127.0.0.1") -> tuple[socket.socket, bytes]:
     """Open a raw socket and complete the handshake; returns (sock, leftover bytes)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
