@@ -50,3 +50,22 @@ def test_the_package_passes_mypy_strict(tmp_path: pathlib.Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_package_data_ships_every_stub_and_cython_header() -> None:
+    """Each .pyi/.pxd/.pyx under fastsock/ is matched by a package-data
+    pattern of its own package in pyproject.toml (setuptools does not look
+    into subpackages for a parent's patterns), so the wheel carries it."""
+    import fnmatch
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    missing = []
+    for path in sorted((ROOT / "fastsock").rglob("*")):
+        if path.suffix not in (".pyi", ".pxd", ".pyx"):
+            continue
+        rel = path.relative_to(ROOT)
+        package = ".".join(rel.parent.parts)
+        if not any(fnmatch.fnmatch(path.name, pat) for pat in data.get(package, ())):
+            missing.append(str(rel))
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
