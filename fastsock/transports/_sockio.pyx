@@ -132,7 +132,7 @@ cdef class StreamFastPath:
 
     ``read_ready`` (the reactor's reader callback) receives into the loop's
     buffer and hands the chunk in place to a ``ChunkReceiver``
-    (``fastsock/_receive.pxd``; set by ``set_receiver``), or else calls
+    (``fastsock/_receive.pxd``; ``receiver``), or else calls
     ``data_received`` with a ``bytes`` copy; ``write`` sends a
     ``bytes`` at once when nothing is queued. Neither runs a Python frame.
     Everything else -- EOF, errors, partial sends, queued data, other
@@ -148,7 +148,7 @@ cdef class StreamFastPath:
     cdef object slow_write     # TCPTransport.write, unbound
     cdef object slow_writelines  # TCPTransport.writelines, unbound
     cdef public object data_received
-    cdef readonly ChunkReceiver receiver  # None: data_received gets bytes
+    cdef public ChunkReceiver receiver  # fastsock._receive.receiver_for(protocol); None: data_received gets bytes
     cdef public bint direct
     cdef public unsigned long long bytes_received
     cdef public unsigned long long bytes_sent
@@ -175,11 +175,6 @@ cdef class StreamFastPath:
         self.data_received = None
         self.receiver = None
 
-    def set_receiver(self, receiver):
-        """Hand chunks in place to ``receiver`` (a ``ChunkReceiver`` that
-        ``fastsock._receive.receiver_for`` accepted), or None for bytes."""
-        self.receiver = receiver
-
     def read_ready(self):
         global _lent_buf
         cdef ssize_t n
@@ -189,8 +184,11 @@ cdef class StreamFastPath:
             return
         transport = self.transport
         buf = PyByteArray_AS_STRING(self.rbuf)
-        if buf == _lent_buf or (_lent_buf != NULL and self.receiver is not None):
-            self._read_fresh()
+        if _lent_buf != NULL:
+            # a buffer is being parsed in place: take the transport's Python
+            # read, whose recv_bytes never lands in the lent buffer and which
+            # hands bytes to data_received (only one buffer is lent at a time)
+            transport._read_ready_data()
             return
         while True:
             n = c_recv(self.fd, buf, <size_t>PyByteArray_GET_SIZE(self.rbuf), 0)
@@ -222,29 +220,6 @@ cdef class StreamFastPath:
             PyErr_SetFromErrno(OSError)
         except OSError as exc:
             transport._fatal_error(exc, "Fatal read error on socket transport")
-
-    cdef int _read_fresh(self) except -1:
-        # A read while a buffer is lent: into a bytes of its own, delivered
-        # with data_received (a ChunkReceiver's data_received does the same).
-        transport = self.transport
-        try:
-            data = _recv_fresh(self.fd)
-        except (BlockingIOError, InterruptedError):
-            return 0
-        except OSError as exc:
-            transport._fatal_error(exc, "Fatal read error on socket transport")
-            return 0
-        if not data:
-            transport._read_eof()
-            return 0
-        self.bytes_received += <unsigned long long>len(data)
-        try:
-            self.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-        return 0
 
     cdef int _after_send(self, ssize_t n, Py_ssize_t total, object data, bint gathered) except -1:
         # What a send()/sendmsg() of ``total`` bytes returned (errno still

@@ -199,13 +199,13 @@ class TCPTransport(BaseTransport):
         if is_buffered_protocol(protocol):
             read_ready = self._read_ready_buffered
             if fast is not None:
-                fast.set_receiver(None)
+                fast.receiver = None
         else:
             # bound once: data_received is the hottest call there is
             self._data_received = getattr(protocol, "data_received", _unset)
             if fast is not None:
                 fast.data_received = self._data_received
-                fast.set_receiver(_receiver_for(protocol))
+                fast.receiver = _receiver_for(protocol)
                 read_ready = fast.read_ready
             else:
                 read_ready = self._read_ready_data
