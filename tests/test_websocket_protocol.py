@@ -536,3 +536,26 @@ def test_lingering_close_gives_up_after_close_timeout() -> None:
     assert t.eof and not t.aborted
     loop.advance(3.1)                          # the peer never sends its FIN
     assert t.aborted and ws.events[-1] == ("close", 1000, "")
+
+
+@pytest.mark.parametrize("length", [1, 7, 8, 31, 33, 255, 256, 257, 300, 1024, 1031, 4000])
+def test_text_is_ascii_checked_at_every_position(length: int) -> None:
+    """The compiled fast lane learns "all ASCII" from the unmasking kernel
+    itself (its aligned head, its vector body, its tail): one non-ASCII
+    character anywhere must still be decoded, and one bad byte anywhere
+    must still fail with 1007."""
+    for pos in sorted({p for p in (0, 1, length // 2, length - 8, length - 1) if 0 <= p < length}):
+        for offset in (0, 3):                         # shifts the payload's alignment
+            good = bytearray(b"a" * length)
+            good[pos:pos + 1] = "é".encode()
+            ws, t, _ = make()
+            ws.receive_data(masked(1, b"x" * offset) + masked(1, bytes(good)))
+            assert ws.events[1:] == [("message", "x" * offset), ("message", good.decode())]
+
+            bad = bytearray(b"a" * length)
+            bad[pos] = 0xFF
+            ws, t, _ = make()
+            ws.receive_data(masked(1, bytes(bad)))
+            assert [e for e in ws.events if e[0] == "message"] == []
+            assert sent(t)[-1][0] == 8
+            assert ws._sent_code == 1007

@@ -36,6 +36,7 @@ cdef extern from "sys/socket.h":
 from libc.string cimport memset
 
 from fastsock._receive cimport ChunkReceiver
+from fastsock._send cimport ChunkWriter
 
 # The receive buffer being parsed in place right now, if any. The reactor
 # refuses to run nested, so that buffer is never refilled under its parser;
@@ -127,14 +128,16 @@ cdef class SockIO:
             PyBuffer_Release(&view)
 
 
-cdef class StreamFastPath:
+cdef class StreamFastPath(ChunkWriter):
     """The per-message calls of one ``TCPTransport``, in C.
 
     ``read_ready`` (the reactor's reader callback) receives into the loop's
     buffer and hands the chunk in place to a ``ChunkReceiver``
     (``fastsock/_receive.pxd``; ``receiver``), or else calls
     ``data_received`` with a ``bytes`` copy; ``write`` sends a
-    ``bytes`` at once when nothing is queued. Neither runs a Python frame.
+    ``bytes`` at once when nothing is queued, and ``write_chunk`` does the
+    same for bytes behind a pointer (``fastsock/_send.pxd``). None of them
+    runs a Python frame.
     Everything else -- EOF, errors, partial sends, queued data, other
     argument types -- goes back to the transport's Python methods, which own
     all the state: the transport clears ``direct`` whenever ``write`` may no
@@ -257,6 +260,28 @@ cdef class StreamFastPath:
                 self._after_send(n, size, data, False)
                 return
         self.slow_write(self.transport, data)
+
+    cdef int write_chunk(self, const char *data, Py_ssize_t size) except -1:
+        # write(bytes(data[:size])) with no bytes object when it all goes out
+        # at once; a partial send queues a copy (the caller reuses data)
+        cdef ssize_t n
+        if self.direct and not self.queue:
+            if size:
+                while True:
+                    n = c_send(self.fd, data, <size_t>size, MSG_NOSIGNAL)
+                    if n >= 0 or errno != EINTR:
+                        break
+                if n == size:
+                    self.bytes_sent += <unsigned long long>n
+                elif n < 0 and errno != EAGAIN and errno != EWOULDBLOCK:
+                    self._after_send(n, size, None, False)      # fails the transport
+                else:
+                    # partial: queue a copy (n >= 0 here, so errno is not read again)
+                    self._after_send(n if n > 0 else 0, size,
+                                     PyBytes_FromStringAndSize(data, size), False)
+            return 0
+        self.slow_write(self.transport, PyBytes_FromStringAndSize(data, size))
+        return 0
 
     def writelines(self, list_of_data):
         """A list of ``bytes`` with nothing queued: one gathering ``sendmsg``."""

@@ -1,11 +1,15 @@
 # The C-level fields and methods of fastsock/websocket/_core.pyx.
 from fastsock._receive cimport ChunkReceiver
+from fastsock._send cimport ChunkWriter
 
 
 cdef class HandlerCore(ChunkReceiver):
     cdef public object _parser
     cdef public object _transport
-    cdef public list _out
+    cdef list _outq                  # the frames queued; Python reads it as _out
+    cdef object _pending             # one reply not yet framed (see send), or None
+    cdef unsigned char _pending_b0   # its first header byte (0x81 text, 0x82 binary)
+    cdef public ChunkWriter _writer  # fastsock._send.writer_for(transport), or None
     cdef public bint _batching
     cdef public bint _fast
     cdef public bint _rx_fast
@@ -15,6 +19,7 @@ cdef class HandlerCore(ChunkReceiver):
 
     cdef int _receive(self, const unsigned char *p, Py_ssize_t n, object data) except -1
     cdef int write_queued(self) except -1
+    cdef int _settle(self) except -1
 
 
 cdef class TurnFlush:

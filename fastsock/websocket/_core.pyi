@@ -5,6 +5,7 @@ class HandlerCore:
     _parser: Any
     _transport: Any
     _out: list[bytes]
+    _writer: Any
     _batching: bool
     _fast: bool
     _rx_fast: bool

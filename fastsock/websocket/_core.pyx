@@ -7,9 +7,12 @@ this module, the only Python frames a message runs through are the
 application's own ``on_message``. ``data_received`` reads the compiled
 codec's frames through their C fields; as a ``ChunkReceiver``
 (``fastsock/_receive.pxd``) the core parses the transport's receive buffer
-in place, so a read whose frames are all whole makes no ``bytes`` copy. ``send`` builds a frame in one
-allocation: for an ASCII ``str`` it copies straight from the string, with no
-``encode()``.
+in place, so a read whose frames are all whole makes no ``bytes`` copy.
+``send`` builds a small frame in one allocation, copying an ASCII ``str``
+straight from the string with no ``encode()``; on a transport whose write
+takes a pointer (``fastsock/_send.pxd``) it makes no allocation at all: the
+frame is built in scratch memory just before it is sent, and a reply sent
+while input is handled waits unframed until then (``_pending``).
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
@@ -33,6 +36,44 @@ log = logging.getLogger("fastsock.websocket")
 
 cdef Py_ssize_t COALESCE = _PY_COALESCE
 cdef str _ON_MESSAGE = "on_message"
+
+# Where a frame under COALESCE bytes is built right before write_chunk()
+# (which copies what it keeps), so one buffer serves every connection.
+cdef enum:
+    SCRATCH_SIZE = 4100
+cdef unsigned char _scratch[SCRATCH_SIZE]
+if COALESCE + 4 > SCRATCH_SIZE:
+    raise ImportError("the frame scratch buffer is smaller than COALESCE")
+
+
+cdef inline Py_ssize_t _frame_into(unsigned char *p, unsigned char b0,
+                                   const char *src, Py_ssize_t n) noexcept:
+    # An unmasked frame of n < 65536 payload bytes at p; returns its size.
+    cdef Py_ssize_t h = 2 if n < 126 else 4
+    p[0] = b0
+    if n < 126:
+        p[1] = <unsigned char>n
+    else:
+        p[1] = 126
+        p[2] = <unsigned char>(n >> 8)
+        p[3] = <unsigned char>(n & 0xFF)
+    memcpy(p + h, src, <size_t>n)
+    return h + n
+
+
+cdef inline const char *_payload_of(object payload, Py_ssize_t *n) noexcept:
+    # The bytes of an ASCII str or a bytes object (what _pending holds).
+    if type(payload) is str:
+        n[0] = PyUnicode_GET_LENGTH(payload)
+        return <const char *>PyUnicode_DATA(payload)
+    n[0] = PyBytes_GET_SIZE(payload)
+    return PyBytes_AS_STRING(payload)
+
+
+cdef bytes _frame_bytes(unsigned char b0, const char *src, Py_ssize_t n):
+    frame = PyBytes_FromStringAndSize(NULL, (2 if n < 126 else 4) + n)
+    _frame_into(<unsigned char *>PyBytes_AS_STRING(frame), b0, src, n)
+    return frame
 
 
 cdef class HandlerCore(ChunkReceiver):
@@ -119,15 +160,50 @@ cdef class HandlerCore(ChunkReceiver):
             self.fail(1011, "internal error")
         finally:
             self._batching = False
-            if self._out:
+            if self._outq or self._pending is not None:
                 if self._flusher is None:
                     self.write_queued()
                 else:
                     self._flusher.add(self)
         return 0
 
+    @property
+    def _out(self):
+        """The frames queued to write (list[bytes], as in the twin)."""
+        self._settle()
+        return self._outq
+
+    @_out.setter
+    def _out(self, list value):
+        self._pending = None
+        self._outq = value
+
+    cdef int _settle(self) except -1:
+        # Frame the pending reply into the queue, for every path but the
+        # one-reply write (which frames it in _scratch).
+        cdef const char *src
+        cdef Py_ssize_t n
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            src = _payload_of(pending, &n)
+            self._outq.append(_frame_bytes(self._pending_b0, src, n))
+        return 0
+
     cdef int write_queued(self) except -1:
-        cdef list out = self._out
+        cdef list out = self._outq
+        cdef const char *src
+        cdef Py_ssize_t n
+        pending = self._pending
+        if pending is not None:
+            if not out and self._fast:
+                # the one-reply case, with no frame object
+                self._pending = None
+                src = _payload_of(pending, &n)
+                n = _frame_into(_scratch, self._pending_b0, src, n)
+                self._writer.write_chunk(<const char *>_scratch, n)
+                return 0
+            self._settle()
         if len(out) == 1 and self._fast:
             self._transport.write(out[0])      # the one-reply case
             del out[0]
@@ -148,11 +224,9 @@ cdef class HandlerCore(ChunkReceiver):
         sent.
         """
         cdef const char *src
-        cdef unsigned char *p
         cdef unsigned char b0
-        cdef Py_ssize_t n, h
+        cdef Py_ssize_t n
         cdef bytes payload = None
-        cdef bytes frame
         cdef list out
         if not self._fast:
             self._send_slow(message)
@@ -175,29 +249,29 @@ cdef class HandlerCore(ChunkReceiver):
         else:
             self._send_slow(message)
             return
-        out = self._out
+        out = self._outq
         if n < COALESCE:
-            h = 2 if n < 126 else 4
-            frame = PyBytes_FromStringAndSize(NULL, h + n)
-            p = <unsigned char *>PyBytes_AS_STRING(frame)
-            p[0] = b0
-            if n < 126:
-                p[1] = <unsigned char>n
-            else:
-                p[1] = 126
-                p[2] = <unsigned char>(n >> 8)
-                p[3] = <unsigned char>(n & 0xFF)
-            memcpy(p + h, src, <size_t>n)
             if self._batching:
-                out.append(frame)
-            elif out:
-                out.append(frame)
+                if self._pending is None and not out and self._writer is not None:
+                    # Keep the reply unframed until the turn's write, where
+                    # it is framed in _scratch (write_queued): no allocation.
+                    self._pending = payload if payload is not None else message
+                    self._pending_b0 = b0
+                    return
+                self._settle()
+                out.append(_frame_bytes(b0, src, n))
+            elif out or self._pending is not None:
+                self._settle()
+                out.append(_frame_bytes(b0, src, n))
                 self._flush()
+            elif self._writer is not None:
+                self._writer.write_chunk(<const char *>_scratch, _frame_into(_scratch, b0, src, n))
             else:
-                self._transport.write(frame)
+                self._transport.write(_frame_bytes(b0, src, n))
             return
         if payload is None:
             payload = PyBytes_FromStringAndSize(src, n)
+        self._settle()
         out.append(frame_header(b0, n))
         out.append(payload)
         if not self._batching:
@@ -226,7 +300,7 @@ cdef class TurnFlush:
         self.pending = []
         for handler in batch:
             handler._queued = False
-            if handler._out:
+            if handler._outq or handler._pending is not None:
                 try:
                     handler.write_queued()
                 except Exception:

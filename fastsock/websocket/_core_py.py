@@ -58,12 +58,15 @@ class HandlerCore:
     and goes out in one write at the end.
     """
 
-    __slots__ = ("_parser", "_transport", "_out", "_batching", "_fast", "_rx_fast",
+    __slots__ = ("_parser", "_transport", "_out", "_writer", "_batching", "_fast", "_rx_fast",
                  "_close_received", "_flusher", "_queued")
 
     _parser: Any
     _transport: Any
     _out: list[bytes]
+    # the transport's pointer write (fastsock/_send.pxd): the compiled core
+    # frames small replies into scratch memory for it; this twin sends bytes
+    _writer: Any
     _batching: bool
     _fast: bool
     _rx_fast: bool

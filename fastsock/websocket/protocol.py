@@ -41,6 +41,14 @@ from ._core_py import _H_BINARY, _H_TEXT, _pack16
 from ._core_py import frame_header as _header
 
 if TYPE_CHECKING:
+    from .._send import ChunkWriter
+try:
+    from .._send import writer_for as _writer_for
+except ImportError:             # no compiled extensions: transports take bytes
+    def _writer_for(transport: Any) -> Optional[ChunkWriter]:
+        return None
+
+if TYPE_CHECKING:
     from ._core_py import HandlerCore, TurnFlush
     CORE_IMPLEMENTATION = "python"
 elif os.environ.get("FASTSOCK_PURE") == "1" or _codec.IMPLEMENTATION != "cython":
@@ -200,7 +208,7 @@ class WebSocketHandler(HandlerCore):
     ``remote_address``, ``latency``, ``buffered_amount``, ``close_code``.
     """
 
-    # HandlerCore holds _parser, _transport, _out, _batching, _fast,
+    # HandlerCore holds _parser, _transport, _out, _writer, _batching, _fast,
     # _rx_fast, _close_received, _flusher and _queued.
     __slots__ = (
         "__weakref__", "_state", "_client", "_loop",
@@ -222,6 +230,7 @@ class WebSocketHandler(HandlerCore):
         self._client = False
         self._parser = None
         self._transport = None
+        self._writer = None
         self._loop: Any = None
         self._out = []
         self._batching = False
@@ -313,6 +322,7 @@ class WebSocketHandler(HandlerCore):
                 pass
         self._state = OPEN
         self._fast = not client and not self._extensions and transport is not None
+        self._writer = _writer_for(transport) if self._fast else None
         self._rx_fast = not self._extensions and opts.validate_utf8
         if loop is not None and opts.ping_interval:
             self._next_ping_at = loop.time() + opts.ping_interval
