@@ -2,12 +2,13 @@
 # User-space instructions a WebSocket echo server spends on a fixed load,
 # counted by callgrind (repeatable whatever else the machine does; the
 # kernel's share is not counted). Usage, from a checkout with its .venv:
-#   benchmarks/callgrind_echo.sh [TREE] [SIZE] [MESSAGES]
+#   benchmarks/callgrind_echo.sh [TREE] [SIZE] [MESSAGES] [INFLIGHT]
 # TREE is the fastsock checkout to run (default: this one), SIZE the message
-# size (1024), MESSAGES how many echoes (40000). Prints the total.
+# size (1024), MESSAGES how many echoes (40000), INFLIGHT messages in flight
+# per connection (1). Prints the total.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-TREE=${1:-$HERE}; SIZE=${2:-1024}; COUNT=${3:-40000}
+TREE=${1:-$HERE}; SIZE=${2:-1024}; COUNT=${3:-40000}; INFLIGHT=${4:-1}
 PY=$HERE/.venv/bin/python
 WSLOAD=$HERE/benchmarks/loadgen/bin/wsload
 [ -x "$WSLOAD" ] || make -s -C "$HERE/benchmarks/loadgen"
@@ -21,9 +22,9 @@ trap 'kill -INT $VP 2>/dev/null || true; rm -rf "$OUT"' EXIT
 for _ in $(seq 120); do grep -q listening "$OUT/server.log" && break; sleep 0.5; done
 grep -q listening "$OUT/server.log" || { echo "server did not start" >&2; exit 1; }
 callgrind_control -z "$VP" > /dev/null 2>&1         # count the load only
-"$WSLOAD" --port "$PORT" --connections 100 --size "$SIZE" --inflight 1 --duration 120 \
+"$WSLOAD" --port "$PORT" --connections 100 --size "$SIZE" --inflight "$INFLIGHT" --duration 120 \
     --warmup 0 --max-messages "$COUNT" --text > "$OUT/load.json"
 callgrind_control -d "$VP" > /dev/null 2>&1
 kill -INT "$VP"; wait "$VP" || true
 TOTAL=$(callgrind_annotate "$OUT/cg.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "$TREE: $TOTAL user instructions for $COUNT echoes of $SIZE B ($((TOTAL / COUNT)) per message)"
+echo "$TREE: $TOTAL user instructions for $COUNT echoes of $SIZE B, $INFLIGHT in flight ($((TOTAL / COUNT)) per message)"
