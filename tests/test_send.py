@@ -113,9 +113,9 @@ def test_non_ascii_text_and_binary_replies_go_out_unchanged() -> None:
 
 
 class Flood(WebSocketHandler):
-    """On "flood", sends COUNT numbered messages from a timer (not while
-    input is handled, so each goes to write_chunk at once) to a peer whose
-    receive buffer is tiny: the kernel stops taking them part way."""
+    """On "flood", sends COUNT numbered messages from a callback (not while
+    input is handled, so each goes to write_chunk at once) through small
+    socket buffers on both ends: the kernel stops taking them part way."""
 
     COUNT = 3000
     queued: list[int] = []
@@ -125,6 +125,10 @@ class Flood(WebSocketHandler):
             self._loop.call_soon(self._flood)
 
     def _flood(self) -> None:
+        # a small send buffer too (no autotuning up to tcp_wmem's 4 MiB), so
+        # the kernel is sure to stop taking the messages part way
+        sock = self._transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         for i in range(Flood.COUNT):
             self.send(f"{i:06d}".encode() * 160)      # 960 B: a scratch frame
         Flood.queued.append(self._transport.get_write_buffer_size())

@@ -196,7 +196,7 @@ cdef class HandlerCore(ChunkReceiver):
         cdef Py_ssize_t n
         pending = self._pending
         if pending is not None:
-            if not out and self._fast:
+            if not out and self._fast and self._writer is not None:
                 # the one-reply case, with no frame object
                 self._pending = None
                 src = _payload_of(pending, &n)
