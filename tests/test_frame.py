@@ -549,3 +549,21 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.skipif(_frame_c is None, reason="fastsock._frame is not built")
+def test_the_ascii_check_holds_on_the_baseline_kernel():
+    """The text fast lane learns "all ASCII" from whichever unmasking kernel
+    runs: the ASCII/invalid-byte position test again, on SSE2 (or u64)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = {**os.environ, "FASTSOCK_MASK_KERNEL": "baseline"}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_websocket_protocol.py", "-k", "ascii_checked_at_every_position"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "12 passed" in out.stdout
