@@ -199,3 +199,23 @@ def test_a_send_error_fails_the_connection_and_the_server_goes_on() -> None:
         with sock:
             sock.sendall(masked(1, b"still here"))
             assert read_frames(sock, rest, until_close=False, count=1) == [(1, b"still here")]
+
+
+class WritesEofByHand(WebSocketHandler):
+    """Replies, then half-closes the transport itself: the turn's write raises."""
+
+    def on_message(self, data: Any) -> None:
+        self.send("kept")
+        self._transport.write_eof()
+
+
+def test_a_reply_whose_write_raises_stays_queued() -> None:
+    """As a queued frame does, an unframed reply whose write raises stays in
+    the queue (framed now) instead of vanishing; the error is logged."""
+    with ServerThread(WritesEofByHand, loop="fastsock", options=OPTIONS) as srv:
+        sock, _ = raw_upgrade(srv.port)
+        with sock:
+            sock.sendall(masked(1, b"go"))
+            handler = srv.call(lambda: next(iter(srv.state.handlers)))
+            assert wait_for(lambda: srv.call(lambda: handler._transport._eof))
+            assert srv.call(lambda: handler._out) == [b"\x81\x04kept"]

@@ -16,6 +16,7 @@ cdef class HandlerCore(ChunkReceiver):
     cdef public bint _close_received
     cdef public TurnFlush _flusher   # None: write at the end of each data_received
     cdef public bint _queued         # waiting in _flusher for this turn's write
+    cdef public bint _writing_paused # the transport asked us to stop writing (pause_writing)
 
     cdef int _receive(self, const unsigned char *p, Py_ssize_t n, object data) except -1
     cdef int write_queued(self) except -1

@@ -201,15 +201,39 @@ cdef class HandlerCore(ChunkReceiver):
                 self._pending = None
                 src = _payload_of(pending, &n)
                 n = _frame_into(_scratch, self._pending_b0, src, n)
-                self._writer.write_chunk(<const char *>_scratch, n)
+                try:
+                    self._writer.write_chunk(<const char *>_scratch, n)
+                except BaseException:
+                    if self._pending is None and not out:
+                        self._pending = pending    # kept queued, as a frame would be
+                    raise
                 return 0
             self._settle()
         if len(out) == 1 and self._fast:
-            self._transport.write(out[0])      # the one-reply case
-            del out[0]
+            frame = <bytes>out[0]              # the one-frame case
+            if self._writer is not None:
+                self._writer.write_chunk(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
+            else:
+                self._transport.write(frame)
+            del out[0]                         # (kept queued if the write raised)
         else:
             self._flush()
         return 0
+
+    def _broadcast_frame(self, bytes frame):
+        """Queue an encoded server frame for this turn's write if this
+        connection is open, a server's, without extensions and not paused;
+        else return False and leave it to the caller (``broadcast``)."""
+        if not self._fast or self._writing_paused:
+            return False
+        self._settle()
+        self._outq.append(frame)
+        if not self._batching:
+            if self._flusher is not None:
+                self._flusher.add(self)
+            else:
+                self._flush()
+        return True
 
     def _write_out(self):
         """Write everything queued in ``_out``."""

@@ -59,7 +59,7 @@ class HandlerCore:
     """
 
     __slots__ = ("_parser", "_transport", "_out", "_writer", "_batching", "_fast", "_rx_fast",
-                 "_close_received", "_flusher", "_queued")
+                 "_close_received", "_flusher", "_queued", "_writing_paused")
 
     _parser: Any
     _transport: Any
@@ -73,6 +73,7 @@ class HandlerCore:
     _close_received: bool
     _flusher: Optional["TurnFlush"]   # None: write at the end of each data_received
     _queued: bool                     # waiting in _flusher for this turn's write
+    _writing_paused: bool             # the transport asked us to stop writing (pause_writing)
 
     def data_received(self, data: bytes) -> None:
         """Handle received bytes. Callbacks fire first; then everything they
@@ -130,6 +131,21 @@ class HandlerCore:
             out.clear()
         else:
             self._flush()   # type: ignore[attr-defined]
+
+    def _broadcast_frame(self, frame: bytes) -> bool:
+        """Queue an encoded server frame for this turn's write if this
+        connection is open, a server's, without extensions and not paused;
+        else return False and leave it to the caller (``broadcast``)."""
+        if not self._fast or self._writing_paused:
+            return False
+        self._out.append(frame)
+        if not self._batching:
+            flusher = self._flusher
+            if flusher is not None:
+                flusher.add(self)
+            else:
+                self._flush()   # type: ignore[attr-defined]
+        return True
 
     def send(self, message: Union[str, bytes, bytearray, memoryview]) -> None:
         """Send one message: ``str`` as text, bytes-like as binary.

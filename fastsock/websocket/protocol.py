@@ -209,12 +209,12 @@ class WebSocketHandler(HandlerCore):
     """
 
     # HandlerCore holds _parser, _transport, _out, _writer, _batching, _fast,
-    # _rx_fast, _close_received, _flusher and _queued.
+    # _rx_fast, _close_received, _flusher, _queued and _writing_paused.
     __slots__ = (
         "__weakref__", "_state", "_client", "_loop",
         "_frag", "_frag_op", "_frag_rsv", "_close_sent", "_sent_code",
         "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency", "_next_ping_at",
-        "_extensions", "_options", "_writing_paused", "_reading_paused", "messages_dropped",
+        "_extensions", "_options", "_reading_paused", "messages_dropped",
         "request", "subprotocol", "_eof_sent", "_fail_code", "_fail_reason",
         "server", "_drain_waiters",
     )
@@ -891,6 +891,9 @@ def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
     frame = encode_message(message)
     sent = 0
     for conn in connections:
+        if conn._broadcast_frame(frame):   # open, a server's, not paused: the common case, in C
+            sent += 1
+            continue
         if conn._state is not OPEN:
             continue
         if conn._client:
