@@ -62,6 +62,15 @@ def buffer_lent():
     return _lent_buf != NULL
 
 
+cdef inline ssize_t _send_once(int fd, const void *data, size_t size) noexcept:
+    # One send(), retried on EINTR only: what it took, or -1 with errno set.
+    cdef ssize_t n
+    while True:
+        n = c_send(fd, data, size, MSG_NOSIGNAL)
+        if n >= 0 or errno != EINTR:
+            return n
+
+
 cdef bytes _recv_fresh(int fd):
     """One recv into a new bytes object; b'' at EOF; OSError on failure."""
     cdef ssize_t n
@@ -86,12 +95,10 @@ cdef class SockIO:
         cdef ssize_t n
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
-            while True:
-                n = c_send(self.fd, view.buf, <size_t>view.len, MSG_NOSIGNAL)
-                if n >= 0:
-                    return n
-                if errno != EINTR:
-                    PyErr_SetFromErrno(OSError)
+            n = _send_once(self.fd, view.buf, <size_t>view.len)
+            if n < 0:
+                PyErr_SetFromErrno(OSError)
+            return n
         finally:
             PyBuffer_Release(&view)
 
@@ -253,10 +260,7 @@ cdef class StreamFastPath(ChunkWriter):
         if self.direct and type(data) is bytes and not self.queue:
             size = PyBytes_GET_SIZE(data)
             if size:
-                while True:
-                    n = c_send(self.fd, PyBytes_AS_STRING(data), <size_t>size, MSG_NOSIGNAL)
-                    if n >= 0 or errno != EINTR:
-                        break
+                n = _send_once(self.fd, PyBytes_AS_STRING(data), <size_t>size)
                 self._after_send(n, size, data, False)
                 return
         self.slow_write(self.transport, data)
@@ -267,10 +271,7 @@ cdef class StreamFastPath(ChunkWriter):
         cdef ssize_t n
         if self.direct and not self.queue:
             if size:
-                while True:
-                    n = c_send(self.fd, data, <size_t>size, MSG_NOSIGNAL)
-                    if n >= 0 or errno != EINTR:
-                        break
+                n = _send_once(self.fd, data, <size_t>size)
                 if n == size:
                     self.bytes_sent += <unsigned long long>n
                 elif n < 0 and errno != EAGAIN and errno != EWOULDBLOCK:

@@ -275,23 +275,22 @@ cdef class HandlerCore(ChunkReceiver):
             return
         out = self._outq
         if n < COALESCE:
-            if self._batching:
-                if self._pending is None and not out and self._writer is not None:
+            if not out and self._pending is None and self._writer is not None:
+                if self._batching:
                     # Keep the reply unframed until the turn's write, where
                     # it is framed in _scratch (write_queued): no allocation.
                     self._pending = payload if payload is not None else message
                     self._pending_b0 = b0
-                    return
-                self._settle()
-                out.append(_frame_bytes(b0, src, n))
-            elif out or self._pending is not None:
-                self._settle()
-                out.append(_frame_bytes(b0, src, n))
-                self._flush()
-            elif self._writer is not None:
-                self._writer.write_chunk(<const char *>_scratch, _frame_into(_scratch, b0, src, n))
-            else:
+                else:
+                    self._writer.write_chunk(<const char *>_scratch, _frame_into(_scratch, b0, src, n))
+                return
+            if not out and self._pending is None and not self._batching:
                 self._transport.write(_frame_bytes(b0, src, n))
+                return
+            self._settle()
+            out.append(_frame_bytes(b0, src, n))
+            if not self._batching:
+                self._flush()
             return
         if payload is None:
             payload = PyBytes_FromStringAndSize(src, n)

@@ -138,13 +138,7 @@ class HandlerCore:
         else return False and leave it to the caller (``broadcast``)."""
         if not self._fast or self._writing_paused:
             return False
-        self._out.append(frame)
-        if not self._batching:
-            flusher = self._flusher
-            if flusher is not None:
-                flusher.add(self)
-            else:
-                self._flush()   # type: ignore[attr-defined]
+        self._queue_frame(frame)   # type: ignore[attr-defined]
         return True
 
     def send(self, message: Union[str, bytes, bytearray, memoryview]) -> None:

@@ -40,8 +40,6 @@ from ._core_py import COALESCE as _COALESCE
 from ._core_py import _H_BINARY, _H_TEXT, _pack16
 from ._core_py import frame_header as _header
 
-if TYPE_CHECKING:
-    from .._send import ChunkWriter
 try:
     from .._send import writer_for as _writer_for
 except ImportError:             # no compiled extensions: transports take bytes
@@ -49,6 +47,7 @@ except ImportError:             # no compiled extensions: transports take bytes
         return None
 
 if TYPE_CHECKING:
+    from .._send import ChunkWriter
     from ._core_py import HandlerCore, TurnFlush
     CORE_IMPLEMENTATION = "python"
 elif os.environ.get("FASTSOCK_PURE") == "1" or _codec.IMPLEMENTATION != "cython":
@@ -909,8 +908,6 @@ def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
                 conn.messages_dropped += 1
                 conn.abort()
                 continue
-        conn._out.append(frame)
+        conn._queue_frame(frame)
         sent += 1
-        if not conn._batching:
-            conn._request_flush()
     return sent
