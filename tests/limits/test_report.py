@@ -1,4 +1,4 @@
-"""fastsock.limits: the report on this machine, with /proc missing or broken,
+"""fastsock.limits (fastsock/limits/report.py): the report on this machine, with /proc missing or broken,
 the derived numbers, raise_nofile and DescriptorWatch."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import resource
 
 import pytest
 
-import fastsock.limits as L
+import fastsock.limits.report as L
 from fastsock.limits import (
     RESERVE,
     UNLIMITED,
@@ -487,3 +487,26 @@ def test_fastsock_limits_is_callable_in_any_import_order(first):
                          timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["LimitsReport", "True"]
+
+
+# Every name `from fastsock.limits import X` gave when limits was one module.
+NAMES_BEFORE_THE_PACKAGE = (
+    "Bound", "DescriptorWatch", "LimitsReport", "RESERVE", "default_watch", "format_report",
+    "limits", "log_summary", "raise_nofile", "summary_lines", "PROC", "UNLIMITED",
+)
+
+
+def test_the_package_still_exports_what_the_module_did():
+    import fastsock.limits as package
+
+    assert sorted(package.__all__) == sorted(NAMES_BEFORE_THE_PACKAGE[:-2])
+    for name in NAMES_BEFORE_THE_PACKAGE:
+        assert getattr(package, name) is getattr(L, name), name
+    # the table is a submodule imported on demand, not by the package
+    code = "import sys, fastsock.limits; print('fastsock.limits.table' in sys.modules)"
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                             os.path.abspath(__file__)))))
+    assert out.stdout.split() == ["False"], out.stderr

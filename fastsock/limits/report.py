@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import types
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -583,17 +582,3 @@ def default_watch() -> DescriptorWatch:
     if _default_watch is None:
         _default_watch = DescriptorWatch()
     return _default_watch
-
-
-
-class _CallableModule(types.ModuleType):
-    """The package exports ``fastsock.limits`` as the :func:`limits` function,
-    but importing this submodule rebinds that package attribute to the module
-    (import order decides which one a user gets). A callable module makes
-    ``fastsock.limits()`` return the report either way."""
-
-    def __call__(self, *, proc: str | None = None) -> LimitsReport:
-        return limits(proc=proc)
-
-
-sys.modules[__name__].__class__ = _CallableModule
