@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
+# the build requirement pinned in pyproject.toml (the one place for lower bounds)
+CYTHON_REQ := $(shell sed -n 's/.*"\(Cython[^"]*\)".*/\1/p' pyproject.toml | head -n 1)
 PYX    := $(shell find fastsock -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
 
-.PHONY: all setup build sysdeps test run bench c10k loadgen clean
+.PHONY: all setup build sysdeps test run bench c10k loadgen docs clean
 
 all: build
 
@@ -16,8 +18,8 @@ $(PY):
 
 # Re-install when the dependency list changes.
 .stamp-install: $(PY) pyproject.toml setup.py
-	$(PIP) install -q "Cython>=3.0.10"
-	$(PIP) install -q -e ".[test,bench]"
+	$(PIP) install -q "$(CYTHON_REQ)"
+	$(PIP) install -q -e ".[test,bench,docs]"
 	touch $@
 
 # Re-build the Cython extensions in place when a .pyx/.pxd changes.
@@ -38,6 +40,10 @@ loadgen:
 test: build sysdeps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The documentation site (mkdocs.yml) into site/; --strict as in the tests.
+docs: build
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 run: build
 	$(PY) -m fastsock serve demo
 
@@ -48,7 +54,7 @@ c10k: build loadgen
 	$(PY) -m benchmarks.c10k $(C10K_ARGS)
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .benchmarks .hypothesis .stamp-*
+	rm -rf build dist site *.egg-info .pytest_cache .benchmarks .hypothesis .stamp-*
 	find fastsock -name '*.so' -delete
 	find fastsock -name '*.c' -delete
 	find . -name __pycache__ -prune -exec rm -rf {} +
