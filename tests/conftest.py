@@ -47,3 +47,112 @@ def any_reactor(request: pytest.FixtureRequest) -> Iterator[Reactor]:
         pytest.skip(str(exc))
     yield r
     _finish(r)
+
+
+# ---------------------------------------------------------------------------
+# asyncio event loops: the same test on asyncio's loop, uvloop and fastsock's
+# (tests/reactor/test_loop_real_libraries.py, tests/transports/test_tls_loop.py)
+
+import asyncio  # noqa: E402
+import ssl  # noqa: E402
+from typing import Awaitable, Callable  # noqa: E402
+
+LOOP_KINDS = ("asyncio", "uvloop", "fastsock")
+
+
+def _loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if kind == "asyncio":
+        # the selector loop itself, whatever policy another test installed
+        return asyncio.SelectorEventLoop
+    if kind == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop
+    import fastsock
+    # No skip: until fastsock has the asyncio loop, this leg fails on purpose.
+    factory: Callable[[], asyncio.AbstractEventLoop] = fastsock.new_event_loop
+    return factory
+
+
+class LoopRunner:
+    """Runs coroutines on one kind of loop, with a deadline, and collects loop errors.
+
+    ``errors`` holds every context passed to the loop's exception handler; a
+    run that produced any fails unless ``allow_errors`` is set, so a callback
+    that raises inside the loop cannot go unnoticed.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.errors: list[dict[str, Any]] = []
+        self.allow_errors = False
+        self._runner = asyncio.Runner(loop_factory=_loop_factory(kind))
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._runner.get_loop()
+
+    def _collect(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        self.errors.append(context)
+        loop.default_exception_handler(context)
+
+    def run(self, coro: Awaitable[Any], timeout: float) -> Any:
+        """Run ``coro`` to completion; TimeoutError after ``timeout`` seconds."""
+        loop = self._runner.get_loop()
+        loop.set_exception_handler(self._collect)
+
+        async def bounded() -> Any:
+            async with asyncio.timeout(timeout):
+                return await coro
+
+        result = self._runner.run(bounded())
+        if self.errors and not self.allow_errors:
+            pytest.fail(f"the {self.kind} loop reported errors: "
+                        + "; ".join(f"{c.get('message')}: {c.get('exception')!r}" for c in self.errors))
+        return result
+
+    def close(self) -> None:
+        self._runner.close()
+
+
+@pytest.fixture(params=LOOP_KINDS)
+def aio(request: pytest.FixtureRequest) -> Iterator[LoopRunner]:
+    """A LoopRunner on asyncio's loop, uvloop and fastsock's loop in turn."""
+    runner = LoopRunner(request.param)
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
+# ----------------------------------------------------------- TLS (trustme)
+
+TLS_HOSTNAMES = ("localhost", "127.0.0.1", "::1")
+TLS_ALT_HOSTNAME = "alt.fastsock.test"   # a second identity, for SNI
+
+
+class TLSFixture:
+    """A test CA, a server identity per name, and contexts built from them."""
+
+    def __init__(self) -> None:
+        import trustme
+        self.ca = trustme.CA()
+        self.other_ca = trustme.CA()   # one no client trusts
+        self.server_cert = self.ca.issue_cert(*TLS_HOSTNAMES)
+        self.alt_cert = self.ca.issue_cert(TLS_ALT_HOSTNAME)
+        self.untrusted_cert = self.other_ca.issue_cert(*TLS_HOSTNAMES)
+
+    def server_context(self, cert: Any = None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        (cert or self.server_cert).configure_cert(ctx)
+        return ctx
+
+    def client_context(self) -> ssl.SSLContext:
+        # create_default_context: CERT_REQUIRED and check_hostname, as users get
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        self.ca.configure_trust(ctx)
+        return ctx
+
+
+@pytest.fixture(scope="session")
+def tls() -> TLSFixture:
+    return TLSFixture()   # trustme is in the test extra: no skip without it
