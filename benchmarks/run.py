@@ -8,6 +8,11 @@ and ratios against a baseline server.  Examples::
     python -m benchmarks.run --scenario tcp-echo --connections 50 --size 64
     python -m benchmarks.run --scenario ws-echo --size 64,1024 --inflight 1,8 --rounds 3
     python -m benchmarks.run --scenario all --quick
+    python -m benchmarks.run --scenario tls-echo --loops asyncio,uvloop,fastsock --rounds 5
+
+The aio-* and tls-echo scenarios run one asyncio program
+(benchmarks/servers/aio_echo.py) on each event loop: asyncio's, uvloop's and
+fastsock's (``fastsock.new_event_loop()``); ``--loops`` picks them.
 
 Results go to benchmarks/results/<scenario>.json, .md and .png.
 """
@@ -24,12 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import aio_loops, report
 from benchmarks.report import summarise
 from benchmarks.procs import (PYTHON, RESULTS_DIR, HarnessError, ServerProcess, build_loadgen, command_line, free_port,
                               machine_info, run_loadgen, tool)
 
-SCENARIOS = ("ws-echo", "tcp-echo", "udp-echo")
+SCENARIOS = ("ws-echo", "tcp-echo", "udp-echo", "aio-echo", "aio-streams", "tls-echo")
+# the same asyncio code on each event loop (benchmarks/servers/aio_echo.py)
+LOOP_SCENARIOS = ("aio-echo", "aio-streams", "tls-echo")
 
 
 @dataclass(frozen=True)
@@ -40,9 +47,11 @@ class Adapter:
     needs_module: str | None = None   # Python module that must be importable
     needs_app: str | None = None      # fastsock app that must be registered
     needs_tool: str | None = None     # compiled binary in benchmarks/loadgen/bin
+    needs_loop: str | None = None     # asyncio event loop (benchmarks.aio_loops) that must exist
 
-    def command(self, host: str, port: int) -> list[str]:
-        return [a.format(host=host, port=port) for a in self.argv]
+    def command(self, host: str, port: int, **extra: str) -> list[str]:
+        """The argv with {host}, {port} and any {cert}/{key} filled in."""
+        return [a.format(host=host, port=port, **extra) for a in self.argv]
 
 
 def _fastsock(app: str, loop: str | None = None) -> tuple[str, ...]:
@@ -52,6 +61,12 @@ def _fastsock(app: str, loop: str | None = None) -> tuple[str, ...]:
 
 def _peer(module: str, *extra: str) -> tuple[str, ...]:
     return (PYTHON, "-m", f"benchmarks.servers.{module}", "--host", "{host}", "--port", "{port}", *extra)
+
+
+def _aio(loop: str, mode: str, tls: bool = False) -> Adapter:
+    """The one asyncio echo program on event loop ``loop``."""
+    extra = ("--tls", "{cert}", "{key}") if tls else ()
+    return Adapter(loop, _peer("aio_echo", "--loop", loop, "--mode", mode, *extra), needs_loop=loop)
 
 
 ADAPTERS: dict[str, list[Adapter]] = {
@@ -78,10 +93,16 @@ ADAPTERS: dict[str, list[Adapter]] = {
         Adapter("uvloop", _peer("udp_echo", "--loop", "uvloop"), needs_module="uvloop"),
         Adapter("c", (str(tool("udpecho_c")), "--host", "{host}", "--port", "{port}"), needs_tool="udpecho_c"),
     ],
+    "aio-echo": [_aio(loop, "protocol") for loop in aio_loops.LOOPS],
+    "aio-streams": [_aio(loop, "streams") for loop in aio_loops.LOOPS],
+    "tls-echo": [_aio(loop, "protocol", tls=True) for loop in aio_loops.LOOPS],
 }
-BASELINE = {"ws-echo": "picows", "tcp-echo": "uvloop", "udp-echo": "uvloop"}
-LOADGEN = {"ws-echo": "wsload", "tcp-echo": "tcpload", "udp-echo": "udpload"}
-DEFAULTS = {"ws-echo": (100, "64,1024", "1,8"), "tcp-echo": (50, "64", "1"), "udp-echo": (50, "64", "1")}
+BASELINE = {"ws-echo": "picows", "tcp-echo": "uvloop", "udp-echo": "uvloop",
+            "aio-echo": "uvloop", "aio-streams": "uvloop", "tls-echo": "uvloop"}
+LOADGEN = {"ws-echo": "wsload", "tcp-echo": "tcpload", "udp-echo": "udpload",
+           "aio-echo": "tcpload", "aio-streams": "tcpload", "tls-echo": "tcpload"}
+DEFAULTS = {"ws-echo": (100, "64,1024", "1,8"), "tcp-echo": (50, "64", "1"), "udp-echo": (50, "64", "1"),
+            "aio-echo": (50, "64", "1"), "aio-streams": (50, "64", "1"), "tls-echo": (100, "64,16384", "1")}
 
 
 def custom_adapters(specs: list[str] | None) -> list[Adapter]:
@@ -116,7 +137,19 @@ def unavailable(adapter: Adapter, apps: set[str]) -> str | None:
         return f"Python package {adapter.needs_module} is not installed"
     if adapter.needs_tool and not tool(adapter.needs_tool).exists():
         return f"benchmarks/loadgen/bin/{adapter.needs_tool} is not built"
+    if adapter.needs_loop:
+        return aio_loops.unavailable(adapter.needs_loop)
     return None
+
+
+def cert_files(args: argparse.Namespace) -> aio_loops.CertFiles:
+    """The TLS certificate of this invocation: made once at run time (trustme),
+    shared by every server of the run."""
+    files: aio_loops.CertFiles | None = getattr(args, "cert_files", None)
+    if files is None:
+        files = aio_loops.make_cert()
+        args.cert_files = files
+    return files
 
 
 def loadgen_argv(scenario: str, host: str, port: int, case: dict[str, int], duration: float,
@@ -130,6 +163,8 @@ def loadgen_argv(scenario: str, host: str, port: int, case: dict[str, int], dura
         argv += ["--connections", str(case["connections"])]
     if scenario == "ws-echo":
         argv.append("--binary" if binary else "--text")
+    if scenario == "tls-echo":
+        argv.append("--tls")
     return argv
 
 
@@ -146,7 +181,11 @@ def normalise(raw: dict[str, Any], size: int) -> dict[str, Any]:
 def run_once(scenario: str, adapter: Adapter, case: dict[str, int], args: argparse.Namespace) -> dict[str, Any]:
     """Starts the server, drives it once, stops it; returns the measurements."""
     port = free_port("udp" if scenario == "udp-echo" else "tcp")
-    with ServerProcess(adapter.name, adapter.command(args.host, port), core=args.server_core) as server:
+    extra: dict[str, str] = {}
+    if scenario == "tls-echo":
+        files = cert_files(args)
+        extra = {"cert": str(files.cert), "key": str(files.key)}
+    with ServerProcess(adapter.name, adapter.command(args.host, port, **extra), core=args.server_core) as server:
         before = server.sample()
         t0 = time.monotonic()
         budget = args.duration + args.warmup + 30
@@ -179,7 +218,8 @@ def run_scenario(scenario: str, args: argparse.Namespace, deadline: float) -> di
     apps = fastsock_apps()
     extra = custom_adapters(args.add_server)
     known = {a.name: a for a in [*ADAPTERS[scenario], *extra]}
-    wanted = args.servers.split(",") if args.servers else [a.name for a in ADAPTERS[scenario]]
+    chosen = args.servers or (args.loops if scenario in LOOP_SCENARIOS else None)
+    wanted = chosen.split(",") if chosen else [a.name for a in ADAPTERS[scenario]]
     wanted += [a.name for a in extra if a.name not in wanted]
     bad = [w for w in wanted if w not in known]
     if bad:
@@ -199,13 +239,14 @@ def run_scenario(scenario: str, args: argparse.Namespace, deadline: float) -> di
     inflights = parse_list(args.inflight or inflight_d, "inflight")
     cases = [{"connections": c, "size": s, "inflight": k} for c in conns for s in sizes for k in inflights]
     baseline = args.baseline or BASELINE[scenario]
+    message_type = ("binary" if args.binary else "text") if scenario == "ws-echo" else "raw"
     result: dict[str, Any] = {
         "scenario": scenario,
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "params": {"duration": args.duration, "warmup": args.warmup, "rounds": args.rounds,
                    "host": args.host, "server_core": args.server_core, "client_core": args.client_core,
-                   "message_type": ("binary" if args.binary else "text") if scenario == "ws-echo" else "raw",
+                   "message_type": message_type,
                    "loadgen": LOADGEN[scenario]},
         "command": command_line("benchmarks.run", sys.argv[1:]),
         "baseline": baseline,
@@ -237,6 +278,9 @@ def run_scenario(scenario: str, args: argparse.Namespace, deadline: float) -> di
                     line = f"FAILED: {exc}"
                 r["round"] = rnd + 1
                 runs[adapter.name].append(r)
+                if r.get("tls") and "tls" not in result["params"]:   # what the client negotiated
+                    result["params"]["tls"] = r["tls"]
+                    result["params"]["message_type"] = f"raw over TLS ({r['tls']})"
                 print(f"[{step}/{total} {time.monotonic() - t_start:5.0f}s] {label} round {rnd + 1} "
                       f"{adapter.name:<16} {line}", flush=True)
             if result["incomplete"]:
@@ -252,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", choices=(*SCENARIOS, "all"), default="all")
     p.add_argument("--servers", help="comma-separated adapters (default: every one available)")
+    p.add_argument("--loops", help="for aio-echo, aio-streams and tls-echo: comma-separated event loops "
+                                   f"({','.join(aio_loops.LOOPS)}; default: every one available)")
     p.add_argument("--add-server", action="append", metavar="NAME=COMMAND",
                    help="also run your own server: COMMAND with {host} and {port}, which prints a "
                         "'listening on SCHEME://H:P' line when ready (repeatable)")
@@ -292,6 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
     if len(scenarios) > 1 and (args.servers or args.add_server):
         raise SystemExit("error: --servers and --add-server name servers of one scenario; pick --scenario too")
+    if args.loops and args.servers:
+        raise SystemExit("error: --loops and --servers both pick servers; give one of them")
+    if args.loops:
+        bad = [name for name in args.loops.split(",") if name not in aio_loops.LOOPS]
+        if bad:
+            raise SystemExit(f"error: unknown loop(s): {', '.join(bad)} (choose from {', '.join(aio_loops.LOOPS)})")
+        if args.scenario != "all" and args.scenario not in LOOP_SCENARIOS:
+            raise SystemExit(f"error: --loops applies to {', '.join(LOOP_SCENARIOS)}, not {args.scenario}")
     status = 0
     for scenario in scenarios:
         if scenario == "udp-echo" and not tool("udpload").exists():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import c10k, report, run
+from benchmarks import aio_loops, c10k, report, run
 from benchmarks.procs import HarnessError, ServerProcess, build_loadgen, command_line, free_port, parse_result, tool
 
 pytestmark = pytest.mark.timeout(120)
@@ -369,3 +369,110 @@ def test_ws_core_micro_rejects_bad_sizes() -> None:
     with pytest.raises(SystemExit) as exc:
         ws_core_micro.main(["--sizes", "big"])
     assert exc.value.code == 2
+
+
+# ---- one asyncio program on each event loop (aio-echo, aio-streams, tls-echo) ----------
+
+LOOP_MODES = [(loop, mode) for loop in aio_loops.LOOPS for mode in ("protocol", "streams")]
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> aio_loops.CertFiles:
+    pytest.importorskip("trustme")
+    return aio_loops.make_cert(tmp_path_factory.mktemp("tls"))
+
+
+def aio_echo(loop: str, mode: str, port: int, *extra: str) -> ServerProcess:
+    why = aio_loops.unavailable(loop)
+    if why:
+        pytest.skip(why)
+    return ServerProcess(loop, [sys.executable, "-m", "benchmarks.servers.aio_echo", "--port", str(port),
+                                "--loop", loop, "--mode", mode, *extra], core=None)
+
+
+def echo_roundtrip(sock: socket.socket, payload: bytes) -> bytes:
+    sock.sendall(payload)
+    got = b""
+    while len(got) < len(payload):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+@pytest.mark.parametrize("loop,mode", LOOP_MODES, ids=[f"{lp}-{m}" for lp, m in LOOP_MODES])
+def test_aio_echo_answers_on_each_loop(loop: str, mode: str) -> None:
+    port = free_port()
+    with aio_echo(loop, mode, port) as srv:
+        assert f"{loop} aio-echo {mode} listening on tcp://127.0.0.1:{port}" in srv.ready_line
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            assert echo_roundtrip(s, b"ping") == b"ping"
+            big = bytes(range(256)) * 1024              # 256 KiB: several reads and writes
+            assert echo_roundtrip(s, big) == big
+        assert srv.alive()
+
+
+@pytest.mark.parametrize("loop", aio_loops.LOOPS)
+def test_aio_echo_serves_tls_with_a_verifiable_certificate(loop: str, certs: aio_loops.CertFiles) -> None:
+    import ssl
+
+    port = free_port()
+    ctx = ssl.create_default_context(cafile=str(certs.ca))     # verification on: the cert is right
+    with aio_echo(loop, "protocol", port, "--tls", str(certs.cert), str(certs.key)) as srv:
+        assert "listening on tls://" in srv.ready_line
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                assert echo_roundtrip(s, b"hello over tls") == b"hello over tls"
+                big = b"x" * 40_000                       # more than one TLS record
+                assert echo_roundtrip(s, big) == big
+
+
+def test_tcpload_tls_completes_a_short_bounded_run(certs: aio_loops.CertFiles) -> None:
+    port = free_port()
+    with aio_echo("asyncio", "protocol", port, "--tls", str(certs.cert), str(certs.key)):
+        out = subprocess.run([str(tool("tcpload")), "--port", str(port), "--tls", "--connections", "3",
+                              "--size", "20000", "--inflight", "2", "--duration", "0.3", "--warmup", "0",
+                              "--max-messages", "300", "--connect-timeout", "5"],
+                             capture_output=True, text=True, timeout=30)
+    if out.returncode == 2 and "built without OpenSSL" in out.stderr:
+        pytest.skip("tcpload was built without OpenSSL headers (libssl-dev)")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0, out.stderr
+    assert res["connected"] == 3 and res["errors"] == 0, res
+    assert 0 < res["messages_total"] <= 300 + 3 * 2      # bounded by --max-messages
+    assert res["tls"].startswith("TLSv1."), res["tls"]
+
+
+def test_tcpload_tls_reports_a_server_that_does_not_speak_tls() -> None:
+    port = free_port()
+    with ServerProcess("c", [str(tool("tcpecho_c")), "--port", str(port)], core=None):
+        out = subprocess.run([str(tool("tcpload")), "--port", str(port), "--tls", "--connections", "2",
+                              "--duration", "0.1", "--warmup", "0", "--connect-timeout", "3"],
+                             capture_output=True, text=True, timeout=30)
+    if out.returncode == 2 and "built without OpenSSL" in out.stderr:
+        pytest.skip("tcpload was built without OpenSSL headers (libssl-dev)")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 1 and res["connected"] == 0 and res["errors"] == 2
+    assert res["last_error"].startswith("TLS handshake"), res["last_error"]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--scenario", "aio-echo", "--loops", "tokio"], "unknown loop(s): tokio"),
+    (["--scenario", "tcp-echo", "--loops", "uvloop"], "--loops applies to"),
+    (["--scenario", "aio-echo", "--loops", "uvloop", "--servers", "uvloop"], "give one of them"),
+])
+def test_run_rejects_bad_loop_choices(argv: list[str], needle: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run.main([*argv, "--out", str(tmp_path)])
+    assert needle in str(exc.value)
+
+
+def test_tls_run_records_the_negotiated_cipher(tmp_path: Path) -> None:
+    code = run.main(["--scenario", "tls-echo", "--loops", "asyncio", "--connections", "2", "--size", "64",
+                     "--duration", "0.15", "--warmup", "0", "--rounds", "1", "--baseline", "asyncio",
+                     "--out", str(tmp_path), "--no-chart", "--server-core", "-1", "--client-core", "-1"])
+    assert code == 0
+    data = json.loads((tmp_path / "tls-echo.json").read_text())
+    assert data["params"]["tls"].startswith("TLSv1.")
+    assert "raw over TLS (TLSv1." in (tmp_path / "tls-echo.md").read_text()

@@ -1,16 +1,29 @@
 /* Client side shared by tcpload and wsload: non-blocking connections on one
  * epoll, the WebSocket client handshake and framing (masked frames, RFC 6455),
- * and the closed-loop echo driver (N connections x K messages in flight). */
+ * and the closed-loop echo driver (N connections x K messages in flight).
+ *
+ * Built with -DLG_TLS (the Makefile does so for tcpload when OpenSSL's headers
+ * are installed), every connection can speak TLS instead: an OpenSSL client
+ * driven by the same epoll loop with non-blocking SSL_do_handshake /
+ * SSL_read / SSL_write.  Certificates are not verified (benchmark only). */
 #ifndef FASTSOCK_CLIENT_H
 #define FASTSOCK_CLIENT_H
 
 #include "lg.h"
 #include <sys/epoll.h>
+#ifdef LG_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
-enum { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_DEAD };
+/* C_TLS: TCP connected, TLS handshake in progress */
+enum { C_IDLE, C_CONNECTING, C_TLS, C_HANDSHAKE, C_OPEN, C_DEAD };
 
 typedef struct conn {
     int fd, state, idx;
+#ifdef LG_TLS
+    SSL *ssl;                   /* NULL on plain TCP */
+#endif
     uint8_t *in;                /* unparsed bytes kept between reads */
     size_t in_len, in_cap;
     uint8_t *out;               /* bytes the socket did not take yet */
@@ -36,6 +49,11 @@ typedef struct {
     uint64_t errors;
     uint64_t open_dropped;      /* connections lost after their handshake */
     char last_error[160];
+    int tls;                    /* 1: TLS over every connection (needs LG_TLS) */
+    char tls_info[96];          /* negotiated version and cipher of the first connection */
+#ifdef LG_TLS
+    SSL_CTX *ssl_ctx;
+#endif
 } client_t;
 
 static client_t CL;
@@ -68,6 +86,9 @@ static void conn_drop(conn_t *c, const char *why, int err) {
     if (c->state == C_DEAD) return;
     if (why) note_error(why, err);
     if (c->state == C_OPEN) CL.open_dropped++;
+#ifdef LG_TLS
+    if (c->ssl) { SSL_free(c->ssl); c->ssl = NULL; }
+#endif
     epoll_ctl(CL.ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
@@ -76,17 +97,98 @@ static void conn_drop(conn_t *c, const char *why, int err) {
     free(c->out); c->out = NULL; c->out_len = c->out_cap = 0;
 }
 
+/* ---- byte I/O: plain send/recv, or SSL_write/SSL_read on a TLS connection ---- */
+enum { IO_AGAIN = -1, IO_FAILED = -2 };
+
+#ifdef LG_TLS
+/* OpenSSL's reason for the last failure, for last_error. */
+static void note_tls_error(conn_t *c, const char *what, int ssl_err) {
+    char buf[120];
+    unsigned long e = ERR_get_error();
+    if (e) ERR_error_string_n(e, buf, sizeof buf);
+    else if (ssl_err == SSL_ERROR_SYSCALL && errno) snprintf(buf, sizeof buf, "%s", strerror(errno));
+    else snprintf(buf, sizeof buf, "SSL error %d", ssl_err);
+    ERR_clear_error();
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: %s", what, buf);
+    CL.errors++;
+    snprintf(CL.last_error, sizeof CL.last_error, "%s", msg);
+    conn_drop(c, NULL, 0);
+}
+#endif
+
+/* Writes what the socket takes now: bytes written (> 0), IO_AGAIN, or
+ * IO_FAILED (the connection has been dropped). */
+static ssize_t io_send(conn_t *c, const uint8_t *p, size_t n) {
+#ifdef LG_TLS
+    if (c->ssl) {
+        int w = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+        if (w > 0) return w;
+        int e = SSL_get_error(c->ssl, w);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return IO_AGAIN;
+        note_tls_error(c, "SSL_write", e);
+        return IO_FAILED;
+    }
+#endif
+    for (;;) {
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (w >= 0) return w;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return IO_AGAIN;
+        conn_drop(c, "send", errno);
+        return IO_FAILED;
+    }
+}
+
+/* Reads into buf: bytes read (> 0), 0 at the peer's EOF (or TLS close_notify),
+ * IO_AGAIN, or IO_FAILED (dropped).  A TLS connection reads records until the
+ * socket is drained or buf is full; io_more() says whether decrypted or
+ * buffered bytes are still waiting (epoll cannot see those). */
+static ssize_t io_recv(conn_t *c, uint8_t *buf, size_t cap) {
+#ifdef LG_TLS
+    if (c->ssl) {
+        size_t got = 0;
+        while (got < cap) {
+            int r = SSL_read(c->ssl, buf + got, cap - got > INT_MAX ? INT_MAX : (int)(cap - got));
+            if (r > 0) { got += (size_t)r; continue; }
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+            if (got) break;                     /* report the data now, the end next call */
+            if (e == SSL_ERROR_ZERO_RETURN) return 0;
+            if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) { ERR_clear_error(); return 0; }
+            note_tls_error(c, "SSL_read", e);
+            return IO_FAILED;
+        }
+        return got ? (ssize_t)got : IO_AGAIN;
+    }
+#endif
+    for (;;) {
+        ssize_t r = recv(c->fd, buf, cap, 0);
+        if (r >= 0) return r;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return IO_AGAIN;
+        conn_drop(c, "recv", errno);
+        return IO_FAILED;
+    }
+}
+
+static int io_more(conn_t *c) {
+#ifdef LG_TLS
+    return c->ssl && c->state != C_DEAD && SSL_has_pending(c->ssl);
+#else
+    (void)c;
+    return 0;
+#endif
+}
+
 static void conn_send(conn_t *c, const void *data, size_t n) {
     const uint8_t *p = data;
     if (c->state == C_DEAD) return;
     if (c->out_len == 0) {
         while (n) {
-            ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                if (errno != EAGAIN) { conn_drop(c, "send", errno); return; }
-                break;
-            }
+            ssize_t w = io_send(c, p, n);
+            if (w == IO_FAILED) return;
+            if (w == IO_AGAIN) break;
             p += w; n -= (size_t)w;
         }
         if (!n) return;
@@ -98,15 +200,14 @@ static void conn_send(conn_t *c, const void *data, size_t n) {
     c->out_len += n;
 }
 
+/* A TLS write that returned IO_AGAIN is retried from the start of `out`, which
+ * begins with the same bytes (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows the move). */
 static void conn_flush(conn_t *c) {
     size_t off = 0;
     while (off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + off, c->out_len - off, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN) { conn_drop(c, "send", errno); return; }
-            break;
-        }
+        ssize_t w = io_send(c, c->out + off, c->out_len - off);
+        if (w == IO_FAILED) return;
+        if (w == IO_AGAIN) break;
         off += (size_t)w;
     }
     memmove(c->out, c->out + off, c->out_len - off);
@@ -215,30 +316,9 @@ typedef struct {
     void (*on_fail)(conn_t *c);
 } hooks_t;
 
-static void conn_event(conn_t *c, uint32_t events, const hooks_t *hk) {
-    if (c->state == C_CONNECTING) {
-        int err = 0;
-        socklen_t el = sizeof err;
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-        if (err) { conn_drop(c, "connect", err); hk->on_fail(c); return; }
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-        epoll_ctl(CL.ep, EPOLL_CTL_MOD, c->fd, &ev);
-        if (CL.ws) { c->state = C_HANDSHAKE; ws_send_handshake(c); }
-        else { c->state = C_OPEN; hk->on_open(c); }
-        return;
-    }
-    if (events & EPOLLOUT) conn_flush(c);
-    if (c->state == C_DEAD || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
-    ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
-    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (r <= 0) {
-        int was_open = c->state == C_OPEN;
-        conn_drop(c, r == 0 ? "server closed the connection" : "recv", r == 0 ? ECONNRESET : errno);
-        if (!was_open) hk->on_fail(c);
-        return;
-    }
+/* Hands the bytes just read (in rbuf) to the handshake check or the driver. */
+static void conn_consume(conn_t *c, size_t n, const hooks_t *hk) {
     uint8_t *p = rbuf;
-    size_t n = (size_t)r;
     if (c->in_len) {
         if (grow(&c->in, &c->in_cap, c->in_len + n) < 0) { conn_drop(c, "out of memory", ENOMEM); return; }
         memcpy(c->in + c->in_len, rbuf, n);
@@ -271,9 +351,94 @@ static void conn_event(conn_t *c, uint32_t events, const hooks_t *hk) {
     }
 }
 
+/* The transport is up (TCP connected, and TLS done when asked for). */
+static void conn_ready(conn_t *c, const hooks_t *hk) {
+    struct epoll_event ev = {.events = EPOLLIN | (c->out_len ? EPOLLOUT : 0), .data.ptr = c};
+    epoll_ctl(CL.ep, EPOLL_CTL_MOD, c->fd, &ev);
+    if (CL.ws) { c->state = C_HANDSHAKE; ws_send_handshake(c); }
+    else { c->state = C_OPEN; hk->on_open(c); }
+}
+
+#ifdef LG_TLS
+/* One step of the non-blocking TLS client handshake. */
+static void tls_handshake_step(conn_t *c, const hooks_t *hk) {
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        if (!CL.tls_info[0])
+            snprintf(CL.tls_info, sizeof CL.tls_info, "%s %s", SSL_get_version(c->ssl),
+                     SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)));
+        conn_ready(c, hk);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        struct epoll_event ev = {.events = EPOLLIN | (e == SSL_ERROR_WANT_WRITE ? EPOLLOUT : 0), .data.ptr = c};
+        epoll_ctl(CL.ep, EPOLL_CTL_MOD, c->fd, &ev);
+        return;
+    }
+    note_tls_error(c, "TLS handshake", e);
+    hk->on_fail(c);
+}
+
+static void tls_start(conn_t *c, const hooks_t *hk) {
+    c->ssl = SSL_new(CL.ssl_ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) { note_tls_error(c, "SSL_new", 0); hk->on_fail(c); return; }
+    SSL_set_connect_state(c->ssl);
+    c->state = C_TLS;
+    tls_handshake_step(c, hk);
+}
+
+/* Verification is off on purpose: the benchmark's certificate is made at run
+ * time, and what is measured is the servers' record layer, not the PKI. */
+static void tls_init(void) {
+    CL.ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (!CL.ssl_ctx) { fprintf(stderr, "error: SSL_CTX_new failed\n"); exit(2); }
+    SSL_CTX_set_verify(CL.ssl_ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(CL.ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(CL.ssl_ctx, 1);     /* fewer recv() calls; io_more() covers the buffer */
+}
+#endif
+
+static void conn_event(conn_t *c, uint32_t events, const hooks_t *hk) {
+    if (c->state == C_CONNECTING) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) { conn_drop(c, "connect", err); hk->on_fail(c); return; }
+#ifdef LG_TLS
+        if (CL.tls) { tls_start(c, hk); return; }
+#endif
+        conn_ready(c, hk);
+        return;
+    }
+#ifdef LG_TLS
+    if (c->state == C_TLS) { tls_handshake_step(c, hk); return; }
+    /* a TLS write may wait for a read (and the reverse): retry on any event */
+    if (c->ssl && c->out_len) conn_flush(c);
+    else
+#endif
+    if (events & EPOLLOUT) conn_flush(c);
+    if (c->state == C_DEAD || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+    do {
+        int was_open = c->state == C_OPEN;
+        ssize_t r = io_recv(c, rbuf, sizeof rbuf);
+        if (r == IO_AGAIN) return;
+        if (r == IO_FAILED || r == 0) {
+            if (r == 0) conn_drop(c, "server closed the connection", ECONNRESET);
+            if (!was_open) hk->on_fail(c);
+            return;
+        }
+        conn_consume(c, (size_t)r, hk);
+    } while (io_more(c));
+}
 static void client_init(int ws, const char *prog) {
     CL.ws = ws;
     if (parse_addr(CL.host, CL.port, &CL.dst) < 0) usage_error(prog, "bad IPv4 host", CL.host);
+#ifdef LG_TLS
+    if (CL.tls) tls_init();
+#else
+    if (CL.tls) usage_error(prog, "--tls: built without OpenSSL (install libssl-dev, then make -C benchmarks/loadgen)", NULL);
+#endif
     CL.ep = epoll_create1(0);
     if (CL.ep < 0) die("epoll_create1");
     rng_seed();
@@ -287,11 +452,15 @@ static void close_all(conn_t *cs, int n, double timeout) {
     int waiting = 0;
     for (int i = 0; i < n; i++) {
         conn_t *c = &cs[i];
-        if (c->state != C_OPEN && c->state != C_HANDSHAKE && c->state != C_CONNECTING) continue;
+        if (c->state != C_OPEN && c->state != C_HANDSHAKE && c->state != C_CONNECTING && c->state != C_TLS)
+            continue;
         if (c->state == C_OPEN && CL.ws) {
             uint8_t fr[16], code[2] = {0x03, 0xE8};
             conn_send(c, fr, ws_build_masked(fr, 0x88, code, 2));
         } else if (c->state == C_OPEN) {
+#ifdef LG_TLS
+            if (c->ssl) SSL_shutdown(c->ssl);  /* close_notify first, as a TLS client should */
+#endif
             shutdown(c->fd, SHUT_WR);
         }
         if (c->state == C_DEAD) continue;
@@ -404,8 +573,13 @@ static void echo_usage(const char *prog, int ws) {
     printf("usage: %s --port N [--host 127.0.0.1] [--connections 50] [--size 64] [--inflight 1]\n"
            "       [--duration 5] [--warmup 1] [--max-messages N] [--connect-timeout 10]%s\n"
            "Closed-loop echo load: every connection keeps INFLIGHT messages of SIZE bytes\n"
-           "outstanding; prints one JSON line with msgs/s, MB/s, latency percentiles, errors.\n",
-           prog, ws ? " [--text|--binary] [--path /]" : "");
+           "outstanding; prints one JSON line with msgs/s, MB/s, latency percentiles, errors.\n%s",
+           prog, ws ? " [--text|--binary] [--path /]" : " [--tls]",
+           ws ? "" : "--tls: every connection speaks TLS (OpenSSL, certificate not verified)"
+#ifndef LG_TLS
+                     "; not in this build (no OpenSSL headers)"
+#endif
+                     "\n");
 }
 
 static const hooks_t echo_hooks = {echo_on_open, echo_on_data, echo_on_fail};
@@ -420,6 +594,7 @@ static int echo_main(int argc, char **argv, int ws) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { echo_usage(prog, ws); exit(0); }
         if (ws && !strcmp(a, "--text")) { E.binary = 0; continue; }
         if (ws && !strcmp(a, "--binary")) { E.binary = 1; continue; }
+        if (!ws && !strcmp(a, "--tls")) { CL.tls = 1; continue; }
         if (!strcmp(a, "--mode")) { i++; continue; }   /* "echo", checked by the caller */
         if (i + 1 >= argc) usage_error(prog, "missing value for", a);
         const char *v = argv[++i];
@@ -502,6 +677,7 @@ static int echo_main(int argc, char **argv, int ws) {
     hist_print_json(stdout, &E.hist);
     printf(",\"errors\":%llu,\"last_error\":", (unsigned long long)CL.errors);
     json_str(stdout, CL.last_error);
+    if (CL.tls) { printf(",\"tls\":"); json_str(stdout, CL.tls_info); }
     printf("}\n");
     fflush(stdout);
     return E.opened == 0 ? 1 : 0;
