@@ -12,8 +12,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    # reactor
+    # the event loop (asyncio's contract; uvloop's entry points)
     "Reactor": "fastsock.reactor",
+    "EventLoopPolicy": "fastsock.reactor",
+    "new_event_loop": "fastsock.reactor",
+    "install": "fastsock.reactor",
+    "run": "fastsock.reactor",
     "Handle": "fastsock.reactor",
     "TimerHandle": "fastsock.reactor",
     "Future": "fastsock.reactor",
@@ -25,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "create_tcp_connection": "fastsock.transports.tcp",
     "TCPServer": "fastsock.transports.tcp",
     "TCPTransport": "fastsock.transports.tcp",
+    "StreamTransport": "fastsock.transports.stream",
     "create_udp_endpoint": "fastsock.transports.udp",
     "UDPTransport": "fastsock.transports.udp",
     # OS facts

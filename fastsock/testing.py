@@ -33,7 +33,7 @@ h11's ``ConnectionPair`` test helper were the model.
 from __future__ import annotations
 
 import abc
-
+import asyncio
 import collections
 import heapq
 import itertools
@@ -123,10 +123,13 @@ class FakeClock:
         return self.call_at(self._now, callback, *args)
 
     def create_future(self) -> Any:
-        """A fastsock :class:`~fastsock.reactor.Future` whose done-callbacks run on this clock."""
-        from .reactor.future import Future
-        # Future only needs call_soon, call_exception_handler and is_closed.
-        return Future(self)  # type: ignore[arg-type]
+        """An ``asyncio.Future`` whose done-callbacks run on this clock."""
+        # asyncio's Future needs only get_debug, call_soon(..., context=) and
+        # call_exception_handler from its loop.
+        return asyncio.Future(loop=self)  # type: ignore[arg-type]
+
+    def get_debug(self) -> bool:
+        return False
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         """Kept in :attr:`errors` (e.g. a future whose exception nobody read)."""

@@ -9,7 +9,7 @@ import pytest
 
 from fastsock.exceptions import ConnectTimeoutError
 from fastsock.transports import BufferedProtocol, Protocol
-from fastsock.transports import tcp as tcp_module
+from fastsock.transports import stream as tcp_module  # the transport and its I/O switch
 from fastsock.transports.tcp import TCPTransport, create_tcp_connection, create_tcp_server
 
 

@@ -1,34 +1,53 @@
-"""The reactor: one thread, one poller, timers on a heap, signals via a wakeup fd.
+"""The reactor: a complete asyncio event loop on epoll, with fastsock's fast paths.
+
+:class:`Reactor` *is* an ``asyncio.AbstractEventLoop``: it subclasses
+asyncio's selector loop, so coroutines, tasks, streams, ``sock_*``, pipes,
+subprocesses, signals, executors and TLS keep asyncio's own semantics (the
+reference, as it is for uvloop). What it replaces is the machinery under
+them:
+
+* **the poll and the dispatch**: one table ``fd -> [reader, reader args,
+  writer, writer args]`` and, compiled (``_epollc.pyx``), one C call that
+  runs ``epoll_wait`` into a preallocated array and calls the callbacks of
+  every event, no ``selectors`` keys, no handle per event;
+* **timers** on a heap of ``(when, sequence, handle)`` tuples, compared in C;
+* **stream transports**: ``create_connection``/``create_server`` (and
+  ``start_tls``, ``ssl=``) run on fastsock's compiled TCP transport, and an
+  accepted plain connection becomes a transport without a task per
+  connection;
+* **datagram endpoints** run on fastsock's batched UDP transport.
 
 One loop turn (``_run_once``):
 
 1. poll for I/O with a timeout that is 0 when callbacks are ready, the time
    to the next timer otherwise, infinite when there is nothing to wait for;
-2. run each ready reader/writer callback straight from the fd table (no
-   intermediate handle queue);
+2. run each ready reader/writer callback straight from the fd table;
 3. move due timers to the ready queue;
 4. run the callbacks that were ready when the turn started (callbacks they
    schedule run next turn, so I/O is never starved).
 
-An exception in any callback goes to the exception handler (by default: logged
-with its traceback) and the loop carries on with everyone else.
+fastsock's own extras sit on top of asyncio's contract: ``run_until``,
+``run_until_complete(..., timeout=)``, graceful :meth:`Reactor.shutdown`
+with hooks and transport tracking, the loop-owned receive buffer that the
+compiled transports share, and :attr:`Reactor.stats`.
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import heapq
 import logging
-import signal
 import socket
 import sys
 import threading
 import time
-from collections import deque
+from asyncio import base_events, constants, events, futures, sslproto, tasks
+from asyncio.log import logger as asyncio_logger
+from collections.abc import Mapping
+from selectors import EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey
 from typing import Any, Callable, Iterable
 
 from ..exceptions import ReactorClosedError
-from .future import Future
-from .handles import Handle, TimerHandle
 
 __all__ = ["Reactor"]
 
@@ -37,11 +56,21 @@ logger = logging.getLogger("fastsock.reactor")
 # Compact the timer heap when more than this many cancelled timers sit in it
 # and they are more than half of it (lazy deletion otherwise).
 _MIN_CANCELLED_TIMERS_TO_COMPACT = 100
+# asyncio's cap on one poll's timeout (a clock jump must not freeze the loop).
+_MAXIMUM_POLL_TIMEOUT = 24 * 3600
+# The loop-owned receive buffer every compiled stream transport reads into.
+RECV_BUFFER_SIZE = 256 * 1024
+
+# accept() errors that mean "out of descriptors/memory": back off, don't spin
+_ACCEPT_EXHAUSTED = frozenset(e for e in (
+    errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM) if e is not None)
+ACCEPT_RETRY_MIN = 0.05   # first back-off after EMFILE (seconds)
+ACCEPT_RETRY_MAX = 1.0    # cap of the doubling back-off
 
 _monotonic = time.monotonic
 
 
-def _dispatch(events: list[tuple[int, int]], fds: dict[int, list[Any]], rev: int, wev: int,
+def _dispatch(events_: list[tuple[int, int]], fds: dict[int, list[Any]], rev: int, wev: int,
               stale: Callable[[int], None], failed: Callable[[Any, BaseException], None]) -> None:
     """Run the reader/writer callbacks for one poll's events (the hot loop).
 
@@ -50,7 +79,7 @@ def _dispatch(events: list[tuple[int, int]], fds: dict[int, list[Any]], rev: int
     reader and writer halves are written out rather than shared through a
     helper: in Python a helper call per event costs more than the loop body.
     """
-    for fd, ev in events:
+    for fd, ev in events_:
         entry = fds.get(fd)
         if entry is None:
             stale(fd)
@@ -83,8 +112,6 @@ def _dispatch(events: list[tuple[int, int]], fds: dict[int, list[Any]], rev: int
                     failed(cb, exc)
 
 
-
-
 def _fileno(fd: Any) -> int:
     if isinstance(fd, int):
         n = fd
@@ -92,9 +119,9 @@ def _fileno(fd: Any) -> int:
         try:
             n = int(fd.fileno())
         except (AttributeError, TypeError, ValueError):
-            raise ValueError(f"invalid file object: {fd!r}") from None
+            raise ValueError(f"Invalid file object: {fd!r}") from None
     if n < 0:
-        raise ValueError(f"invalid file descriptor: {n}")
+        raise ValueError(f"Invalid file descriptor: {n}")
     return n
 
 
@@ -112,12 +139,59 @@ def _make_backend(backend: str | None) -> Any:
     raise ValueError(f"unknown reactor backend {backend!r} (expected 'epoll' or 'selectors')")
 
 
-class Reactor:
-    """A single-threaded event loop with asyncio's method names.
+def _cancel_handle(cb: Any) -> None:
+    """Cancel the asyncio Handle behind a table entry (``handle._run``), if any:
+    asyncio's ``_remove_reader`` cancels the handle it replaces or removes."""
+    handle = getattr(cb, "__self__", None)
+    if isinstance(handle, events.Handle):
+        handle.cancel()
+
+
+class _FdTableSelector(BaseSelector):
+    """A read-only ``selectors`` view of the loop's fd table.
+
+    asyncio code that inspects ``loop._selector`` (transport ``repr``s, the
+    test-suite) sees the real registrations; registering goes through the
+    loop (``add_reader``...), which owns the table and the poller.
+    """
+
+    def __init__(self, loop: Reactor) -> None:
+        self._loop = loop
+
+    def _key(self, fd: int, entry: list[Any]) -> SelectorKey:
+        mask = (EVENT_READ if entry[0] is not None else 0) | (EVENT_WRITE if entry[2] is not None else 0)
+        reader = getattr(entry[0], "__self__", entry[0])
+        writer = getattr(entry[2], "__self__", entry[2])
+        return SelectorKey(fd, fd, mask, (reader, writer))
+
+    def get_key(self, fileobj: Any) -> SelectorKey:
+        fd = _fileno(fileobj)
+        entry = self._loop._fds.get(fd)
+        if entry is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        return self._key(fd, entry)
+
+    def get_map(self) -> Mapping[Any, SelectorKey]:
+        return {fd: self._key(fd, entry) for fd, entry in self._loop._fds.items()}
+
+    def _unsupported(self, *args: Any) -> Any:
+        raise NotImplementedError(
+            "fastsock's loop owns its poller: use loop.add_reader()/add_writer() instead")
+
+    register = modify = unregister = select = _unsupported  # type: ignore[assignment]
+
+    def close(self) -> None:
+        self._loop._backend.close()
+
+
+class Reactor(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+    """fastsock's event loop: asyncio's contract on an epoll reactor.
 
     ``backend`` is ``None`` (epoll on Linux, else ``selectors``), ``"epoll"``
     or ``"selectors"``.
     """
+
+    _closed = True  # until asyncio's __init__ runs (a failed __init__ must not break __del__)
 
     def __init__(self, *, backend: str | None = None) -> None:
         self._backend = _make_backend(backend)
@@ -128,110 +202,105 @@ class Reactor:
         # fd -> [reader cb, reader args, writer cb, writer args]; args None = no args
         # (a plain call is cheaper than cb(*()) on the hot path)
         self._fds: dict[int, list[Any]] = {}
-        self._ready: deque[Handle] = deque()
-        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._timers: list[tuple[float, int, events.TimerHandle]] = []
         self._timer_seq = 0
         self._cancelled_timers = 0
-        self._running = False
-        self._stopping = False
-        self._closed = False
-        self._thread_id: int | None = None
-        self._exception_handler: Callable[[Reactor, dict[str, Any]], Any] | None = None
-        # graceful shutdown
+        # graceful shutdown: every live fastsock transport, and stream
+        # transports by fd (add_reader on such an fd is refused, as asyncio does)
         self._shutdown_hooks: list[Callable[[float], Any]] = []
-        self._transports: set[Any] = set()
+        self._live: set[Any] = set()
+        self._stream_transports: dict[int, Any] = {}
         self._shutting_down = False
-        self._shutdown_timer: TimerHandle | None = None
-        # signals and cross-thread wakeups: one socketpair, read end in the loop
-        self._signal_handlers: dict[int, Handle] = {}
-        self._ssock, self._csock = socket.socketpair()
-        self._ssock.setblocking(False)
-        self._csock.setblocking(False)
-        self._add_reader_raw(self._ssock.fileno(), self._read_wakeup, ())
+        self._shutdown_timer: events.TimerHandle | None = None
+        # transports waiting for their write buffer to drain (sendfile)
+        self._empty_waiters: dict[Any, asyncio.Future[None]] = {}
+        self._accept_exhausted_logged = False
         # loop-owned receive buffer shared by every transport (single thread)
-        self.recv_buffer = bytearray(256 * 1024)
+        self.recv_buffer = bytearray(RECV_BUFFER_SIZE)
         self.recv_view = memoryview(self.recv_buffer)
         self.stats: dict[str, int] = {
             "iterations": 0, "io_events": 0, "callbacks": 0, "timers": 0,
             "callback_errors": 0, "stale_fd_rebuilds": 0,
         }
-
-    # ------------------------------------------------------------------ time
-    def time(self) -> float:
-        """The loop's clock: ``time.monotonic()``."""
-        return _monotonic()
+        super().__init__(selector=_FdTableSelector(self))
 
     @property
     def backend(self) -> str:
         return str(self._backend.name)
 
-    # ------------------------------------------------------------- callbacks
-    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
+    def _check_closed(self) -> None:
         if self._closed:
-            raise ReactorClosedError("cannot schedule a callback: the reactor is closed")
-        handle = Handle(callback, args, self)
-        self._ready.append(handle)
-        return handle
+            raise ReactorClosedError("Event loop is closed")
 
-    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Handle:
-        """Like ``call_soon``, from any thread; wakes the loop up."""
-        handle = self.call_soon(callback, *args)
-        self._wake()
-        return handle
-
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
-        return self.call_at(_monotonic() + delay, callback, *args)
-
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
-        if self._closed:
-            raise ReactorClosedError("cannot schedule a timer: the reactor is closed")
-        handle = TimerHandle(when, callback, args, self)
+    # ------------------------------------------------------------- timers
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
+                context: Any = None) -> events.TimerHandle:
+        """asyncio's ``call_at``; the heap holds ``(when, seq, handle)`` tuples."""
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_at")
+        timer = events.TimerHandle(when, callback, args, self, context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]
         self._timer_seq += 1
-        heapq.heappush(self._timers, (when, self._timer_seq, handle))
-        return handle
+        heapq.heappush(self._timers, (when, self._timer_seq, timer))
+        timer._scheduled = True
+        return timer
 
-    def _timer_cancelled(self) -> None:
-        # Called by TimerHandle.cancel(). Lazy deletion, compacting only when
-        # cancelled timers dominate, so cancel is O(1) amortised.
-        self._cancelled_timers += 1
-        if (self._cancelled_timers > _MIN_CANCELLED_TIMERS_TO_COMPACT
-                and self._cancelled_timers * 2 > len(self._timers)):
-            self._timers = [t for t in self._timers if not t[2]._cancelled]
-            heapq.heapify(self._timers)
-            self._cancelled_timers = 0
+    def _timer_handle_cancelled(self, handle: events.TimerHandle) -> None:
+        # Lazy deletion: counted here, dropped when they reach the top of the
+        # heap, or all at once when they dominate it (see _run_once).
+        if handle._scheduled:
+            self._cancelled_timers += 1
 
-    def create_future(self) -> Future[Any]:
-        return Future(self)
+    def _compact_timers(self) -> None:
+        kept = []
+        for entry in self._timers:
+            if entry[2]._cancelled:
+                entry[2]._scheduled = False
+            else:
+                kept.append(entry)
+        heapq.heapify(kept)
+        self._timers = kept
+        self._cancelled_timers = 0
 
-    # ------------------------------------------------------------------- I/O
-    def _add_reader_raw(self, fd: int, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    # ------------------------------------------------------------- the fd table
+    def _add_reader_raw(self, fd: int, callback: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """Register ``callback(*args)`` as ``fd``'s reader; returns the one it replaced."""
         entry = self._fds.get(fd)
         if entry is None:
             self._fds[fd] = [callback, args or None, None, None]
             self._backend.register(fd, self._rmask)
-        else:
-            had = entry[0] is not None
-            entry[0] = callback
-            entry[1] = args or None
-            if not had:
-                self._backend.modify(fd, self._rmask | self._wmask if entry[2] is not None else self._rmask)
+            return None
+        old = entry[0]
+        entry[0] = callback
+        entry[1] = args or None
+        if old is None:
+            self._backend.modify(fd, self._rmask | self._wmask if entry[2] is not None else self._rmask)
+        return old
 
-    def _add_writer_raw(self, fd: int, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def _add_writer_raw(self, fd: int, callback: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         entry = self._fds.get(fd)
         if entry is None:
             self._fds[fd] = [None, None, callback, args or None]
             self._backend.register(fd, self._wmask)
-        else:
-            had = entry[2] is not None
-            entry[2] = callback
-            entry[3] = args or None
-            if not had:
-                self._backend.modify(fd, self._rmask | self._wmask if entry[0] is not None else self._wmask)
+            return None
+        old = entry[2]
+        entry[2] = callback
+        entry[3] = args or None
+        if old is None:
+            self._backend.modify(fd, self._rmask | self._wmask if entry[0] is not None else self._wmask)
+        return old
 
-    def _remove_reader_raw(self, fd: int) -> bool:
+    def _remove_reader_raw(self, fd: int) -> Any:
+        """Unregister ``fd``'s reader; returns it (None when there was none)."""
         entry = self._fds.get(fd)
         if entry is None or entry[0] is None:
-            return False
+            return None
+        old = entry[0]
         entry[0] = None
         entry[1] = None
         if entry[2] is None:
@@ -239,12 +308,13 @@ class Reactor:
             self._backend.unregister(fd)
         else:
             self._backend.modify(fd, self._wmask)
-        return True
+        return old
 
-    def _remove_writer_raw(self, fd: int) -> bool:
+    def _remove_writer_raw(self, fd: int) -> Any:
         entry = self._fds.get(fd)
         if entry is None or entry[2] is None:
-            return False
+            return None
+        old = entry[2]
         entry[2] = None
         entry[3] = None
         if entry[0] is None:
@@ -252,35 +322,61 @@ class Reactor:
             self._backend.unregister(fd)
         else:
             self._backend.modify(fd, self._rmask)
-        return True
+        return old
+
+    # asyncio's internal registration API (sock_*, pipes, accept, the
+    # self-pipe): a Handle per registration, so callbacks run in the context
+    # captured here and removal cancels the handle, as in asyncio.
+    def _add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> events.Handle:
+        self._check_closed()
+        handle = events.Handle(callback, args, self, None)
+        _cancel_handle(self._add_reader_raw(_fileno(fd), handle._run, ()))
+        return handle
+
+    def _remove_reader(self, fd: Any) -> bool:
+        if self._closed:
+            return False
+        old = self._remove_reader_raw(_fileno(fd))
+        _cancel_handle(old)
+        return old is not None
+
+    def _add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> events.Handle:
+        self._check_closed()
+        handle = events.Handle(callback, args, self, None)
+        _cancel_handle(self._add_writer_raw(_fileno(fd), handle._run, ()))
+        return handle
+
+    def _remove_writer(self, fd: Any) -> bool:
+        if self._closed:
+            return False
+        old = self._remove_writer_raw(_fileno(fd))
+        _cancel_handle(old)
+        return old is not None
 
     def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable (level-triggered)."""
-        self._check_closed()
-        fd = _fileno(fd)
-        known = fd in self._fds
-        self._add_reader_raw(fd, callback, args)
+        n = _fileno(fd)
+        self._ensure_fd_no_transport(n)
+        known = n in self._fds
+        self._add_reader(n, callback, *args)
         if known:
-            self._reassert(fd)
-
-    def remove_reader(self, fd: Any) -> bool:
-        if self._closed:
-            return False
-        return self._remove_reader_raw(_fileno(fd))
+            self._reassert(n)
 
     def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable (level-triggered)."""
-        self._check_closed()
-        fd = _fileno(fd)
-        known = fd in self._fds
-        self._add_writer_raw(fd, callback, args)
+        n = _fileno(fd)
+        self._ensure_fd_no_transport(n)
+        known = n in self._fds
+        self._add_writer(n, callback, *args)
         if known:
-            self._reassert(fd)
+            self._reassert(n)
 
-    def remove_writer(self, fd: Any) -> bool:
-        if self._closed:
-            return False
-        return self._remove_writer_raw(_fileno(fd))
+    def _ensure_fd_no_transport(self, fd: Any) -> None:
+        super()._ensure_fd_no_transport(fd)
+        n = _fileno(fd)
+        transport = self._stream_transports.get(n)
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
     def _reassert(self, fd: int) -> None:
         # The public API re-states the interest with one epoll_ctl: if the fd
@@ -289,6 +385,9 @@ class Reactor:
         entry = self._fds[fd]
         mask = (self._rmask if entry[0] is not None else 0) | (self._wmask if entry[2] is not None else 0)
         self._backend.modify(fd, mask)
+
+    def _process_events(self, event_list: Any) -> None:  # pragma: no cover - not used
+        raise NotImplementedError("fastsock's loop dispatches events in _run_once")
 
     def _stale_event(self, fd: int) -> None:
         # An event for an fd nobody registered: see the essay in _epoll.py.
@@ -307,23 +406,22 @@ class Reactor:
         self._poll = self._backend.poll
         self._poll_dispatch = getattr(self._backend, "poll_dispatch", None)
 
-    # ------------------------------------------------------------- running
-    def _check_closed(self) -> None:
-        if self._closed:
-            raise ReactorClosedError("the reactor is closed")
-
+    # ------------------------------------------------------------- one turn
     def _run_once(self) -> None:
         ready = self._ready
         timers = self._timers
+        if (self._cancelled_timers > _MIN_CANCELLED_TIMERS_TO_COMPACT
+                and self._cancelled_timers * 2 > len(timers)):
+            self._compact_timers()
+            timers = self._timers
+        else:
+            while timers and timers[0][2]._cancelled:
+                heapq.heappop(timers)[2]._scheduled = False
+                self._cancelled_timers -= 1
         if ready or self._stopping:
             timeout = 0.0
         elif timers:
-            while timers and timers[0][2]._cancelled:
-                heapq.heappop(timers)
-                self._cancelled_timers -= 1
-            timeout = timers[0][0] - _monotonic() if timers else -1.0
-            if timeout < 0.0 and timers:
-                timeout = 0.0
+            timeout = min(max(0.0, timers[0][0] - _monotonic()), _MAXIMUM_POLL_TIMEOUT)
         else:
             timeout = -1.0
 
@@ -334,20 +432,20 @@ class Reactor:
             if nevents:
                 self.stats["io_events"] += nevents
         else:
-            events = self._poll(timeout)
-            if events:
-                _dispatch(events, self._fds, self._backend.READ_EVENTS, self._backend.WRITE_EVENTS,
+            polled = self._poll(timeout)
+            if polled:
+                _dispatch(polled, self._fds, self._backend.READ_EVENTS, self._backend.WRITE_EVENTS,
                           self._stale_event, self._callback_failed)
-                self.stats["io_events"] += len(events)
+                self.stats["io_events"] += len(polled)
 
         if timers:
-            end = _monotonic()
-            while timers and timers[0][0] <= end:
+            end = _monotonic() + self._clock_resolution
+            while timers and timers[0][0] < end:
                 timer = heapq.heappop(timers)[2]
+                timer._scheduled = False
                 if timer._cancelled:
                     self._cancelled_timers -= 1
                     continue
-                timer._reactor = None  # out of the heap: cancel() need not count it
                 ready.append(timer)
                 self.stats["timers"] += 1
 
@@ -355,50 +453,79 @@ class Reactor:
         if ntodo:
             self.stats["callbacks"] += ntodo
             popleft = ready.popleft
-            while ntodo:
-                ntodo -= 1
-                handle = popleft()
-                if handle._cancelled:
-                    continue
-                try:
-                    handle._callback(*handle._args)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._callback_failed(handle._callback, exc, handle)
+            if self._debug:
+                self._run_ready_debug(ntodo)
+            else:
+                while ntodo:
+                    ntodo -= 1
+                    handle = popleft()
+                    if not handle._cancelled:
+                        handle._run()
+                handle = None  # break cycles when an exception occurs
         self.stats["iterations"] += 1
 
-    def _callback_failed(self, cb: Any, exc: BaseException, handle: Handle | None = None) -> None:
+    def _run_ready_debug(self, ntodo: int) -> None:
+        """asyncio's debug mode: time each callback and warn on slow ones."""
+        ready = self._ready
+        for _ in range(ntodo):
+            handle = ready.popleft()
+            if handle._cancelled:
+                continue
+            try:
+                self._current_handle = handle
+                t0 = self.time()
+                handle._run()
+                dt = self.time() - t0
+                if dt >= self.slow_callback_duration:
+                    asyncio_logger.warning("Executing %s took %.3f seconds",
+                                           base_events._format_handle(handle), dt)
+            finally:
+                self._current_handle = None
+
+    def _callback_failed(self, cb: Any, exc: BaseException) -> None:
+        """A reader/writer callback run straight from the fd table raised."""
         self.stats["callback_errors"] += 1
-        context: dict[str, Any] = {
+        self.call_exception_handler({
             "message": f"Exception in callback {getattr(cb, '__qualname__', cb)!s}",
             "exception": exc,
-        }
-        if handle is not None:
-            context["handle"] = handle
-        self.call_exception_handler(context)
+        })
 
-    def _enter(self) -> None:
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        if "exception" in context:
+            self.stats["callback_errors"] += "handle" in context
+        super().call_exception_handler(context)
+
+    # ------------------------------------------------------------- running
+    def _enter(self) -> tuple[Any, ...]:
+        """What ``run_forever`` does before its first turn (asyncio 3.11's)."""
         self._check_closed()
-        if self._running:
-            raise RuntimeError("the reactor is already running")
-        self._running = True
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        old_agen_hooks = sys.get_asyncgen_hooks()
         self._thread_id = threading.get_ident()
+        sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                               finalizer=self._asyncgen_finalizer_hook)
+        events._set_running_loop(self)
+        return old_agen_hooks  # type: ignore[return-value]
 
-    def _leave(self) -> None:
+    def _leave(self, old_agen_hooks: tuple[Any, ...]) -> None:
         self._stopping = False
-        self._running = False
         self._thread_id = None
+        events._set_running_loop(None)
+        self._set_coroutine_origin_tracking(False)
+        sys.set_asyncgen_hooks(*old_agen_hooks)
 
     def run_forever(self) -> None:
         """Run until :meth:`stop` is called."""
-        self._enter()
+        saved = self._enter()
         try:
             run_once = self._run_once
-            while not self._stopping:
+            while True:
                 run_once()
+                if self._stopping:
+                    break
         finally:
-            self._leave()
+            self._leave(saved)
 
     def run_until(self, predicate: Callable[[], bool] | None = None,
                   timeout: float | None = None) -> bool:
@@ -415,7 +542,7 @@ class Reactor:
             def expire() -> None:
                 timed_out[0] = True
             timer = self.call_later(timeout, expire)
-        self._enter()
+        saved = self._enter()
         try:
             run_once = self._run_once
             while not self._stopping and not timed_out[0]:
@@ -426,155 +553,145 @@ class Reactor:
         finally:
             if timer is not None:
                 timer.cancel()
-            self._leave()
+            self._leave(saved)
 
-    def run_until_complete(self, future: Future[Any], timeout: float | None = None) -> Any:
-        """Run until ``future`` is done and return its result (or raise its error).
-
-        Raises ``TimeoutError`` when ``timeout`` passes first, ``RuntimeError``
-        when the loop was stopped before the future finished.
-        """
+    def run_until_complete(self, future: Any, timeout: float | None = None) -> Any:
+        """asyncio's ``run_until_complete``; with ``timeout``, ``TimeoutError``
+        when it passes first (the future is left running)."""
+        if timeout is None:
+            return super().run_until_complete(future)
+        self._check_closed()
+        self._check_running()
+        future = tasks.ensure_future(future, loop=self)
         if not self.run_until(future.done, timeout):
-            if timeout is not None and not future.done():
+            if not future.done():
                 raise TimeoutError(f"the future did not finish within {timeout} s")
-            raise RuntimeError("the reactor stopped before the future completed")
+        if not future.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
         return future.result()
 
-    def stop(self) -> None:
-        """Stop after the current turn (callbacks already due still run)."""
-        self._stopping = True
-
-    def is_running(self) -> bool:
-        return self._running
-
-    def is_closed(self) -> bool:
-        return self._closed
-
     def close(self) -> None:
-        """Release the poller and the wakeup socketpair. The reactor must be stopped."""
-        if self._running:
-            raise RuntimeError("cannot close a running reactor")
+        """Close the loop (it must be stopped): asyncio's close, then the poller."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
         if self._closed:
             return
-        for sig in list(self._signal_handlers):
-            self.remove_signal_handler(sig)
-        self._closed = True
-        self._ready.clear()
+        super().close()
         self._timers.clear()
         self._fds.clear()
-        self._backend.close()
-        self._ssock.close()
-        self._csock.close()
 
-    # --------------------------------------------------------- exceptions
-    def set_exception_handler(self, handler: Callable[[Reactor, dict[str, Any]], Any] | None) -> None:
-        """``handler(reactor, context)`` receives every error a callback raised."""
-        if handler is not None and not callable(handler):
-            raise TypeError(f"an exception handler must be callable, got {handler!r}")
-        self._exception_handler = handler
+    # -------------------------------------------------------- transports
+    def _make_socket_transport(self, sock: socket.socket, protocol: Any, waiter: Any = None, *,
+                               extra: dict[str, Any] | None = None, server: Any = None) -> Any:
+        from ..transports.stream import StreamTransport
+        return StreamTransport(self, sock, protocol, extra, server=server, waiter=waiter)
 
-    def get_exception_handler(self) -> Callable[[Reactor, dict[str, Any]], Any] | None:
-        return self._exception_handler
+    def _make_ssl_transport(self, rawsock: socket.socket, protocol: Any, sslcontext: Any,
+                            waiter: Any = None, *, server_side: bool = False,
+                            server_hostname: str | None = None,
+                            extra: dict[str, Any] | None = None, server: Any = None,
+                            ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
+                            ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+                            ) -> Any:
+        from ..transports.stream import StreamTransport
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        StreamTransport(self, rawsock, ssl_protocol, extra, server=server)
+        return ssl_protocol._app_transport
 
-    def default_exception_handler(self, context: dict[str, Any]) -> None:
-        message = context.get("message") or "Unhandled exception in the reactor"
-        exc = context.get("exception")
-        details = [f"{k}: {v!r}" for k, v in sorted(context.items()) if k not in ("message", "exception")]
-        if details:
-            message = message + "\n" + "\n".join(details)
-        logger.error(message, exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None)
+    def _make_datagram_transport(self, sock: socket.socket, protocol: Any, address: Any = None,
+                                 waiter: Any = None, extra: dict[str, Any] | None = None) -> Any:
+        from ..transports.udp import UDPTransport
+        transport = UDPTransport(self, sock, protocol, address)
+        if extra:
+            transport._extra.update(extra)
+        if waiter is not None:
+            # after connection_made, which UDPTransport scheduled first
+            self.call_soon(futures._set_result_unless_cancelled, waiter, None)
+        return transport
 
-    def call_exception_handler(self, context: dict[str, Any]) -> None:
-        if self._exception_handler is None:
-            try:
-                self.default_exception_handler(context)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                logger.exception("the default exception handler failed")
-            return
+    async def _sendfile_native(self, transp: Any, file: Any, offset: int, count: int | None) -> int:
+        # asyncio's, for fastsock's stream transport: the socket leaves the
+        # transport while os.sendfile writes to it directly
+        fd = transp._sock_fd
+        self._stream_transports.pop(fd, None)
+        resume_reading = transp.is_reading()
+        transp.pause_reading()
+        await transp._make_empty_waiter()
         try:
-            self._exception_handler(self, context)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
+            return await self.sock_sendfile(transp._sock, file, offset, count,  # type: ignore[no-any-return]
+                                            fallback=False)
+        finally:
+            transp._reset_empty_waiter()
+            if resume_reading:
+                transp.resume_reading()
+            self._stream_transports[fd] = transp
+
+    def _accept_connection(self, protocol_factory: Callable[[], Any], sock: socket.socket,
+                           sslcontext: Any = None, server: Any = None, backlog: int = 100,
+                           ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
+                           ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+                           _retry: float = 0.0) -> None:
+        """Accept up to ``backlog`` connections. A plain connection becomes a
+        transport at once (asyncio creates a task per connection); TLS ones
+        take asyncio's path. Out of descriptors, accepting pauses with a
+        doubling back-off and the limits report says why."""
+        for _ in range(backlog):
             try:
-                self.default_exception_handler({
-                    "message": "Unhandled error in the exception handler",
-                    "exception": exc,
-                    "context": context,
+                conn, addr = sock.accept()
+                conn.setblocking(False)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_EXHAUSTED:
+                    raise  # the loop's exception handler reports it; serving goes on
+                delay = min(max(_retry * 2, ACCEPT_RETRY_MIN), ACCEPT_RETRY_MAX)
+                self.call_exception_handler({
+                    "message": f"socket.accept() out of system resource; "
+                               f"accepting again in {delay:g} s",
+                    "exception": exc, "socket": sock,
                 })
+                if not self._accept_exhausted_logged:
+                    self._accept_exhausted_logged = True
+                    logger.error("accept() failed: %s. Pausing accepts with a back-off; raise the "
+                                 "descriptor limit (see `python -m fastsock limits`). Logged once.",
+                                 exc.strerror or exc)
+                self._remove_reader(sock.fileno())
+                self.call_later(delay, self._resume_accepting, protocol_factory, sock, sslcontext,
+                                server, backlog, ssl_handshake_timeout, ssl_shutdown_timeout, delay)
+                return
+            extra = {"peername": addr}
+            if sslcontext is not None:
+                self.create_task(self._accept_connection2(
+                    protocol_factory, conn, extra, sslcontext, server,
+                    ssl_handshake_timeout, ssl_shutdown_timeout))
+                continue
+            try:
+                protocol = protocol_factory()
+                self._make_socket_transport(conn, protocol, extra=extra, server=server)
             except (SystemExit, KeyboardInterrupt):
+                conn.close()
                 raise
-            except BaseException:
-                logger.exception("the default exception handler failed")
+            except BaseException as exc:
+                conn.close()
+                self.call_exception_handler({
+                    "message": "Error on transport creation for incoming connection",
+                    "exception": exc,
+                })
 
-    # ------------------------------------------------------------- signals
-    def _wake(self) -> None:
-        try:
-            self._csock.send(b"\0")
-        except OSError:
-            pass  # buffer full: the loop is already due to wake up
-
-    def _read_wakeup(self) -> None:
-        # Bytes are signal numbers written by Python's C-level handler via
-        # signal.set_wakeup_fd, or 0 from call_soon_threadsafe.
-        while True:
-            try:
-                data = self._ssock.recv(4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            if not data:
-                return
-            for signum in data:
-                handle = self._signal_handlers.get(signum)
-                if handle is not None and not handle._cancelled:
-                    self._ready.append(handle)
-
-    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
-        """Run ``callback(*args)`` in the loop when ``sig`` arrives (main thread only)."""
-        self._check_closed()
-        if not isinstance(sig, int) or not 1 <= sig < signal.NSIG:
-            raise ValueError(f"invalid signal number {sig!r}")
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
-            raise ValueError(f"signal {sig} cannot be caught")
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("signal handlers can only be installed from the main thread")
-        if not self._signal_handlers:
-            try:
-                self._previous_wakeup_fd = signal.set_wakeup_fd(
-                    self._csock.fileno(), warn_on_full_buffer=False)
-            except (ValueError, OSError) as exc:
-                raise RuntimeError(f"cannot install the signal wakeup fd: {exc}") from exc
-        self._signal_handlers[sig] = Handle(callback, args, self)
-        try:
-            # The Python-level handler does nothing: the C handler has already
-            # written the signal number to the wakeup fd, and the loop reads it.
-            signal.signal(sig, _noop_signal_handler)
-            signal.siginterrupt(sig, False)
-        except OSError as exc:
-            del self._signal_handlers[sig]
-            if not self._signal_handlers:
-                signal.set_wakeup_fd(self._previous_wakeup_fd)
-            if exc.errno == errno.EINVAL:
-                raise RuntimeError(f"signal {sig} cannot be caught") from exc
-            raise
-
-    def remove_signal_handler(self, sig: int) -> bool:
-        if sig not in self._signal_handlers:
-            return False
-        del self._signal_handlers[sig]
-        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
-        try:
-            signal.signal(sig, handler)
-        except (OSError, ValueError):
-            pass
-        if not self._signal_handlers:
-            try:
-                signal.set_wakeup_fd(getattr(self, "_previous_wakeup_fd", -1))
-            except (ValueError, OSError):
-                pass
-        return True
+    def _resume_accepting(self, protocol_factory: Callable[[], Any], sock: socket.socket,
+                          sslcontext: Any, server: Any, backlog: int,
+                          ssl_handshake_timeout: float | None, ssl_shutdown_timeout: float | None,
+                          retry: float) -> None:
+        if sock.fileno() < 0 or (server is not None and not server.is_serving()):
+            return
+        # one accept pass first: if descriptors are still short it backs off longer
+        self._add_reader(sock.fileno(), self._accept_connection, protocol_factory, sock,
+                         sslcontext, server, backlog, ssl_handshake_timeout, ssl_shutdown_timeout)
+        self._accept_connection(protocol_factory, sock, sslcontext, server, backlog,
+                                ssl_handshake_timeout, ssl_shutdown_timeout, retry)
 
     # -------------------------------------------------- graceful shutdown
     def add_shutdown_hook(self, hook: Callable[[float], Any]) -> None:
@@ -589,17 +706,17 @@ class Reactor:
         return True
 
     def _track(self, transport: Any) -> None:
-        self._transports.add(transport)
+        self._live.add(transport)
 
     def _untrack(self, transport: Any) -> None:
-        self._transports.discard(transport)
-        if self._shutting_down and not self._transports:
+        self._live.discard(transport)
+        if self._shutting_down and not self._live:
             self.call_soon(self._finish_shutdown)
 
     @property
     def transports(self) -> frozenset[Any]:
-        """The live transports (what :meth:`shutdown` drains)."""
-        return frozenset(self._transports)
+        """The live fastsock transports (what :meth:`shutdown` drains)."""
+        return frozenset(self._live)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop gracefully within ``timeout`` seconds.
@@ -610,9 +727,7 @@ class Reactor:
         at the deadline, when the rest are aborted. Called while the loop is
         not running, it runs the loop until that happens.
         """
-        if self._closed:
-            return
-        if self._shutting_down:
+        if self._closed or self._shutting_down:
             return
         self._shutting_down = True
         deadline = _monotonic() + timeout
@@ -623,7 +738,7 @@ class Reactor:
                 raise
             except BaseException as exc:
                 self._callback_failed(hook, exc)
-        for transport in list(self._transports):
+        for transport in list(self._live):
             try:
                 transport.close()
             except (SystemExit, KeyboardInterrupt):
@@ -631,9 +746,9 @@ class Reactor:
             except BaseException as exc:
                 self._callback_failed(transport.close, exc)
         self._shutdown_timer = self.call_at(deadline, self._finish_shutdown)
-        if not self._transports:
+        if not self._live:
             self.call_soon(self._finish_shutdown)
-        if not self._running:
+        if not self.is_running():
             self.run_forever()
 
     def _finish_shutdown(self) -> None:
@@ -643,7 +758,7 @@ class Reactor:
         if self._shutdown_timer is not None:
             self._shutdown_timer.cancel()
             self._shutdown_timer = None
-        for transport in list(self._transports):
+        for transport in list(self._live):
             transport.abort()  # deadline passed: drop what did not drain
         # connection_lost callbacks were scheduled with call_soon; stop after them
         self.call_soon(self.stop)
@@ -652,9 +767,10 @@ class Reactor:
         return self._shutting_down
 
     def install_shutdown_signals(self, timeout: float = 5.0,
-                                 signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
+                                 signals: Iterable[int] | None = None) -> None:
         """SIGINT/SIGTERM start :meth:`shutdown`; a second one stops at once."""
-        for sig in signals:
+        import signal
+        for sig in signals if signals is not None else (signal.SIGINT, signal.SIGTERM):
             self.add_signal_handler(sig, self._on_shutdown_signal, timeout)
 
     def _on_shutdown_signal(self, timeout: float) -> None:
@@ -665,17 +781,7 @@ class Reactor:
 
     # ------------------------------------------------------------- misc
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("running" if self._running else "idle")
-        return f"<Reactor {state} backend={self._backend.name} fds={len(self._fds)}>"
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True) and not sys.is_finalizing():
-            try:
-                self.close()
-            except Exception:
-                pass
-
-
-def _noop_signal_handler(signum: int, frame: Any) -> None:
-    """Python-level handler; the real work happens in the loop."""
+        state = "closed" if self._closed else ("running" if self.is_running() else "idle")
+        return (f"<Reactor {state} backend={self._backend.name} fds={len(self._fds)} "
+                f"debug={self.get_debug()}>")
 
