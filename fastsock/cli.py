@@ -1,6 +1,7 @@
-"""``python -m fastsock``: the limits report and the example servers.
+"""``python -m fastsock``: the limits report, the connection table and the example servers.
 
     python -m fastsock limits [--json] [--raise]
+    python -m fastsock stat [--pid P | --port N] [--state S] [--json] [--watch SECONDS]
     python -m fastsock serve APP [options]      (python -m fastsock serve --help lists apps)
 
 Exit codes: 0 success (including a server stopped by SIGINT/SIGTERM), 1 a
@@ -16,7 +17,9 @@ import dataclasses
 import json
 import logging
 import os
+import math
 import sys
+import time
 from typing import NoReturn, Sequence
 
 from fastsock import __version__
@@ -74,6 +77,26 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                      help="raise the soft descriptor limit to the hard one first (this process "
                           "only; shows what a server started with --raise-nofile gets)")
 
+    st = commands.add_parser(
+        "stat", help="the live connection table (netstat view) of a process or port",
+        description="List the TCP and UDP sockets of a process or port from the kernel "
+                    "(/proc/net), one row each (for listeners the accept queue and "
+                    "backlog), then counts by state with what each means, by local "
+                    "port, and descriptor use against the limit.")
+    st.add_argument("--pid", type=_pid, metavar="P",
+                    help="sockets this process holds, plus the TIME_WAIT, closing and "
+                         "not-yet-accepted connections on the ports it listens on")
+    st.add_argument("--port", type=_stat_port, action="append", default=[], metavar="N",
+                    help="sockets bound to local port N (repeat for several)")
+    st.add_argument("--peer-port", type=_stat_port, action="append", default=[], metavar="N",
+                    help="sockets connected to port N elsewhere: the client side (repeatable)")
+    st.add_argument("--state", type=_states, action="append", default=[], metavar="S",
+                    help="only these states, e.g. TIME_WAIT or time-wait,close-wait "
+                         "(repeatable)")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.add_argument("--watch", type=_seconds, metavar="SECONDS",
+                    help="print again every SECONDS until Ctrl-C (--json: one object a line)")
+
     serve = commands.add_parser(
         "serve", help="run an example server (serve --help lists them)",
         description="Run an example server until SIGINT/SIGTERM. It prints one line "
@@ -122,6 +145,90 @@ def _limits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pid(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"PID must be a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"PID must be positive, got {value}")
+    return value
+
+
+def _stat_port(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number 1..65535, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 1..65535, got {value}")
+    return value
+
+
+def _states(text: str) -> list[str]:
+    from fastsock.limits.table import parse_state
+
+    try:
+        return [parse_state(word) for word in text.split(",") if word.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"SECONDS must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"SECONDS must be > 0, got {text}")
+    return value
+
+
+# Clear the terminal and go home, between --watch snapshots on a terminal.
+_CLEAR_SCREEN = "\x1b[H\x1b[2J"
+
+
+def _stat(args: argparse.Namespace) -> int:
+    from fastsock.limits.table import Filter, connection_table, format_stat
+
+    flt = Filter(pid=args.pid, ports=frozenset(args.port), peer_ports=frozenset(args.peer_port),
+                 states=frozenset(s for group in args.state for s in group))
+    shown = 0
+    try:
+        while True:
+            try:
+                report = connection_table(flt)
+            except ProcessLookupError as exc:
+                # A wrong PID is bad input; a watched process that exits ends the watch.
+                raise AppError(str(exc), EXIT_RUNTIME if shown else EXIT_USAGE) from None
+            except PermissionError as exc:
+                raise AppError(f"{exc.strerror}: {exc.filename}") from None
+            except FileNotFoundError as exc:
+                raise AppError(f"stat reads /proc/net/tcp, which this system does not have "
+                               f"(Linux only): {exc.filename}") from None
+            if args.json:
+                data = report.as_dict()
+                if args.watch is None:
+                    json.dump(data, sys.stdout, indent=2)
+                else:
+                    json.dump({"time": time.time(), **data}, sys.stdout)
+                sys.stdout.write("\n")
+            else:
+                if args.watch is not None:
+                    sys.stdout.write(_CLEAR_SCREEN if sys.stdout.isatty() else
+                                     ("\n" if shown else ""))
+                    sys.stdout.write(f"-- {time.strftime('%Y-%m-%d %H:%M:%S')}, every "
+                                     f"{args.watch:g} s (Ctrl-C stops) --\n")
+                sys.stdout.write(format_stat(report) + "\n")
+            sys.stdout.flush()
+            shown += 1
+            if args.watch is None:
+                return 0
+            time.sleep(args.watch)
+    except KeyboardInterrupt:  # the way to stop --watch
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -146,6 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                            f"(see: python -m fastsock {where} --help)", EXIT_USAGE)
         if args.command == "limits":
             return _limits(args)
+        if args.command == "stat":
+            if args.pid is not None and (args.port or args.peer_port):
+                raise AppError("give --pid or --port/--peer-port, not both", EXIT_USAGE)
+            return _stat(args)
         return int(args._run(args))
     except AppError as exc:
         sys.stderr.write(f"fastsock: error: {exc}\n")

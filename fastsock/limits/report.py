@@ -457,6 +457,39 @@ def raise_nofile(target: int | None = None, *, log: logging.Logger | None = None
     return new_soft, new_hard
 
 
+#: Share of the soft RLIMIT_NOFILE at which fastsock warns (DescriptorWatch, `stat`).
+WARN_THRESHOLD = 0.8
+
+#: The descriptor warning: in use, threshold %, soft limit (twice), first raise command.
+WARNING_FORMAT = ("descriptor use %d has crossed %d%% of the soft RLIMIT_NOFILE %d; "
+                  "new connections fail with EMFILE at %d; raise it with: %s")
+
+
+def _raise_commands(soft: int, hard: int | None, pid: int | None) -> tuple[str, ...]:
+    """The commands that raise the descriptor limit of process ``pid``."""
+    report = LimitsReport(
+        nofile_soft=soft, nofile_hard=hard, file_max=None, file_nr=None,
+        nr_open=_read_int(os.path.join(PROC, "sys", "fs", "nr_open")),
+        somaxconn=None, tcp_max_syn_backlog=None, port_range=None,
+        epoll_max_user_watches=None, conntrack_max=None, conntrack_count=None,
+        fds_in_use=None, pid=pid,
+    )
+    return report._nofile_commands()
+
+
+def nofile_warning(in_use: int, soft: int | None, hard: int | None, *, pid: int | None,
+                   threshold: float = WARN_THRESHOLD) -> str | None:
+    """The warning :class:`DescriptorWatch` logs, for any process: the text when
+    ``in_use`` has reached ``threshold`` x the soft limit, else None (also for an
+    unknown or unlimited limit). ``stat`` shows it for the process it lists."""
+    if soft is None or soft == UNLIMITED or soft <= 0:
+        return None
+    if in_use < max(1, int(soft * threshold)):
+        return None
+    return WARNING_FORMAT % (in_use, round(threshold * 100), soft, soft,
+                             _raise_commands(soft, hard, pid)[0])
+
+
 class DescriptorWatch:
     """Counts descriptors as a server opens and closes them; warns once.
 
@@ -470,7 +503,7 @@ class DescriptorWatch:
     __slots__ = ("_in_use", "_soft", "_threshold", "_rearm", "_warn_at", "_rearm_at",
                  "_warned", "warnings", "_log", "_commands")
 
-    def __init__(self, soft_limit: int | None = None, threshold: float = 0.8,
+    def __init__(self, soft_limit: int | None = None, threshold: float = WARN_THRESHOLD,
                  logger: logging.Logger | None = None, *, rearm: float | None = None,
                  baseline: int | None = None) -> None:
         if not 0.0 < threshold <= 1.0:
@@ -553,20 +586,9 @@ class DescriptorWatch:
         soft = self._soft or 0
         if not self._commands:
             rl = _getrlimit()
-            report = LimitsReport(
-                nofile_soft=soft, nofile_hard=rl[1] if rl else None,
-                file_max=None, file_nr=None,
-                nr_open=_read_int(os.path.join(PROC, "sys", "fs", "nr_open")),
-                somaxconn=None, tcp_max_syn_backlog=None, port_range=None,
-                epoll_max_user_watches=None, conntrack_max=None, conntrack_count=None,
-                fds_in_use=self._in_use,
-            )
-            self._commands = report._nofile_commands()
-        self._log.warning(
-            "descriptor use %d has crossed %d%% of the soft RLIMIT_NOFILE %d; "
-            "new connections fail with EMFILE at %d; raise it with: %s",
-            self._in_use, round(self._threshold * 100), soft, soft, self._commands[0],
-        )
+            self._commands = _raise_commands(soft, rl[1] if rl else None, os.getpid())
+        self._log.warning(WARNING_FORMAT, self._in_use, round(self._threshold * 100), soft, soft,
+                          self._commands[0])
 
     def __repr__(self) -> str:
         return (f"<DescriptorWatch in_use={self._in_use} soft_limit={_fmt(self._soft)} "
