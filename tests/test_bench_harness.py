@@ -476,3 +476,37 @@ def test_tls_run_records_the_negotiated_cipher(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "tls-echo.json").read_text())
     assert data["params"]["tls"].startswith("TLSv1.")
     assert "raw over TLS (TLSv1." in (tmp_path / "tls-echo.md").read_text()
+
+
+@pytest.mark.parametrize("loop", aio_loops.LOOPS)
+def test_aio_tasks_child_measures_both_workloads(loop: str) -> None:
+    from benchmarks import aio_tasks
+    if aio_loops.unavailable(loop):
+        pytest.skip(aio_loops.unavailable(loop) or "")
+    r = aio_tasks.child(loop, switches=2_000, gather_tasks=300, gather_reps=3)
+    assert r["loop"] == loop and r["switches"] == 2_000 and len(r["gather_reps_s"]) == 3
+    assert r["switch_per_s"] > 0 and r["gather_per_s"] > 0 and r["switch_s"] > 0
+
+
+def test_aio_tasks_interleaves_fresh_processes_and_writes_reports(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import aio_tasks
+    code = aio_tasks.main(["--loops", "asyncio,uvloop", "--rounds", "2", "--switches", "3000", "--gather", "200",
+                           "--gather-reps", "1", "--core", "-1", "--out", str(tmp_path), "--tag", "t"])
+    assert code == 0
+    progress = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
+    assert [ln.split()[5] for ln in progress] == ["asyncio", "uvloop", "asyncio", "uvloop"]
+    data = json.loads((tmp_path / "aio-tasks-t.json").read_text())
+    assert data["baseline"] == "uvloop" and data["summary"]["uvloop"]["switch_per_s_ratio"] == 1.0
+    assert data["summary"]["asyncio"]["rounds"] == 2 and len(data["summary"]["asyncio"]["switch_per_s_all"]) == 2
+    classes = {r["loop_class"] for rs in data["runs"].values() for r in rs}
+    assert any("uvloop" in c for c in classes)                  # each child really ran its own loop
+    md = (tmp_path / "aio-tasks-t.md").read_text()
+    assert "| asyncio |" in md and "× uvloop" in md and data["machine"]["commit"] in md
+    assert (tmp_path / "aio-tasks-t.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_aio_tasks_rejects_unknown_loops() -> None:
+    from benchmarks import aio_tasks
+    with pytest.raises(SystemExit, match="unknown loop"):
+        aio_tasks.main(["--loops", "asyncio,trio"])
