@@ -37,6 +37,7 @@ import asyncio
 import errno
 import heapq
 import logging
+import os
 import socket
 import sys
 import threading
@@ -143,8 +144,134 @@ def _cancel_handle(cb: Any) -> None:
     """Cancel the asyncio Handle behind a table entry (``handle._run``), if any:
     asyncio's ``_remove_reader`` cancels the handle it replaces or removes."""
     handle = getattr(cb, "__self__", None)
-    if isinstance(handle, events.Handle):
+    if isinstance(handle, (events.Handle, _Handle)):
         handle.cancel()
+
+
+class _PyLoopCore:
+    """The pure-Python half that ``_loopc.LoopCore`` compiles (used when it is
+    not built or FASTSOCK_PURE=1): asyncio's handles, the same heap and turn."""
+
+    _timers: list[tuple[float, int, events.TimerHandle]]
+    _timer_seq = 0
+    _cancelled_timers = 0
+    _io_events = _timers_run = _callbacks_run = _iterations = 0
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
+                context: Any = None) -> events.TimerHandle:
+        """asyncio's ``call_at``; the heap holds ``(when, seq, handle)`` tuples."""
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_at")
+        timer = events.TimerHandle(when, callback, args, self, context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (when, self._timer_seq, timer))
+        timer._scheduled = True
+        return timer
+
+    def _timer_handle_cancelled(self, handle: events.TimerHandle) -> None:
+        # Lazy deletion: counted here, dropped when they reach the top of the
+        # heap, or all at once when they dominate it (see _run_once).
+        if handle._scheduled:
+            self._cancelled_timers += 1
+
+    def _compact_timers(self) -> None:
+        kept = []
+        for entry in self._timers:
+            if entry[2]._cancelled:
+                entry[2]._scheduled = False
+            else:
+                kept.append(entry)
+        heapq.heapify(kept)
+        self._timers = kept
+        self._cancelled_timers = 0
+
+    def _run_once(self) -> None:
+        ready = self._ready
+        timers = self._timers
+        if (self._cancelled_timers > _MIN_CANCELLED_TIMERS_TO_COMPACT
+                and self._cancelled_timers * 2 > len(timers)):
+            self._compact_timers()
+            timers = self._timers
+        else:
+            while timers and timers[0][2]._cancelled:
+                heapq.heappop(timers)[2]._scheduled = False
+                self._cancelled_timers -= 1
+        if ready or self._stopping:
+            timeout = 0.0
+        elif timers:
+            timeout = min(max(0.0, timers[0][0] - _monotonic()), _MAXIMUM_POLL_TIMEOUT)
+        else:
+            timeout = -1.0
+
+        poll_dispatch = self._poll_dispatch
+        if poll_dispatch is not None:
+            # compiled: epoll_wait into a C array and the dispatch (_epollc.pyx)
+            self._io_events += poll_dispatch(timeout, self._fds, self._stale_event,
+                                             self._callback_failed)
+        else:
+            self._io_events += self._poll_python(timeout)
+
+        if timers:
+            end = _monotonic() + self._clock_resolution
+            while timers and timers[0][0] < end:
+                timer = heapq.heappop(timers)[2]
+                timer._scheduled = False
+                if timer._cancelled:
+                    self._cancelled_timers -= 1
+                    continue
+                ready.append(timer)
+                self._timers_run += 1
+
+        ntodo = len(ready)
+        if ntodo:
+            self._callbacks_run += ntodo
+            popleft = ready.popleft
+            if self._debug:
+                self._run_ready_debug(ntodo)
+            else:
+                while ntodo:
+                    ntodo -= 1
+                    handle = popleft()
+                    if not handle._cancelled:
+                        handle._run()
+                handle = None  # break cycles when an exception occurs
+        self._iterations += 1
+
+    def _run_ready_debug(self, ntodo: int) -> None:
+        """asyncio's debug mode: time each callback and warn on slow ones."""
+        ready = self._ready
+        for _ in range(ntodo):
+            handle = ready.popleft()
+            if handle._cancelled:
+                continue
+            try:
+                self._current_handle = handle
+                t0 = self.time()
+                handle._run()
+                dt = self.time() - t0
+                if dt >= self.slow_callback_duration:
+                    asyncio_logger.warning("Executing %s took %.3f seconds",
+                                           base_events._format_handle(handle), dt)
+            finally:
+                self._current_handle = None
+
+
+
+# The compiled core unless it is not built or FASTSOCK_PURE=1.
+_LoopCore: Any = _PyLoopCore
+_Handle: Any = events.Handle
+if os.environ.get("FASTSOCK_PURE") != "1":
+    try:
+        from ._loopc import Handle as _Handle, LoopCore as _LoopCore
+    except ImportError:
+        pass
+IMPLEMENTATION = "python" if _LoopCore is _PyLoopCore else "cython"
 
 
 class _FdTableSelector(BaseSelector):
@@ -184,14 +311,12 @@ class _FdTableSelector(BaseSelector):
         self._loop._backend.close()
 
 
-class Reactor(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     """fastsock's event loop: asyncio's contract on an epoll reactor.
 
     ``backend`` is ``None`` (epoll on Linux, else ``selectors``), ``"epoll"``
     or ``"selectors"``.
     """
-
-    _closed = True  # until asyncio's __init__ runs (a failed __init__ must not break __del__)
 
     def __init__(self, *, backend: str | None = None) -> None:
         self._backend = _make_backend(backend)
@@ -218,10 +343,8 @@ class Reactor(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
         # loop-owned receive buffer shared by every transport (single thread)
         self.recv_buffer = bytearray(RECV_BUFFER_SIZE)
         self.recv_view = memoryview(self.recv_buffer)
-        self.stats: dict[str, int] = {
-            "iterations": 0, "io_events": 0, "callbacks": 0, "timers": 0,
-            "callback_errors": 0, "stale_fd_rebuilds": 0,
-        }
+        self._callback_errors = 0
+        self._stale_fd_rebuilds = 0
         super().__init__(selector=_FdTableSelector(self))
 
     @property
@@ -231,41 +354,6 @@ class Reactor(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     def _check_closed(self) -> None:
         if self._closed:
             raise ReactorClosedError("Event loop is closed")
-
-    # ------------------------------------------------------------- timers
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
-                context: Any = None) -> events.TimerHandle:
-        """asyncio's ``call_at``; the heap holds ``(when, seq, handle)`` tuples."""
-        if when is None:
-            raise TypeError("when cannot be None")
-        self._check_closed()
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, "call_at")
-        timer = events.TimerHandle(when, callback, args, self, context)
-        if timer._source_traceback:
-            del timer._source_traceback[-1]
-        self._timer_seq += 1
-        heapq.heappush(self._timers, (when, self._timer_seq, timer))
-        timer._scheduled = True
-        return timer
-
-    def _timer_handle_cancelled(self, handle: events.TimerHandle) -> None:
-        # Lazy deletion: counted here, dropped when they reach the top of the
-        # heap, or all at once when they dominate it (see _run_once).
-        if handle._scheduled:
-            self._cancelled_timers += 1
-
-    def _compact_timers(self) -> None:
-        kept = []
-        for entry in self._timers:
-            if entry[2]._cancelled:
-                entry[2]._scheduled = False
-            else:
-                kept.append(entry)
-        heapq.heapify(kept)
-        self._timers = kept
-        self._cancelled_timers = 0
 
     # ------------------------------------------------------------- the fd table
     def _add_reader_raw(self, fd: int, callback: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -329,7 +417,7 @@ class Reactor(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
     # captured here and removal cancels the handle, as in asyncio.
     def _add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> events.Handle:
         self._check_closed()
-        handle = events.Handle(callback, args, self, None)
+        handle = _Handle(callback, args, self, None)
         _cancel_handle(self._add_reader_raw(_fileno(fd), handle._run, ()))
         return handle
 
@@ -342,7 +430,7 @@ class Reactor(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
 
     def _add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> events.Handle:
         self._check_closed()
-        handle = events.Handle(callback, args, self, None)
+        handle = _Handle(callback, args, self, None)
         _cancel_handle(self._add_writer_raw(_fileno(fd), handle._run, ()))
         return handle
 
@@ -393,7 +481,7 @@ class Reactor(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
         # An event for an fd nobody registered: see the essay in _epoll.py.
         if self._backend.unregister(fd):
             return
-        self.stats["stale_fd_rebuilds"] += 1
+        self._stale_fd_rebuilds += 1
         logger.warning(
             "fd %d was closed while registered with the reactor and its file is "
             "still open elsewhere (dup/fork); rebuilding the poller. Call "
@@ -407,93 +495,36 @@ class Reactor(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
         self._poll_dispatch = getattr(self._backend, "poll_dispatch", None)
 
     # ------------------------------------------------------------- one turn
-    def _run_once(self) -> None:
-        ready = self._ready
-        timers = self._timers
-        if (self._cancelled_timers > _MIN_CANCELLED_TIMERS_TO_COMPACT
-                and self._cancelled_timers * 2 > len(timers)):
-            self._compact_timers()
-            timers = self._timers
-        else:
-            while timers and timers[0][2]._cancelled:
-                heapq.heappop(timers)[2]._scheduled = False
-                self._cancelled_timers -= 1
-        if ready or self._stopping:
-            timeout = 0.0
-        elif timers:
-            timeout = min(max(0.0, timers[0][0] - _monotonic()), _MAXIMUM_POLL_TIMEOUT)
-        else:
-            timeout = -1.0
-
-        poll_dispatch = self._poll_dispatch
-        if poll_dispatch is not None:
-            # compiled: epoll_wait into a C array and the dispatch (_epollc.pyx)
-            nevents = poll_dispatch(timeout, self._fds, self._stale_event, self._callback_failed)
-            if nevents:
-                self.stats["io_events"] += nevents
-        else:
-            polled = self._poll(timeout)
-            if polled:
-                _dispatch(polled, self._fds, self._backend.READ_EVENTS, self._backend.WRITE_EVENTS,
-                          self._stale_event, self._callback_failed)
-                self.stats["io_events"] += len(polled)
-
-        if timers:
-            end = _monotonic() + self._clock_resolution
-            while timers and timers[0][0] < end:
-                timer = heapq.heappop(timers)[2]
-                timer._scheduled = False
-                if timer._cancelled:
-                    self._cancelled_timers -= 1
-                    continue
-                ready.append(timer)
-                self.stats["timers"] += 1
-
-        ntodo = len(ready)
-        if ntodo:
-            self.stats["callbacks"] += ntodo
-            popleft = ready.popleft
-            if self._debug:
-                self._run_ready_debug(ntodo)
-            else:
-                while ntodo:
-                    ntodo -= 1
-                    handle = popleft()
-                    if not handle._cancelled:
-                        handle._run()
-                handle = None  # break cycles when an exception occurs
-        self.stats["iterations"] += 1
-
-    def _run_ready_debug(self, ntodo: int) -> None:
-        """asyncio's debug mode: time each callback and warn on slow ones."""
-        ready = self._ready
-        for _ in range(ntodo):
-            handle = ready.popleft()
-            if handle._cancelled:
-                continue
-            try:
-                self._current_handle = handle
-                t0 = self.time()
-                handle._run()
-                dt = self.time() - t0
-                if dt >= self.slow_callback_duration:
-                    asyncio_logger.warning("Executing %s took %.3f seconds",
-                                           base_events._format_handle(handle), dt)
-            finally:
-                self._current_handle = None
+    def _poll_python(self, timeout: float) -> int:
+        """Poll and dispatch without the compiled poller; returns the event count."""
+        polled = self._poll(timeout)
+        if polled:
+            _dispatch(polled, self._fds, self._backend.READ_EVENTS, self._backend.WRITE_EVENTS,
+                      self._stale_event, self._callback_failed)
+        return len(polled)
 
     def _callback_failed(self, cb: Any, exc: BaseException) -> None:
         """A reader/writer callback run straight from the fd table raised."""
-        self.stats["callback_errors"] += 1
+        self._callback_errors += 1
         self.call_exception_handler({
             "message": f"Exception in callback {getattr(cb, '__qualname__', cb)!s}",
             "exception": exc,
         })
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
-        if "exception" in context:
-            self.stats["callback_errors"] += "handle" in context
+        if "handle" in context and "exception" in context:
+            self._callback_errors += 1  # a call_soon/timer callback raised
         super().call_exception_handler(context)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: loop turns, I/O events, callbacks and timers run, errors."""
+        return {
+            "iterations": self._iterations, "io_events": self._io_events,
+            "callbacks": self._callbacks_run, "timers": self._timers_run,
+            "callback_errors": self._callback_errors,
+            "stale_fd_rebuilds": self._stale_fd_rebuilds,
+        }
 
     # ------------------------------------------------------------- running
     def _enter(self) -> tuple[Any, ...]:
