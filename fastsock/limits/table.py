@@ -7,13 +7,16 @@ behind ``python -m fastsock stat``, read from /proc alone:
   network namespace) give one line per socket, including the ones no process
   holds: TIME_WAIT, connections closed with data still unsent (FIN_WAIT1,
   LAST_ACK, CLOSING), half-open requests (SYN_RECV) and connections waiting in
-  an accept queue. For a LISTEN line the kernel prints the accept-queue depth
-  as rx_queue and the listen() backlog as tx_queue.
+  an accept queue. For a LISTEN line rx_queue is the accept-queue depth, but
+  tx_queue is not the backlog (it is write_seq - snd_una, always 0 there);
+- so the backlogs come from one netlink sock_diag dump of the listeners
+  (what ``ss`` shows as Send-Q), when this process shares the target's
+  network namespace; elsewhere a backlog is unknown (None).
 - ``/proc/PID/fd/*`` links (``socket:[INODE]``) say which process holds which
   socket; ``/proc/PID/limits`` and the fd count give its descriptor use.
 
-psutil is not needed: it reads the same files and gives neither queue depths
-nor TIME_WAIT sockets. The steps are separate so that other sources can feed
+psutil is not needed: it reads the same /proc files and gives neither queue
+depths, backlogs nor TIME_WAIT sockets. The steps are separate so that other sources can feed
 the same table: :func:`read_sockets` (kernel rows), :func:`socket_owners`,
 then :func:`build_report`, which takes rows from anywhere (a running server's
 own per-connection bookkeeping, later) and only summarises them.
@@ -24,7 +27,7 @@ import os
 import socket
 import struct
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable
 
 from fastsock.limits.report import PROC, UNLIMITED, WARN_THRESHOLD, nofile_warning
@@ -120,11 +123,12 @@ class SocketRow:
     foreign_port: int
     state: str             # a TCP_STATES or UDP_STATES name
     rx_queue: int          # LISTEN: connections in the accept queue; else bytes unread
-    tx_queue: int          # LISTEN: the backlog; else bytes unsent or unacknowledged
+    tx_queue: int          # LISTEN: the backlog when known (as ss); else bytes unacknowledged
     inode: int             # 0: held by no process (TIME_WAIT, closed, not yet accepted)
     uid: int
     pids: tuple[int, ...] = ()   # processes holding it (several after fork)
     process: str | None = None   # the first one's name (/proc/PID/comm)
+    listen_backlog: int | None = None  # LISTEN: the backlog in force (sock_diag), if known
 
     @property
     def is_tcp(self) -> bool:
@@ -141,13 +145,15 @@ class SocketRow:
 
     @property
     def backlog(self) -> int | None:
-        """The listen() backlog in force, after the somaxconn cap (LISTEN rows only)."""
-        return self.tx_queue if self.is_listener else None
+        """The listen() backlog in force, after the somaxconn cap (LISTEN rows
+        only; None where sock_diag could not tell)."""
+        return self.listen_backlog if self.is_listener else None
 
     @property
     def accept_queue_full(self) -> bool:
         # The kernel's own test (sk_acceptq_is_full): past the backlog, SYNs are dropped.
-        return self.is_listener and self.rx_queue > self.tx_queue
+        return self.listen_backlog is not None and self.is_listener and \
+            self.rx_queue > self.listen_backlog
 
     @property
     def local(self) -> str:
@@ -222,7 +228,76 @@ def read_sockets(*, proc: str = PROC, pid: int | None = None) -> list[SocketRow]
             row = _parse_line(line, proto, family)
             if row is not None:
                 rows.append(row)
+    if any(r.is_listener for r in rows) and _same_netns(proc, pid):
+        backlogs = listen_backlogs()
+        if backlogs:
+            rows = [replace(r, listen_backlog=backlogs[r.inode], tx_queue=backlogs[r.inode])
+                    if r.is_listener and r.inode in backlogs else r for r in rows]
     return rows
+
+
+def _same_netns(proc: str, pid: int | None) -> bool:
+    """Whether a netlink socket opened here sees the sockets of ``<proc>[/pid]/net``."""
+    if os.path.realpath(proc) != PROC:
+        return False  # a test's fake /proc
+    if pid is None:
+        return True
+    try:
+        return (os.stat(os.path.join(proc, str(pid), "ns", "net")).st_ino
+                == os.stat(os.path.join(proc, "self", "ns", "net")).st_ino)
+    except OSError:
+        return False
+
+
+# Netlink sock_diag (linux/sock_diag.h, linux/inet_diag.h, linux/netlink.h).
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST_DUMP = 0x1 | 0x300   # NLM_F_REQUEST | NLM_F_DUMP
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_NLMSG_HEADER = struct.Struct("=IHHII")     # len, type, flags, seq, pid
+_DIAG_REQUEST = struct.Struct("=BBBBI48x")  # family, protocol, ext, pad, states, sockid
+# inet_diag_msg: family, state, timer, retrans, sockid (48 bytes), then these:
+_DIAG_QUEUES = struct.Struct("=IIIII")      # expires, rqueue, wqueue, uid, inode
+_DIAG_QUEUES_AT = 4 + 48
+_RECV_SIZE = 1 << 16
+
+
+def listen_backlogs() -> dict[int, int] | None:
+    """inode -> backlog of every TCP listener in this network namespace, from
+    one sock_diag dump per address family (the kernel's sk_max_ack_backlog,
+    which ss shows as Send-Q); None where netlink is not available."""
+    try:
+        nl = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG)
+    except (OSError, AttributeError):
+        return None
+    backlogs: dict[int, int] = {}
+    with nl:
+        nl.settimeout(5.0)  # the kernel answers at once; never hang a watch on it
+        for seq, family in enumerate((socket.AF_INET, socket.AF_INET6), 1):
+            body = _DIAG_REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << _TCP_LISTEN)
+            try:
+                nl.send(_NLMSG_HEADER.pack(_NLMSG_HEADER.size + len(body), _SOCK_DIAG_BY_FAMILY,
+                                           _NLM_F_REQUEST_DUMP, seq, 0) + body)
+                _read_dump(nl, backlogs)
+            except OSError:
+                return backlogs or None
+    return backlogs
+
+
+def _read_dump(nl: socket.socket, backlogs: dict[int, int]) -> None:
+    while True:
+        data = nl.recv(_RECV_SIZE)
+        at = 0
+        while at + _NLMSG_HEADER.size <= len(data):
+            length, kind, _, _, _ = _NLMSG_HEADER.unpack_from(data, at)
+            if kind in (_NLMSG_DONE, _NLMSG_ERROR) or length < _NLMSG_HEADER.size:
+                return  # an error here is a family the kernel lacks (no IPv6)
+            _, rqueue, wqueue, _, inode = _DIAG_QUEUES.unpack_from(
+                data, at + _NLMSG_HEADER.size + _DIAG_QUEUES_AT)
+            backlogs[inode] = wqueue
+            at += (length + 3) & ~3  # messages are 4-byte aligned
+        if not data:
+            return
 
 
 # -- owners and descriptors ---------------------------------------------------
@@ -484,7 +559,7 @@ def build_report(rows: Iterable[SocketRow], flt: Filter = Filter(), *,
         if r.accept_queue_full:
             warnings.append(
                 f"accept queue of {r.local} is full ({r.rx_queue} waiting, backlog "
-                f"{r.tx_queue}): new SYNs are dropped; the process does not accept() "
+                f"{r.backlog}): new SYNs are dropped; the process does not accept() "
                 f"fast enough, or raise the backlog (net.core.somaxconn caps it)")
     close_wait = summary.tcp_states["CLOSE_WAIT"]
     if close_wait >= many_close_wait:
@@ -562,7 +637,7 @@ def _with_owner(row: SocketRow, owners: Owners) -> SocketRow:
     pids = owners.by_inode.get(row.inode, ()) if row.inode else ()
     if not pids:
         return row
-    return SocketRow(**{**asdict(row), "pids": pids, "process": owners.names.get(pids[0])})
+    return replace(row, pids=pids, process=owners.names.get(pids[0]))
 
 
 # -- presentation -------------------------------------------------------------
@@ -581,7 +656,8 @@ def _owner(r: SocketRow) -> str:
 def _accept(r: SocketRow) -> str:
     if not r.is_listener:
         return ""
-    return f"{r.rx_queue} of {r.tx_queue}" + (" FULL" if r.accept_queue_full else "")
+    backlog = "?" if r.backlog is None else str(r.backlog)
+    return f"{r.rx_queue} of {backlog}" + (" FULL" if r.accept_queue_full else "")
 
 
 def _limit(value: int | None) -> str:
