@@ -596,6 +596,19 @@ def _port_range(proc: str) -> tuple[int, int] | None:
     return (low, high) if high >= low else None
 
 
+def _alive(proc: str, pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (which holds no sockets and
+    whose /proc/PID/net is gone)."""
+    try:
+        with open(os.path.join(proc, str(pid), "stat"), encoding="ascii",
+                  errors="replace") as f:
+            # "PID (comm) STATE ...": comm may hold spaces and parentheses
+            state = f.read().rpartition(")")[2].split()[:1]
+    except OSError:
+        return False
+    return state not in (["Z"], ["X"])
+
+
 def connection_table(flt: Filter = Filter(), *, proc: str = PROC) -> StatReport:
     """Read the kernel's sockets now and build the report for ``flt``.
 
@@ -604,7 +617,7 @@ def connection_table(flt: Filter = Filter(), *, proc: str = PROC) -> StatReport:
     process), FileNotFoundError without /proc/net (not Linux).
     """
     if flt.pid is not None:
-        if not os.path.isdir(os.path.join(proc, str(flt.pid))):
+        if not _alive(proc, flt.pid):
             raise ProcessLookupError(f"no process with PID {flt.pid}")
         try:
             _socket_inodes(proc, flt.pid)
@@ -617,8 +630,8 @@ def connection_table(flt: Filter = Filter(), *, proc: str = PROC) -> StatReport:
     try:
         kernel_rows = read_sockets(proc=proc, pid=flt.pid)
     except FileNotFoundError:
-        if flt.pid is not None and not os.path.isdir(os.path.join(proc, str(flt.pid))):
-            raise ProcessLookupError(f"no process with PID {flt.pid} (it exited)") from None
+        if flt.pid is not None and not _alive(proc, flt.pid):
+            raise ProcessLookupError(f"no process with PID {flt.pid}") from None
         raise
     # With a pid only its descriptors matter: the other rows are filtered out.
     owners = socket_owners(proc=proc, pids=None if flt.pid is None else [flt.pid])

@@ -12,11 +12,13 @@ How each state is made to stay (on loopback most pass in microseconds):
 from __future__ import annotations
 
 import collections
+import os
+import select
 import shutil
 import socket
 import subprocess
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 # ss -tan spells the states its own way.
 SS_STATES = {
@@ -39,7 +41,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
         time.sleep(0.02)
 
 
-def ss_rows(*, local: set[int] = frozenset(), peer: set[int] = frozenset()) -> list[tuple[str, int, int, str, str]]:  # type: ignore[assignment]
+def ss_rows(*, local: Iterable[int] = (), peer: Iterable[int] = ()) -> list[tuple[str, int, int, str, str]]:
     """``ss -tan`` for sockets on these local/peer ports: (state, recv-q, send-q, local, peer)."""
     terms = [f"sport = :{p}" for p in sorted(local)] + [f"dport = :{p}" for p in sorted(peer)]
     out = subprocess.run(["ss", "-tanH", f"( {' or '.join(terms)} )"], capture_output=True,
@@ -51,13 +53,13 @@ def ss_rows(*, local: set[int] = frozenset(), peer: set[int] = frozenset()) -> l
     return rows
 
 
-def ss_counts(**ports: set[int]) -> collections.Counter[str]:
-    return collections.Counter(row[0] for row in ss_rows(**ports))
+def ss_counts(*, local: Iterable[int] = (), peer: Iterable[int] = ()) -> collections.Counter[str]:
+    """Counts by state (fastsock's names) of ``ss -tan`` for these ports."""
+    return collections.Counter(row[0] for row in ss_rows(local=local, peer=peer))
 
 
 def inode(sock: socket.socket) -> int:
     """The socket's inode: what /proc/net/tcp lists and /proc/PID/fd links to."""
-    import os
     return os.fstat(sock.fileno()).st_ino
 
 
@@ -101,10 +103,10 @@ class Lab:
         self.socks.append(s)
         return c, s
 
-    def connect_nowait(self, lst: socket.socket) -> socket.socket:
+    def connect_nowait(self, address: tuple[str, int]) -> socket.socket:
         c = self._new(small=True)
         c.setblocking(False)
-        c.connect_ex(lst.getsockname()[:2])
+        c.connect_ex(address)
         return c
 
     @staticmethod
@@ -136,14 +138,14 @@ class Lab:
         self.socks.clear()
 
 
-def fill_accept_queue(lab: Lab, lst: socket.socket, limit: int = 64) -> tuple[list[socket.socket], socket.socket]:
-    """Connect one client at a time until the kernel stops completing
+def fill_accept_queue(lab: Lab, address: tuple[str, int],
+                      limit: int = 64) -> tuple[list[socket.socket], socket.socket]:
+    """Connect to the listener at ``address`` one client at a time until the kernel stops completing
     handshakes: returns (the clients now in the accept queue, the client
     left in SYN_SENT). Nothing is accepted."""
     queued: list[socket.socket] = []
     for _ in range(limit):
-        c = lab.connect_nowait(lst)
-        import select
+        c = lab.connect_nowait(address)
         _, writable, _ = select.select([], [c], [], 1.0)
         if not writable:
             return queued, c  # its SYN was dropped: the queue is full

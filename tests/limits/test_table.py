@@ -156,7 +156,7 @@ def test_pid_filter_takes_the_listeners_orphans_only(lab: Lab) -> None:
 def test_full_accept_queue_depth_and_backlog_match_ss(lab: Lab) -> None:
     backlog = 2
     lst = lab.listener(backlog=backlog)
-    queued, stalled = fill_accept_queue(lab, lst)
+    queued, stalled = fill_accept_queue(lab, lst.getsockname())
     port = lst.getsockname()[1]
     row = by_inode()[inode(lst)]
     assert row.backlog == backlog
@@ -216,7 +216,7 @@ def test_every_tcp_state_is_counted_like_ss(lab: Lab) -> None:
     # handshake done, no data yet: the deferring listener keeps it in SYN_RECV
     lab.connect(deferring)
     # a full accept queue leaves the next client in SYN_SENT
-    fill_accept_queue(lab, full)
+    fill_accept_queue(lab, full.getsockname())
 
     expected_server = {"LISTEN": 1, "ESTABLISHED": 3, "TIME_WAIT": 2, "CLOSE_WAIT": 1,
                        "FIN_WAIT1": 1, "LAST_ACK": 1, "CLOSING": 1}
