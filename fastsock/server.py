@@ -12,6 +12,7 @@ on asyncio/uvloop (:func:`fastsock.adapters.aio.serve`).
 """
 from __future__ import annotations
 
+import bisect
 import logging
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -30,15 +31,25 @@ from .websocket.handshake import (
     parse_request,
 )
 from .websocket.protocol import (
+    CLOSING,
+    COUNTER_FIELDS,
+    OPEN,
+    SLOW_PEER_POLICIES,
     Extension,
     TurnFlush,
     WebSocketHandler,
     WebSocketOptions,
     broadcast,
     check_handler,
+    sum_counters,
 )
 
 __all__ = [
+    "HANDSHAKE_FAILURES",
+    "Histogram",
+    "PING_RTT_BUCKETS",
+    "BROADCAST_BUCKETS",
+    "close_code_label",
     "ServerState",
     "ServerHandshakeProtocol",
     "WebSocketServer",
@@ -52,6 +63,72 @@ log = logging.getLogger("fastsock.server")
 HandlerFactory = Callable[[], WebSocketHandler]
 Routes = Union[HandlerFactory, Mapping[str, HandlerFactory]]
 ProcessRequest = Callable[[Request], Optional[Response]]
+
+
+# Why an opening handshake failed: the bounded label set of the metric.
+HANDSHAKE_FAILURES = (
+    "timeout",          # 408: the request head did not arrive in handshake_timeout
+    "head_too_large",   # 431: over max_head_size
+    "bad_request",      # 400: not parseable HTTP/1.1
+    "bad_upgrade",      # 400/405/426: an upgrade request RFC 6455 does not accept
+    "no_route",         # 404: no handler for the path
+    "origin",           # 403: Origin not allowed
+    "process_request",  # the process_request hook answered instead
+    "negotiation",      # a subprotocol/extension hook refused
+    "internal",         # 500: a hook or handler factory raised
+)
+
+# Histogram bounds (seconds). Pings cross a network; a broadcast only queues
+# one frame per connection, so it is measured in microseconds to tens of ms.
+PING_RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                    1.0, 2.5, 5.0, 10.0)
+BROADCAST_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+# Close codes as metric labels: the RFC's own codes each, the application
+# ranges as one label each, so a peer cannot grow the label set.
+_RFC_CLOSE_CODES = frozenset(range(1000, 1016))
+
+
+def close_code_label(code: int) -> str:
+    """The metric label of a close code: ``"1000"``..``"1015"``, ``"3xxx"``,
+    ``"4xxx"`` or ``"other"``."""
+    if code in _RFC_CLOSE_CODES:
+        return str(code)
+    if 3000 <= code <= 3999:
+        return "3xxx"
+    if 4000 <= code <= 4999:
+        return "4xxx"
+    return "other"
+
+
+CLOSE_CODE_LABELS = tuple(str(c) for c in sorted(_RFC_CLOSE_CODES)) + ("3xxx", "4xxx", "other")
+
+
+class Histogram:
+    """Observations counted into fixed buckets (Prometheus ``le`` semantics:
+    a value equal to a bound falls in that bound's bucket). ``counts`` has one
+    more slot than ``bounds``: the +Inf bucket. Not cumulative."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"buckets": [(le, cumulative count), ..., ("+Inf", n)], "count", "sum"}``."""
+        buckets: list[tuple[Union[float, str], int]] = []
+        total = 0
+        for bound, n in zip(self.bounds + (float("inf"),), self.counts):
+            total += n
+            buckets.append((bound if bound != float("inf") else "+Inf", total))
+        return {"buckets": buckets, "count": total, "sum": self.sum}
 
 
 def default_http_handler(request: Request) -> Response:
@@ -101,7 +178,25 @@ class ServerState:
         self.max_headers = max_headers
         self.handlers: set[WebSocketHandler] = set()
         self.handshakes: set[ServerHandshakeProtocol] = set()
-        self.stats = {"accepted": 0, "rejected": 0, "http": 0, "timeouts": 0}
+        # Counters for metrics (fastsock/metrics.py) and stats(). Everything
+        # here changes on cold paths only (a connection's start and end, a
+        # handshake, a control frame, a broadcast); the per-message counters
+        # are fields of each connection, summed when read.
+        self.stats = {"accepted": 0, "rejected": 0, "http": 0, "timeouts": 0,
+                      "connections": 0, "messages_dropped": 0,
+                      "ping_in": 0, "ping_in_bytes": 0, "pong_in": 0, "pong_in_bytes": 0,
+                      "ping_out": 0, "ping_out_bytes": 0, "pong_out": 0, "pong_out_bytes": 0,
+                      "broadcasts": 0, "broadcast_deliveries": 0}
+        self.handshake_failures = dict.fromkeys(HANDSHAKE_FAILURES, 0)
+        self.close_codes_sent = dict.fromkeys(CLOSE_CODE_LABELS, 0)
+        self.close_codes_received = dict.fromkeys(CLOSE_CODE_LABELS, 0)
+        self.slow_peer_actions = dict.fromkeys(SLOW_PEER_POLICIES, 0)
+        self.ping_rtt = Histogram(PING_RTT_BUCKETS)
+        self.broadcast_seconds = Histogram(BROADCAST_BUCKETS)
+        # the message counters of connections that are gone (COUNTER_FIELDS order)
+        self.retired = [0] * len(COUNTER_FIELDS)
+        # the TCP listener, where it keeps stats (fastsock's reactor: EMFILE count)
+        self.listener: Any = None
 
     def protocol_factory(self) -> "ServerHandshakeProtocol":
         return ServerHandshakeProtocol(self)
@@ -136,7 +231,77 @@ class ServerState:
             handler.abort()
 
     def _lost(self, handler: WebSocketHandler) -> None:
+        if handler not in self.handlers:
+            return
         self.handlers.discard(handler)
+        # Keep what the connection counted; record its close codes, with
+        # "1006" where no close frame went that way (never on the wire).
+        self.retired = [a + b for a, b in zip(self.retired, sum_counters((handler,)))]
+        sent = handler._sent_code if handler._close_sent else None
+        self.close_codes_sent[close_code_label(1006 if sent is None else sent)] += 1
+        got = handler.close_code if handler._close_received else None
+        self.close_codes_received[close_code_label(1006 if got is None else got)] += 1
+
+    def _count_control(self, key: str, size: int) -> None:
+        # A ping or pong in or out (WebSocketHandler._count_control).
+        stats = self.stats
+        stats[key] += 1
+        stats[key + "_bytes"] += size
+
+    def _broadcast_done(self, seconds: float, delivered: int) -> None:
+        self.stats["broadcasts"] += 1
+        self.stats["broadcast_deliveries"] += delivered
+        self.broadcast_seconds.observe(seconds)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every number the metrics expose, read now (see ``WebSocketServer.stats``).
+
+        ``emfile`` is the TCP listener's ``fd_exhausted`` count where it keeps
+        one (fastsock's reactor), else None.
+        """
+        listener_stats: Optional[Mapping[str, int]] = getattr(self.listener, "stats", None)
+        live = list(self.handlers)
+        counts = [a + b for a, b in zip(self.retired, sum_counters(live))]
+        opened = closing = buffered = biggest = 0
+        for h in live:
+            state = h._state
+            if state is OPEN:
+                opened += 1
+            elif state is CLOSING:
+                closing += 1
+            size = h.buffered_amount
+            buffered += size
+            if size > biggest:
+                biggest = size
+        stats = self.stats
+        by_type = dict(zip(COUNTER_FIELDS, counts))
+        return {
+            "connections": {"connecting": len(self.handshakes), "open": opened,
+                            "closing": closing},
+            "accepts": stats["connections"],
+            "emfile": None if listener_stats is None else listener_stats.get("fd_exhausted", 0),
+            "handshakes": stats["accepted"],
+            "http_requests": stats["http"],
+            "handshake_failures": dict(self.handshake_failures),
+            "messages_in": {"text": by_type["_rx_text"], "binary": by_type["_rx_binary"],
+                            "ping": stats["ping_in"], "pong": stats["pong_in"]},
+            "bytes_in": {"text": by_type["_rx_text_bytes"], "binary": by_type["_rx_binary_bytes"],
+                         "ping": stats["ping_in_bytes"], "pong": stats["pong_in_bytes"]},
+            "messages_out": {"text": by_type["_tx_text"], "binary": by_type["_tx_binary"],
+                             "ping": stats["ping_out"], "pong": stats["pong_out"]},
+            "bytes_out": {"text": by_type["_tx_text_bytes"], "binary": by_type["_tx_binary_bytes"],
+                          "ping": stats["ping_out_bytes"], "pong": stats["pong_out_bytes"]},
+            "close_codes_sent": {k: v for k, v in self.close_codes_sent.items() if v},
+            "close_codes_received": {k: v for k, v in self.close_codes_received.items() if v},
+            "ping_rtt_seconds": self.ping_rtt.snapshot(),
+            "broadcasts": stats["broadcasts"],
+            "broadcast_deliveries": stats["broadcast_deliveries"],
+            "broadcast_seconds": self.broadcast_seconds.snapshot(),
+            "slow_peer_actions": dict(self.slow_peer_actions),
+            "messages_dropped": stats["messages_dropped"],
+            "write_buffer_bytes": buffered,
+            "write_buffer_max_bytes": biggest,
+        }
 
 
 class ServerHandshakeProtocol:
@@ -154,6 +319,7 @@ class ServerHandshakeProtocol:
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.state.handshakes.add(self)
+        self.state.stats["connections"] += 1
         self.timer = self.state.loop.call_later(self.state.handshake_timeout, self._timed_out)
 
     def data_received(self, data: bytes) -> None:
@@ -164,11 +330,11 @@ class ServerHandshakeProtocol:
         end = self.buffer.find(b"\r\n\r\n", start)
         if end < 0:
             if len(self.buffer) > self.state.max_head_size:
-                self._reject(431, "request head too large")
+                self._reject(431, "request head too large", why="head_too_large")
             return
         end += 4
         if end > self.state.max_head_size:
-            self._reject(431, "request head too large")
+            self._reject(431, "request head too large", why="head_too_large")
             return
         head, rest = self.buffer[:end], self.buffer[end:]
         self.buffer = b""
@@ -204,7 +370,7 @@ class ServerHandshakeProtocol:
         self.timer = None
         if not self.done:
             self.state.stats["timeouts"] += 1
-            self._reject(408, "opening handshake timed out")
+            self._reject(408, "opening handshake timed out", why="timeout")
 
     def _respond(self, raw: bytes) -> None:
         """Answer and end the connection with a lingering close: FIN after the
@@ -223,8 +389,11 @@ class ServerHandshakeProtocol:
         transport.write_eof()
         self.timer = self.state.loop.call_later(self.state.options.close_timeout, transport.abort)
 
-    def _reject(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+    def _reject(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = (), *,
+                why: str) -> None:
+        # why: one of HANDSHAKE_FAILURES (the metric's label)
         self.state.stats["rejected"] += 1
+        self.state.handshake_failures[why] += 1
         self._respond(http_response(status, f"{status} {reason}\n", headers))
 
     def _handle(self, head: bytes, rest: bytes) -> None:
@@ -232,7 +401,7 @@ class ServerHandshakeProtocol:
         try:
             request = parse_request(head, state.max_headers)
         except InvalidHandshakeError as exc:
-            self._reject(exc.status, str(exc))
+            self._reject(exc.status, str(exc), why="bad_request")
             return
         if not is_upgrade_attempt(request):
             state.stats["http"] += 1
@@ -249,20 +418,21 @@ class ServerHandshakeProtocol:
             headers = [("Sec-WebSocket-Version", "13")] if exc.status == 426 else []
             if exc.status == 405:
                 headers.append(("Allow", "GET"))
-            self._reject(exc.status, str(exc), headers)
+            self._reject(exc.status, str(exc), headers, why="bad_upgrade")
             return
         factory = state.factory_for(request.path)
         if factory is None:
-            self._reject(404, f"no WebSocket endpoint at {request.path}")
+            self._reject(404, f"no WebSocket endpoint at {request.path}", why="no_route")
             return
         if state.origins is not None and request.headers.get("Origin") not in state.origins:
-            self._reject(403, "origin not allowed")
+            self._reject(403, "origin not allowed", why="origin")
             return
         try:
             if state.process_request is not None:
                 response = state.process_request(request)
                 if response is not None:
                     state.stats["rejected"] += 1
+                    state.handshake_failures["process_request"] += 1
                     self._respond(http_response(response.status, response.body, response.headers))
                     return
             subprotocol = self._select_subprotocol(request)
@@ -274,11 +444,11 @@ class ServerHandshakeProtocol:
             handler = factory()
             check_handler(handler)
         except InvalidHandshakeError as exc:
-            self._reject(exc.status, str(exc))
+            self._reject(exc.status, str(exc), why="negotiation")
             return
         except Exception:
             log.exception("WebSocket handshake failed on the server side")
-            self._reject(500, "internal server error")
+            self._reject(500, "internal server error", why="internal")
             return
         self._finish()
         state.stats["accepted"] += 1
@@ -357,6 +527,11 @@ class WebSocketServer:
     def broadcast(self, message: Union[str, bytes]) -> int:
         return self.state.broadcast(message)
 
+    def stats(self) -> dict[str, Any]:
+        """The server's metrics, read now, as plain numbers: the same ones
+        ``fastsock.metrics`` exposes to Prometheus (docs/metrics.md)."""
+        return self.state.snapshot()
+
     def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Stop accepting and start closing every connection with ``code``."""
         self.tcp_server.close()
@@ -377,6 +552,7 @@ def serve(handler: Routes, host: str = "127.0.0.1", port: int = 0, *, reactor: A
     state = ServerState(handler, reactor, **kwargs)
     tcp = create_tcp_server(reactor, state.protocol_factory, host, port,
                             backlog=backlog, reuse_port=reuse_port)
+    state.listener = tcp
     server = WebSocketServer(tcp, state)
     reactor.add_shutdown_hook(lambda deadline: server.close())
     return server

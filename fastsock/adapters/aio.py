@@ -55,6 +55,11 @@ class AioWebSocketServer:
     def broadcast(self, message: Any) -> int:
         return self.state.broadcast(message)
 
+    def stats(self) -> dict[str, Any]:
+        """The server's metrics as plain numbers (see ``WebSocketServer.stats``;
+        ``emfile`` is None: asyncio's loop does not count it)."""
+        return self.state.snapshot()
+
     def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Stop accepting and send ``code`` to every open connection."""
         self.server.close()

@@ -17,6 +17,12 @@ cdef class HandlerCore(ChunkReceiver):
     cdef public TurnFlush _flusher   # None: write at the end of each data_received
     cdef public bint _queued         # waiting in _flusher for this turn's write
     cdef public bint _writing_paused # the transport asked us to stop writing (pause_writing)
+    # Metrics (fastsock/metrics.py): whole text/binary messages and their
+    # payload bytes, in and out. Plain C adds on the hot path; a server sums
+    # them over its connections when scraped (sum_counters) and keeps the
+    # totals of connections that are gone.
+    cdef public unsigned long long _rx_text, _rx_text_bytes, _rx_binary, _rx_binary_bytes
+    cdef public unsigned long long _tx_text, _tx_text_bytes, _tx_binary, _tx_binary_bytes
 
     cdef int _receive(self, const unsigned char *p, Py_ssize_t n, object data) except -1
     cdef int write_queued(self) except -1

@@ -1,5 +1,5 @@
 # Stub of the compiled fastsock/websocket/_core.pyx; same API as _core_py.py.
-from typing import Any, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 class HandlerCore:
     _parser: Any
@@ -13,9 +13,18 @@ class HandlerCore:
     _flusher: Optional[TurnFlush]
     _queued: bool
     _writing_paused: bool
+    _rx_text: int
+    _rx_text_bytes: int
+    _rx_binary: int
+    _rx_binary_bytes: int
+    _tx_text: int
+    _tx_text_bytes: int
+    _tx_binary: int
+    _tx_binary_bytes: int
     def data_received(self, data: bytes) -> None: ...
     def _broadcast_frame(self, frame: bytes) -> bool: ...
     def _write_out(self) -> None: ...
+    def _count_frame_out(self, frame: bytes) -> None: ...
     def send(self, message: Union[str, bytes, bytearray, memoryview]) -> None: ...
 
 class TurnFlush:
@@ -24,3 +33,5 @@ class TurnFlush:
     def __init__(self, loop: Any) -> None: ...
     def add(self, handler: HandlerCore) -> None: ...
     def run(self) -> None: ...
+
+def sum_counters(handlers: Iterable[HandlerCore]) -> list[int]: ...

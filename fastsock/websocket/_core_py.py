@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import Any, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from ..exceptions import ProtocolError
 
@@ -35,6 +35,33 @@ _pack64 = struct.Struct("!BBQ").pack
 # Below this size a frame's header and payload are joined into one bytes
 # (one buffer for the kernel); above it the payload is written as it is.
 COALESCE = 4096
+
+# The metrics counters every connection keeps (whole text/binary messages
+# and their payload bytes, in and out): C fields in the compiled core, int
+# attributes here. sum_counters returns them in this order.
+COUNTER_FIELDS = ("_rx_text", "_rx_text_bytes", "_rx_binary", "_rx_binary_bytes",
+                  "_tx_text", "_tx_text_bytes", "_tx_binary", "_tx_binary_bytes")
+
+
+def _header_size(b1: int) -> int:
+    """A frame header's size, from its second byte (mask bit, 7-bit length)."""
+    n = b1 & 0x7F
+    return (6 if b1 & 0x80 else 2) + (2 if n == 126 else 8 if n == 127 else 0)
+
+
+def sum_counters(handlers: Iterable["HandlerCore"]) -> list[int]:
+    """The metrics counters of ``handlers`` added up, in ``COUNTER_FIELDS`` order."""
+    totals = [0] * len(COUNTER_FIELDS)
+    for h in handlers:
+        totals[0] += h._rx_text
+        totals[1] += h._rx_text_bytes
+        totals[2] += h._rx_binary
+        totals[3] += h._rx_binary_bytes
+        totals[4] += h._tx_text
+        totals[5] += h._tx_text_bytes
+        totals[6] += h._tx_binary
+        totals[7] += h._tx_binary_bytes
+    return totals
 
 
 def frame_header(b0: int, n: int) -> bytes:
@@ -59,7 +86,7 @@ class HandlerCore:
     """
 
     __slots__ = ("_parser", "_transport", "_out", "_writer", "_batching", "_fast", "_rx_fast",
-                 "_close_received", "_flusher", "_queued", "_writing_paused")
+                 "_close_received", "_flusher", "_queued", "_writing_paused") + COUNTER_FIELDS
 
     _parser: Any
     _transport: Any
@@ -74,6 +101,22 @@ class HandlerCore:
     _flusher: Optional["TurnFlush"]   # None: write at the end of each data_received
     _queued: bool                     # waiting in _flusher for this turn's write
     _writing_paused: bool             # the transport asked us to stop writing (pause_writing)
+    _rx_text: int
+    _rx_text_bytes: int
+    _rx_binary: int
+    _rx_binary_bytes: int
+    _tx_text: int
+    _tx_text_bytes: int
+    _tx_binary: int
+    _tx_binary_bytes: int
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "HandlerCore":
+        # The compiled core's C fields start at 0 before any __init__ runs;
+        # so do these (a subclass __init__ need not know about them).
+        self = super().__new__(cls)
+        self._rx_text = self._rx_text_bytes = self._rx_binary = self._rx_binary_bytes = 0
+        self._tx_text = self._tx_text_bytes = self._tx_binary = self._tx_binary_bytes = 0
+        return self
 
     def data_received(self, data: bytes) -> None:
         """Handle received bytes. Callbacks fire first; then everything they
@@ -97,9 +140,13 @@ class HandlerCore:
                 if frame.fin and self._rx_fast:
                     op = frame.opcode
                     if op == 1:
+                        self._rx_text += 1
+                        self._rx_text_bytes += len(frame.payload)
                         on_message(frame.payload.decode())
                         continue
                     if op == 2:
+                        self._rx_binary += 1
+                        self._rx_binary_bytes += len(frame.payload)
                         on_message(frame.payload)
                         continue
                 self._handle_frames(frames[i:] if i else frames)   # type: ignore[attr-defined]
@@ -138,8 +185,21 @@ class HandlerCore:
         else return False and leave it to the caller (``broadcast``)."""
         if not self._fast or self._writing_paused:
             return False
+        self._count_frame_out(frame)
         self._queue_frame(frame)   # type: ignore[attr-defined]
         return True
+
+    def _count_frame_out(self, frame: bytes) -> None:
+        """Count an encoded server data frame as a message sent (metrics)."""
+        if len(frame) >= 2:
+            op = frame[0] & 0x0F
+            n = len(frame) - _header_size(frame[1])
+            if op == 1:
+                self._tx_text += 1
+                self._tx_text_bytes += n
+            elif op == 2:
+                self._tx_binary += 1
+                self._tx_binary_bytes += n
 
     def send(self, message: Union[str, bytes, bytearray, memoryview]) -> None:
         """Send one message: ``str`` as text, bytes-like as binary.
@@ -164,6 +224,12 @@ class HandlerCore:
                 b0 = 0
             if payload is not None:
                 n = len(payload)
+                if b0 == 0x81:
+                    self._tx_text += 1
+                    self._tx_text_bytes += n
+                else:
+                    self._tx_binary += 1
+                    self._tx_binary_bytes += n
                 out = self._out
                 if n < COALESCE:
                     if n < 126:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
 
 from ..exceptions import (
@@ -37,7 +38,7 @@ from ..exceptions import (
 from .. import frame as _codec
 from ..frame import FrameParser, build_frame
 from ._core_py import COALESCE as _COALESCE
-from ._core_py import _H_BINARY, _H_TEXT, _pack16
+from ._core_py import COUNTER_FIELDS, _H_BINARY, _H_TEXT, _pack16
 from ._core_py import frame_header as _header
 
 try:
@@ -48,18 +49,18 @@ except ImportError:             # no compiled extensions: transports take bytes
 
 if TYPE_CHECKING:
     from .._send import ChunkWriter
-    from ._core_py import HandlerCore, TurnFlush
+    from ._core_py import HandlerCore, TurnFlush, sum_counters
     CORE_IMPLEMENTATION = "python"
 elif os.environ.get("FASTSOCK_PURE") == "1" or _codec.IMPLEMENTATION != "cython":
     # The compiled core reads the compiled codec's frames directly.
-    from ._core_py import HandlerCore, TurnFlush
+    from ._core_py import HandlerCore, TurnFlush, sum_counters
     CORE_IMPLEMENTATION = "python"
 else:
     try:
-        from ._core import HandlerCore, TurnFlush
+        from ._core import HandlerCore, TurnFlush, sum_counters
         CORE_IMPLEMENTATION = "cython"
     except ImportError:
-        from ._core_py import HandlerCore, TurnFlush
+        from ._core_py import HandlerCore, TurnFlush, sum_counters
         CORE_IMPLEMENTATION = "python"
 
 __all__ = [
@@ -69,10 +70,12 @@ __all__ = [
     "WebSocketOptions",
     "Extension",
     "SLOW_PEER_POLICIES",
+    "COUNTER_FIELDS",
     "broadcast",
     "check_handler",
     "encode_message",
     "is_valid_close_code",
+    "sum_counters",
 ]
 
 log = logging.getLogger("fastsock.websocket")
@@ -366,6 +369,26 @@ class WebSocketHandler(HandlerCore):
     def writing_paused(self) -> bool:
         return self._writing_paused
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """This connection's message counters: whole text/binary messages and
+        their payload bytes (UTF-8 for text), received (``rx_*``) and sent
+        (``tx_*``). A server adds them up for its metrics."""
+        return {name[1:]: getattr(self, name) for name in COUNTER_FIELDS}
+
+    def _count_control(self, key: str, size: int) -> None:
+        # Pings and pongs are counted by the server (no field per connection).
+        server = self.server
+        if server is not None:
+            server._count_control(key, size)
+
+    def _dropped(self) -> None:
+        # A message the slow-peer policy did not send.
+        self.messages_dropped += 1
+        server = self.server
+        if server is not None:
+            server.stats["messages_dropped"] += 1
+
     # ------------------------------------------------------------ receiving
 
     # the sans-I/O name for the transport callback (HandlerCore.data_received)
@@ -387,6 +410,8 @@ class WebSocketHandler(HandlerCore):
                         if payload is None:
                             return
                     if op == 2:
+                        self._rx_binary += 1
+                        self._rx_binary_bytes += len(payload)
                         on_message(payload)
                     else:
                         try:
@@ -394,6 +419,8 @@ class WebSocketHandler(HandlerCore):
                         except UnicodeDecodeError:
                             self.fail(1007, "invalid UTF-8 in text message")
                             return
+                        self._rx_text += 1
+                        self._rx_text_bytes += len(payload)
                         on_message(text)
                 else:
                     self._frag = [frame.payload]
@@ -421,14 +448,21 @@ class WebSocketHandler(HandlerCore):
                         except UnicodeDecodeError:
                             self.fail(1007, "invalid UTF-8 in text message")
                             return
+                        self._rx_text += 1
+                        self._rx_text_bytes += len(payload)
                         on_message(text)
                     else:
+                        self._rx_binary += 1
+                        self._rx_binary_bytes += len(payload)
                         on_message(payload)
             elif op == 9:
+                self._count_control("ping_in", len(frame.payload))
                 if self._state is OPEN:
                     self._queue_control(0x8A, frame.payload)
+                    self._count_control("pong_out", len(frame.payload))
                 self.on_ping(frame.payload)
             elif op == 10:
+                self._count_control("pong_in", len(frame.payload))
                 self._pong_received(frame.payload)
             else:
                 self._close_frame_received(frame.payload)
@@ -539,6 +573,12 @@ class WebSocketHandler(HandlerCore):
             b0 = 0x82
         else:
             raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
+        if b0 == 0x81:
+            self._tx_text += 1
+            self._tx_text_bytes += len(payload)
+        else:
+            self._tx_binary += 1
+            self._tx_binary_bytes += len(payload)
         if self._extensions:
             payload = bytes(payload)
             rsv = 0
@@ -570,12 +610,13 @@ class WebSocketHandler(HandlerCore):
         if self._writing_paused:
             policy = self._options.slow_peer
             if policy == "drop":
-                self.messages_dropped += 1
+                self._dropped()
                 return False
             if policy == "disconnect":
-                self.messages_dropped += 1
+                self._dropped()
                 self.abort()
                 return False
+        self._count_frame_out(frame)
         self._queue_frame(frame)
         return True
 
@@ -591,6 +632,7 @@ class WebSocketHandler(HandlerCore):
                 self._pings = {}
             self._pings[data] = self._loop.time()
         self._queue_control(0x89, data)
+        self._count_control("ping_out", len(data))
         if not self._batching:
             self._flush()
 
@@ -602,6 +644,7 @@ class WebSocketHandler(HandlerCore):
         if len(data) > 125:
             raise ValueError("a pong payload is at most 125 bytes")
         self._queue_control(0x8A, data)
+        self._count_control("pong_out", len(data))
         if not self._batching:
             self._flush()
 
@@ -736,6 +779,8 @@ class WebSocketHandler(HandlerCore):
         sent = pings.pop(payload, None) if pings else None
         if sent is not None and pings is not None:
             self.latency = self._loop.time() - sent
+            if self.server is not None:
+                self.server.ping_rtt.observe(self.latency)
             # Pings are answered in order: older unanswered ones are implied.
             pings.clear()
         self.on_pong(payload)
@@ -777,6 +822,8 @@ class WebSocketHandler(HandlerCore):
     def pause_writing(self) -> None:
         self._writing_paused = True
         policy = self._options.slow_peer
+        if self.server is not None:
+            self.server.slow_peer_actions[policy] += 1
         if policy == "pause":
             if self._transport is not None and not self._reading_paused:
                 self._reading_paused = True
@@ -887,8 +934,10 @@ def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
     broadcasts), so broadcasting to N connections costs N list appends, not
     N scheduled callbacks.
     """
+    started = time.perf_counter()
     frame = encode_message(message)
     sent = 0
+    conn: Optional[WebSocketHandler] = None
     for conn in connections:
         if conn._broadcast_frame(frame):   # open, a server's, not paused: the common case, in C
             sent += 1
@@ -902,12 +951,17 @@ def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
         if conn._writing_paused:
             policy = conn._options.slow_peer
             if policy == "drop":
-                conn.messages_dropped += 1
+                conn._dropped()
                 continue
             if policy == "disconnect":
-                conn.messages_dropped += 1
+                conn._dropped()
                 conn.abort()
                 continue
+        conn._count_frame_out(frame)
         conn._queue_frame(frame)
         sent += 1
+    # Recorded on the server of the connections (the last one's: a
+    # broadcast spans one server's connections).
+    if conn is not None and conn.server is not None:
+        conn.server._broadcast_done(time.perf_counter() - started, sent)
     return sent
