@@ -679,9 +679,9 @@ def _limit(value: int | None) -> str:
     return "unlimited" if value == UNLIMITED else str(value)
 
 
-def format_stat(report: StatReport) -> str:
-    """The table, then the summary: counts by state (with what each means),
-    by local port, descriptor use, warnings."""
+def format_stat(report: StatReport, *, summary: bool = True) -> str:
+    """The table, then (unless ``summary=False``) the summary: counts by state
+    with what each means, by local port, descriptor use, warnings."""
     table = [_HEADER] + [
         (r.proto, r.local, r.foreign, r.state, str(r.rx_queue), str(r.tx_queue),
          _owner(r), _accept(r)) for r in report.rows]
@@ -692,6 +692,8 @@ def format_stat(report: StatReport) -> str:
              for row in table]
     if not report.rows:
         lines.append("(no sockets match)")
+    if not summary:
+        return "\n".join(lines)
     s = report.summary
     lines += ["", f"TCP: {s.tcp_total} sockets"]
     idle = []
