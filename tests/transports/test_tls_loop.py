@@ -51,7 +51,7 @@ class EchoServer:
         return int(self.server.sockets[0].getsockname()[1])
 
 
-async def start_echo_server(ctx: ssl.SSLContext, **kwargs: Any) -> EchoServer:
+async def start_echo_server(ctx: ssl.SSLContext, host: str = "127.0.0.1", **kwargs: Any) -> EchoServer:
     state: EchoServer
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -70,15 +70,14 @@ async def start_echo_server(ctx: ssl.SSLContext, **kwargs: Any) -> EchoServer:
             state.active -= 1
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx, **kwargs)
+    server = await asyncio.start_server(handle, host, 0, ssl=ctx, **kwargs)
     state = EchoServer(server)
     return state
 
 
 async def open_tls(port: int, ctx: ssl.SSLContext, server_hostname: str | None = "localhost",
-                   **kwargs: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
-                                         server_hostname=server_hostname, **kwargs)
+                   host: str = "127.0.0.1", **kwargs: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(host, port, ssl=ctx, server_hostname=server_hostname, **kwargs)
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, text: str) -> None:
@@ -110,14 +109,26 @@ def san_dns_names(peercert: dict[str, Any]) -> set[str]:
 
 # ------------------------------------------------------------------- basics
 
+def _ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 @pytest.mark.timeout(30)
-def test_tls_echo_and_connection_info(aio: Any, tls: Any) -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_tls_echo_and_connection_info(aio: Any, tls: Any, host: str) -> None:
+    if host == "::1" and not _ipv6_available():
+        pytest.skip("this machine has no IPv6 loopback")
     client_ctx = tls.client_context()
 
     async def main() -> None:
-        server = await start_echo_server(tls.server_context())
+        server = await start_echo_server(tls.server_context(), host=host)
         async with server.server:
-            reader, writer = await open_tls(server.port, client_ctx)
+            reader, writer = await open_tls(server.port, client_ctx, host=host)
             await echo(reader, writer, "hello over TLS")
             ssl_object = writer.get_extra_info("ssl_object")
             assert ssl_object is not None
@@ -127,10 +138,19 @@ def test_tls_echo_and_connection_info(aio: Any, tls: Any) -> None:
             peercert = writer.get_extra_info("peercert")
             assert "localhost" in san_dns_names(peercert)
             # the TCP facts pass through the TLS transport
-            assert writer.get_extra_info("peername")[:2] == ("127.0.0.1", server.port)
+            assert writer.get_extra_info("peername")[:2] == (host, server.port)
             assert writer.get_extra_info("socket") is not None
+            if aio.kind == "fastsock":
+                # TLS runs over fastsock's own stream transport, not asyncio's
+                # (the TLS layer's transport is asyncio's private _ssl_protocol._transport)
+                under = writer.transport._ssl_protocol._transport   # type: ignore[attr-defined]
+                assert type(under).__module__.startswith("fastsock."), type(under)
+            # the IP itself was the name checked (no server_hostname given)
+            reader2, writer2 = await open_tls(server.port, client_ctx, server_hostname=None, host=host)
+            await echo(reader2, writer2, "checked by IP")
+            await close(writer2)
             await close(writer)
-        assert server.handled == 1
+        assert server.handled == 2
 
     aio.run(main(), timeout=20)
 
@@ -178,6 +198,7 @@ async def _attempt_bad_connection(kind: str, port: int, tls: Any) -> None:
 @pytest.mark.parametrize("kind", ["untrusted_ca", "hostname_mismatch", "plain_client", "stalled_handshake"])
 def test_bad_connection_fails_alone(aio: Any, tls: Any, kind: str) -> None:
     """One bad connection fails with its own error; the server's others carry on."""
+    aio.tolerate_handshake_failures()
     client_ctx = tls.client_context()
 
     async def main() -> None:
@@ -228,6 +249,82 @@ def test_client_handshake_timeout(aio: Any, tls: Any) -> None:
     aio.run(main(), timeout=20)
 
 
+@pytest.mark.timeout(30)
+def test_cancelled_handshake_releases_the_connection(aio: Any, tls: Any) -> None:
+    """A client cancelled mid-handshake (wait_for) closes its socket: the server sees EOF."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[bytes] = loop.create_future()
+
+        async def accept_and_wait(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            data = await read_until_closed(reader)   # the ClientHello, then the end
+            if not ended.done():
+                ended.set_result(data)
+            writer.close()
+
+        server = await asyncio.start_server(accept_and_wait, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(open_tls(port, tls.client_context()), HANDSHAKE_TIMEOUT)
+            hello = await asyncio.wait_for(ended, SLOW_BOUND)
+            assert hello[:1] == b"\x16"   # it was a TLS handshake record that got cut off
+
+    aio.run(main(), timeout=20)
+
+
+async def _refused_without_certificate(port: int, ctx: ssl.SSLContext) -> str:
+    """How a server that requires a client certificate turned away a client without one."""
+    try:
+        reader, writer = await open_tls(port, ctx)
+    except ssl.SSLError as exc:   # TLS 1.2: during the handshake
+        return f"handshake: {exc}"
+    # TLS 1.3: the client's handshake ends before the server checks its
+    # certificate; the server then closes (asyncio and uvloop show an EOF)
+    writer.write(b"no certificate\n")
+    try:
+        line = await reader.readline()
+    except (ssl.SSLError, ConnectionError) as exc:
+        return f"first read: {exc}"
+    finally:
+        await close(writer)
+    assert line == b"", f"a client without a certificate got an answer: {line!r}"
+    return "closed before any answer"
+
+
+@pytest.mark.timeout(30)
+def test_client_certificates_required_by_the_server(aio: Any, tls: Any) -> None:
+    """Mutual TLS: a client without a certificate is refused; one with a certificate is seen."""
+    aio.tolerate_handshake_failures()
+    server_ctx = tls.server_context()
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    tls.ca.configure_trust(server_ctx)
+    client_cert = tls.ca.issue_cert("client@fastsock.test")
+    with_cert = tls.client_context()
+    client_cert.configure_cert(with_cert)
+    peer_certs: list[dict[str, Any]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer_certs.append(writer.get_extra_info("peercert"))
+        writer.write(await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            await _refused_without_certificate(port, tls.client_context())
+            reader, writer = await open_tls(port, with_cert)
+            await echo(reader, writer, "with certificate")
+            await close(writer)
+        assert len(peer_certs) == 1   # the handler never ran for the refused client
+        assert ("email", "client@fastsock.test") in peer_certs[0]["subjectAltName"]
+
+    aio.run(main(), timeout=20)
+
+
 # ---------------------------------------------- names: SNI and verification
 
 @pytest.mark.timeout(30)
@@ -264,6 +361,7 @@ def test_sni_server_sees_name_and_callback_selects_context(aio: Any, tls: Any) -
 @pytest.mark.timeout(30)
 def test_client_verifies_hostname_by_default(aio: Any, tls: Any) -> None:
     """With no server_hostname the host is checked; ssl=True uses the system CAs."""
+    aio.tolerate_handshake_failures()
 
     async def main() -> None:
         # a server whose only name is alt.fastsock.test
@@ -498,6 +596,44 @@ def test_tls_abort_ends_the_peer(aio: Any, tls: Any) -> None:
             reader, writer = await open_tls(server.port, tls.client_context())
             await echo(reader, writer, "still here")
             await close(writer)
+
+    aio.run(main(), timeout=20)
+
+
+@pytest.mark.timeout(30)
+def test_tls_shutdown_times_out_when_the_peer_never_answers(aio: Any, tls: Any) -> None:
+    """close() waits for the peer's close_notify at most ssl_shutdown_timeout, then drops the connection."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        servers: list[Collector] = []
+
+        def factory() -> Collector:
+            servers.append(Collector())
+            return servers[-1]
+
+        server = await loop.create_server(factory, "127.0.0.1", 0, ssl=tls.server_context(),
+                                          ssl_shutdown_timeout=HANDSHAKE_TIMEOUT)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            transport, client = await loop.create_connection(
+                Collector, "127.0.0.1", port, ssl=tls.client_context(), server_hostname="localhost")
+            while not servers:
+                await asyncio.sleep(0.01)
+            peer = servers[0]
+            await asyncio.wait_for(peer.made.wait(), 5)
+            # only now: paused in connection_made, the client would hold back its last handshake flight
+            transport.pause_reading()   # so it never reads, nor answers, close_notify
+            started = loop.time()
+            peer.transport.close()
+            exc = await asyncio.wait_for(peer.lost, SLOW_BOUND)
+            waited = loop.time() - started
+            assert HANDSHAKE_TIMEOUT * 0.8 <= waited < SLOW_BOUND, waited
+            assert isinstance(exc, TimeoutError), exc
+            # once the client reads again it finds the connection gone
+            transport.resume_reading()
+            await asyncio.wait_for(client.lost, SLOW_BOUND)
+            transport.close()
 
     aio.run(main(), timeout=20)
 
