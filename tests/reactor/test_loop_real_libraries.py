@@ -349,3 +349,25 @@ def test_start_server_streams_echo(aio: Any, host: str) -> None:
         assert not server.is_serving()
 
     aio.run(main(), timeout=45)
+
+
+# ------------------------------------------------------------------ example
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("with_trustme", [True, False], ids=["tls", "plain"])
+def test_example_asyncio_on_fastsock(with_trustme: bool) -> None:
+    """examples/asyncio_on_fastsock.py runs on fastsock.run(): TLS with trustme, plain without."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "asyncio_on_fastsock.py"
+    # sys.modules[name] = None makes "import trustme" raise ImportError
+    hide = "" if with_trustme else "sys.modules['trustme'] = None; "
+    code = f"import runpy, sys; {hide}runpy.run_path({str(example)!r}, run_name='__main__')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=45)
+    assert done.returncode == 0, done.stderr
+    first, *echoed = done.stdout.splitlines()
+    assert first.startswith("loop: fastsock.")
+    assert ("TLSv1." in first) == with_trustme, first
+    assert echoed == ["echoed: hello", "echoed: from asyncio", "echoed: on fastsock"]
