@@ -157,7 +157,7 @@ class _PyLoopCore:
     _cancelled_timers = 0
     _io_events = _timers_run = _callbacks_run = _iterations = 0
 
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
+    def call_at(self: Any, when: float, callback: Callable[..., Any], *args: Any,
                 context: Any = None) -> events.TimerHandle:
         """asyncio's ``call_at``; the heap holds ``(when, seq, handle)`` tuples."""
         if when is None:
@@ -167,20 +167,20 @@ class _PyLoopCore:
             self._check_thread()
             self._check_callback(callback, "call_at")
         timer = events.TimerHandle(when, callback, args, self, context)
-        if timer._source_traceback:
-            del timer._source_traceback[-1]
+        if timer._source_traceback:  # type: ignore[attr-defined]
+            del timer._source_traceback[-1]  # type: ignore[attr-defined]
         self._timer_seq += 1
         heapq.heappush(self._timers, (when, self._timer_seq, timer))
-        timer._scheduled = True
+        timer._scheduled = True  # type: ignore[attr-defined]
         return timer
 
-    def _timer_handle_cancelled(self, handle: events.TimerHandle) -> None:
+    def _timer_handle_cancelled(self: Any, handle: Any) -> None:
         # Lazy deletion: counted here, dropped when they reach the top of the
         # heap, or all at once when they dominate it (see _run_once).
         if handle._scheduled:
             self._cancelled_timers += 1
 
-    def _compact_timers(self) -> None:
+    def _compact_timers(self: Any) -> None:
         kept = []
         for entry in self._timers:
             if entry[2]._cancelled:
@@ -191,7 +191,7 @@ class _PyLoopCore:
         self._timers = kept
         self._cancelled_timers = 0
 
-    def _run_once(self) -> None:
+    def _run_once(self: Any) -> None:
         ready = self._ready
         timers = self._timers
         if (self._cancelled_timers > _MIN_CANCELLED_TIMERS_TO_COMPACT
@@ -243,7 +243,7 @@ class _PyLoopCore:
                 handle = None  # break cycles when an exception occurs
         self._iterations += 1
 
-    def _run_ready_debug(self, ntodo: int) -> None:
+    def _run_ready_debug(self: Any, ntodo: int) -> None:
         """asyncio's debug mode: time each callback and warn on slow ones."""
         ready = self._ready
         for _ in range(ntodo):
@@ -256,8 +256,9 @@ class _PyLoopCore:
                 handle._run()
                 dt = self.time() - t0
                 if dt >= self.slow_callback_duration:
-                    asyncio_logger.warning("Executing %s took %.3f seconds",
-                                           base_events._format_handle(handle), dt)
+                    asyncio_logger.warning(
+                        "Executing %s took %.3f seconds",
+                        base_events._format_handle(handle), dt)  # type: ignore[attr-defined]
             finally:
                 self._current_handle = None
 
@@ -311,7 +312,7 @@ class _FdTableSelector(BaseSelector):
         self._loop._backend.close()
 
 
-class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc]
     """fastsock's event loop: asyncio's contract on an epoll reactor.
 
     ``backend`` is ``None`` (epoll on Linux, else ``selectors``), ``"epoll"``
@@ -415,7 +416,7 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-
     # asyncio's internal registration API (sock_*, pipes, accept, the
     # self-pipe): a Handle per registration, so callbacks run in the context
     # captured here and removal cancels the handle, as in asyncio.
-    def _add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> events.Handle:
+    def _add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> Any:
         self._check_closed()
         handle = _Handle(callback, args, self, None)
         _cancel_handle(self._add_reader_raw(_fileno(fd), handle._run, ()))
@@ -428,7 +429,7 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-
         _cancel_handle(old)
         return old is not None
 
-    def _add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> events.Handle:
+    def _add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> Any:
         self._check_closed()
         handle = _Handle(callback, args, self, None)
         _cancel_handle(self._add_writer_raw(_fileno(fd), handle._run, ()))
@@ -441,7 +442,7 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-
         _cancel_handle(old)
         return old is not None
 
-    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:  # type: ignore[override]
         """Call ``callback(*args)`` whenever ``fd`` is readable (level-triggered)."""
         n = _fileno(fd)
         self._ensure_fd_no_transport(n)
@@ -450,7 +451,7 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-
         if known:
             self._reassert(n)
 
-    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:  # type: ignore[override]
         """Call ``callback(*args)`` whenever ``fd`` is writable (level-triggered)."""
         n = _fileno(fd)
         self._ensure_fd_no_transport(n)
@@ -537,11 +538,11 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-
         sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
                                finalizer=self._asyncgen_finalizer_hook)
         events._set_running_loop(self)
-        return old_agen_hooks  # type: ignore[return-value]
+        return tuple(old_agen_hooks)
 
     def _leave(self, old_agen_hooks: tuple[Any, ...]) -> None:
         self._stopping = False
-        self._thread_id = None
+        self._thread_id = None  # type: ignore[assignment]
         events._set_running_loop(None)
         self._set_coroutine_origin_tracking(False)
         sys.set_asyncgen_hooks(*old_agen_hooks)
@@ -627,7 +628,7 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-
         from ..transports.stream import StreamTransport
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]
             ssl_shutdown_timeout=ssl_shutdown_timeout)
         StreamTransport(self, rawsock, ssl_protocol, extra, server=server)
         return ssl_protocol._app_transport
@@ -640,7 +641,8 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-
             transport._extra.update(extra)
         if waiter is not None:
             # after connection_made, which UDPTransport scheduled first
-            self.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            self.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
+                           waiter, None)
         return transport
 
     async def _sendfile_native(self, transp: Any, file: Any, offset: int, count: int | None) -> int:
@@ -652,8 +654,7 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc,valid-
         transp.pause_reading()
         await transp._make_empty_waiter()
         try:
-            return await self.sock_sendfile(transp._sock, file, offset, count,  # type: ignore[no-any-return]
-                                            fallback=False)
+            return await self.sock_sendfile(transp._sock, file, offset, count, fallback=False)
         finally:
             transp._reset_empty_waiter()
             if resume_reading:

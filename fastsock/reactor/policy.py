@@ -23,10 +23,10 @@ def new_event_loop() -> Reactor:
     return Reactor()
 
 
-class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,valid-type]
+class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     """asyncio's default policy (child watchers included) making fastsock loops."""
 
-    def _loop_factory(self) -> Reactor:  # type: ignore[override]
+    def _loop_factory(self) -> Reactor:
         return Reactor()
 
     def __repr__(self) -> str:
