@@ -71,8 +71,13 @@ def is_buffered_protocol(protocol: Any) -> bool:
         and callable(getattr(protocol, "buffer_updated", None)))
 
 
-class BaseTransport(abc.ABC):
-    """State and behaviour shared by fastsock's transports."""
+class BaseTransport(asyncio.BaseTransport, metaclass=abc.ABCMeta):
+    """State and behaviour shared by fastsock's transports.
+
+    They are asyncio's transport classes (``isinstance(t, asyncio.Transport)``
+    holds for the stream transport, ``asyncio.DatagramTransport`` for UDP),
+    so code that checks the type accepts them.
+    """
 
     def __init__(self, reactor: Reactor, protocol: Any, extra: dict[str, Any] | None = None) -> None:
         self._reactor = reactor

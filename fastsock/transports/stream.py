@@ -19,6 +19,7 @@ resolved with ``None`` after ``connection_made``; ``server._attach()`` /
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -113,7 +114,7 @@ def _set_nodelay(sock: socket.socket) -> None:
             pass  # e.g. the peer already reset the connection
 
 
-class StreamTransport(BaseTransport):
+class StreamTransport(BaseTransport, asyncio.Transport):
     """A connected stream socket driven by the loop (asyncio's ``Transport``)."""
 
     # what asyncio's loop checks before start_tls() and sendfile()

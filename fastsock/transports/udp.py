@@ -30,6 +30,7 @@ Where the time goes, and what this module does about it:
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import os
@@ -168,7 +169,7 @@ class _PySender:
         return count if count else WOULD_BLOCK
 
 
-class UDPTransport(BaseTransport):
+class UDPTransport(BaseTransport, asyncio.DatagramTransport, asyncio.Transport):
     """One UDP socket on the reactor (asyncio's ``DatagramTransport`` shape).
 
     Attributes beyond asyncio's: :attr:`stats`, :attr:`implementation`,
