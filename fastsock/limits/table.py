@@ -292,7 +292,7 @@ def _read_dump(nl: socket.socket, backlogs: dict[int, int]) -> None:
             length, kind, _, _, _ = _NLMSG_HEADER.unpack_from(data, at)
             if kind in (_NLMSG_DONE, _NLMSG_ERROR) or length < _NLMSG_HEADER.size:
                 return  # an error here is a family the kernel lacks (no IPv6)
-            _, rqueue, wqueue, _, inode = _DIAG_QUEUES.unpack_from(
+            _, _, wqueue, _, inode = _DIAG_QUEUES.unpack_from(
                 data, at + _NLMSG_HEADER.size + _DIAG_QUEUES_AT)
             backlogs[inode] = wqueue
             at += (length + 3) & ~3  # messages are 4-byte aligned
