@@ -447,3 +447,25 @@ def test_cli_metrics_port_in_use_is_one_line() -> None:
                               cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert "already in use" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("own_port", [False, True])
+def test_the_example_serves_metrics(own_port: bool) -> None:
+    """examples/metrics_server.py is what docs/metrics.md points users at."""
+    args = ["0", str(free_port())] if own_port else ["0"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "metrics_server.py"), *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "metrics on http://" in line, line
+        port = int(line.split("ws://127.0.0.1:")[1].split(";")[0])
+        mport = int(line.rsplit(":", 1)[1].split("/")[0])
+        assert (mport != port) == own_port
+        with connect(f"ws://127.0.0.1:{port}/") as ws:
+            ws.send("ping me")
+            assert ws.recv() == "ping me"
+        got = scrape(mport)
+        assert got['fastsock_received_messages_total{type="text"}'] == 1
+    finally:
+        _stop(proc)
