@@ -6,18 +6,16 @@ See docs/codec.md.
 """
 from __future__ import annotations
 
-import os
+from typing import Any
 
-if os.environ.get("FASTSOCK_PURE") == "1":
+from ._switch import compiled
+
+_impl: Any = compiled("fastsock._frame")
+if _impl is None:
     from fastsock import _frame_py as _impl
     IMPLEMENTATION = "python"
 else:
-    try:
-        from fastsock import _frame as _impl  # type: ignore[no-redef]
-        IMPLEMENTATION = "cython"
-    except ImportError:
-        from fastsock import _frame_py as _impl
-        IMPLEMENTATION = "python"
+    IMPLEMENTATION = "cython"
 
 OP_CONTINUATION: int = _impl.OP_CONTINUATION
 OP_TEXT: int = _impl.OP_TEXT

@@ -33,20 +33,17 @@ syscalls and handles the rare case where it shows up:
 from __future__ import annotations
 
 import errno
-import os
 import select
 from typing import Any
+
+from .._switch import compiled
 
 __all__ = ["EpollBackend"]
 
 # epoll_wait into a preallocated array plus the dispatch, compiled
 # (fastsock/reactor/_epollc.pyx), unless it is not built or FASTSOCK_PURE=1.
-_EpollPoller: Any = None
-if os.environ.get("FASTSOCK_PURE") != "1":
-    try:
-        from ._epollc import EpollPoller as _EpollPoller
-    except ImportError:
-        pass
+_epollc = compiled("._epollc", __package__)
+_EpollPoller: Any = _epollc.EpollPoller if _epollc is not None else None
 
 
 class EpollBackend:

@@ -37,7 +37,6 @@ import asyncio
 import errno
 import heapq
 import logging
-import os
 import socket
 import sys
 import threading
@@ -48,6 +47,7 @@ from collections.abc import Mapping
 from selectors import EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey
 from typing import Any, Callable, Iterable
 
+from .._switch import compiled
 from ..exceptions import ReactorClosedError
 
 __all__ = ["Reactor"]
@@ -265,13 +265,9 @@ class _PyLoopCore:
 
 
 # The compiled core unless it is not built or FASTSOCK_PURE=1.
-_LoopCore: Any = _PyLoopCore
-_Handle: Any = events.Handle
-if os.environ.get("FASTSOCK_PURE") != "1":
-    try:
-        from ._loopc import Handle as _Handle, LoopCore as _LoopCore
-    except ImportError:
-        pass
+_loopc = compiled("._loopc", __package__)
+_LoopCore: Any = _loopc.LoopCore if _loopc is not None else _PyLoopCore
+_Handle: Any = _loopc.Handle if _loopc is not None else events.Handle
 IMPLEMENTATION = "python" if _LoopCore is _PyLoopCore else "cython"
 
 

@@ -30,6 +30,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from asyncio import constants as _aio_constants
+from .._switch import compiled
 from .base import BaseTransport, is_buffered_protocol
 
 if TYPE_CHECKING:
@@ -47,15 +48,11 @@ _HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
 
 # Compiled raw send/recv (fastsock/transports/_sockio.pyx) unless it is not
 # built or FASTSOCK_PURE=1 (the codec's switch). Read when a transport is created.
-_SockIO: Any = None
-_StreamFastPath: Any = None
-if os.environ.get("FASTSOCK_PURE") != "1":
-    try:
-        from ._sockio import SockIO as _SockIO, StreamFastPath as _StreamFastPath
-        from .._receive import receiver_for as _receiver_for
-    except ImportError:
-        _SockIO = _StreamFastPath = None
-        pass
+_sockio = compiled("._sockio", __package__)
+_receive = compiled("fastsock._receive")
+_SockIO: Any = _sockio.SockIO if _sockio is not None and _receive is not None else None
+_StreamFastPath: Any = _sockio.StreamFastPath if _sockio is not None and _SockIO is not None else None
+_receiver_for: Any = _receive.receiver_for if _receive is not None else None
 IMPLEMENTATION = "python" if _SockIO is None else "cython"
 
 # After this many writes to a lost connection, say so once (asyncio does too).

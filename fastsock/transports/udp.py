@@ -40,6 +40,7 @@ import sys
 from collections import deque
 from typing import Any, Callable
 
+from .._switch import PURE
 from .base import BaseTransport
 
 __all__ = ["IMPLEMENTATION", "UDPTransport", "create_udp_endpoint"]
@@ -52,7 +53,7 @@ except ImportError:  # not built: the pure-Python path below
 # The module the transports use; None selects the fallback (tests set it).
 _mmsg: Any = (
     _mmsg_ext
-    if _mmsg_ext is not None and _mmsg_ext.AVAILABLE and os.environ.get("FASTSOCK_PURE") != "1"
+    if _mmsg_ext is not None and _mmsg_ext.AVAILABLE and not PURE
     else None
 )
 #: "mmsg" (recvmmsg/sendmmsg batching) or "python" (recvfrom_into loop).

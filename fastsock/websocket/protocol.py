@@ -28,6 +28,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
 
+from .._switch import PURE
 from ..exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from .._send import ChunkWriter
     from ._core_py import HandlerCore, TurnFlush, sum_counters
     CORE_IMPLEMENTATION = "python"
-elif os.environ.get("FASTSOCK_PURE") == "1" or _codec.IMPLEMENTATION != "cython":
+elif PURE or _codec.IMPLEMENTATION != "cython":
     # The compiled core reads the compiled codec's frames directly.
     from ._core_py import HandlerCore, TurnFlush, sum_counters
     CORE_IMPLEMENTATION = "python"
