@@ -469,3 +469,34 @@ def test_the_example_serves_metrics(own_port: bool) -> None:
         assert got['fastsock_received_messages_total{type="text"}'] == 1
     finally:
         _stop(proc)
+
+
+def test_cli_udp_echo_metrics_port() -> None:
+    mport = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "fastsock", "serve", "udp-echo", "--port", "0",
+                             "--quiet", "--metrics-port", str(mport)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "listening on udp://" in line, line
+        port = int(line.rsplit(":", 1)[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(5)
+            for size in (1, 2, 3):
+                client.sendto(b"u" * size, ("127.0.0.1", port))
+                assert client.recv(100) == b"u" * size
+        got = scrape(mport)
+        assert got['fastsock_udp_datagrams_total{direction="in",endpoint="udp-echo"}'] == 3
+        assert got['fastsock_udp_bytes_total{direction="out",endpoint="udp-echo"}'] == 6
+        assert "fastsock_connections" not in " ".join(got)   # no WebSocket server here
+    finally:
+        _stop(proc)
+
+
+def test_cli_udp_metrics_need_a_port_and_the_fastsock_loop() -> None:
+    for extra in (["--metrics", "/m"], ["--metrics-port", "0", "--loop", "asyncio"]):
+        done = subprocess.run([sys.executable, "-m", "fastsock", "serve", "udp-echo", "--port", "0",
+                               *extra], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("fastsock: error: --metrics"), done.stderr

@@ -18,7 +18,8 @@ import socket
 from typing import Any
 
 from fastsock.apps._common import (
-    AppError, add_common_arguments, bind_error, prepare, ready, resolve_host)
+    EXIT_USAGE, AppError, add_common_arguments, bind_error, prepare, ready, resolve_host)
+from fastsock.apps._metrics import MetricsSetup, add_metrics_arguments, check_metrics_arguments
 
 __all__ = ["DEFAULT_PORT", "DESCRIPTION", "EchoProtocol", "add_arguments", "run"]
 
@@ -93,9 +94,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="request SO_SNDBUF (capped at net.core.wmem_max)")
     group.add_argument("--reuse-port", action="store_true",
                        help="set SO_REUSEPORT so several processes can share the port")
+    add_metrics_arguments(parser, same_port=False)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_metrics_arguments(args, same_port=False)
+    if args.metrics_port is not None and args.loop != "fastsock":
+        # The UDP counters are those of fastsock's transport.
+        raise AppError("--metrics-port needs --loop fastsock (asyncio's datagram "
+                       "transport keeps no counters)", EXIT_USAGE)
     prepare(args)
     app = getattr(args, "app", "udp-echo")
     family, host = resolve_host(args.host, args.port)
@@ -111,6 +118,7 @@ def _run_fastsock(app: str, args: argparse.Namespace, host: str) -> int:
     except ImportError as exc:
         raise AppError(f"the fastsock loop is not available here ({exc}); "
                        f"use --loop asyncio or --loop uvloop") from None
+    metrics = MetricsSetup(args, host, same_port=False)
     reactor = Reactor()
     try:
         try:
@@ -124,12 +132,16 @@ def _run_fastsock(app: str, args: argparse.Namespace, host: str) -> int:
                  transport.implementation, args.batch, transport.get_extra_info("rcvbuf"),
                  transport.get_extra_info("sndbuf"))
         reactor.install_shutdown_signals(args.shutdown_timeout)
+        if metrics.metrics is not None:
+            metrics.metrics.add_udp(transport, app)
+            metrics.start(app, reactor, sockname[:2])
         ready(app, "udp", sockname[0], sockname[1])
         reactor.run_forever()
         stats = transport.stats
         transport.abort()
         log.info("%s stopped: %s", app, " ".join(f"{k}={v}" for k, v in stats.items()))
     finally:
+        metrics.close()
         reactor.close()
     return 0
 

@@ -10,13 +10,12 @@ holds what the other WebSocket apps share: :func:`add_ws_arguments` and
 from __future__ import annotations
 
 import argparse
-import logging
-from typing import Any, Optional
+from typing import Any
 
 from fastsock.apps._common import (
-    AppError, add_common_arguments, bind_error, format_address, port, prepare, ready,
-    resolve_host,
+    AppError, add_common_arguments, bind_error, prepare, ready, resolve_host,
 )
+from fastsock.apps._metrics import MetricsSetup, add_metrics_arguments
 from fastsock.websocket import WebSocketHandler, WebSocketOptions
 
 __all__ = ["DEFAULT_PORT", "DESCRIPTION", "EchoHandler", "add_arguments", "add_ws_arguments",
@@ -24,9 +23,6 @@ __all__ = ["DEFAULT_PORT", "DESCRIPTION", "EchoHandler", "add_arguments", "add_w
 
 DESCRIPTION = "WebSocket echo server: every message goes back with its type, on any path"
 DEFAULT_PORT = 8765
-DEFAULT_METRICS_PATH = "/metrics"   # fastsock.metrics.DEFAULT_PATH, without importing it
-
-log = logging.getLogger("fastsock.serve")
 
 
 class EchoHandler(WebSocketHandler):
@@ -81,19 +77,7 @@ def add_ws_arguments(parser: argparse.ArgumentParser, default_port: int = DEFAUL
                             "(default: %(default)s)")
     group.add_argument("--slow-peer", choices=("pause", "drop", "disconnect"), default="pause",
                        help="what to do with a peer over --write-limit (default: %(default)s)")
-    metrics = parser.add_argument_group("metrics (needs: pip install fastsock[metrics])")
-    metrics.add_argument("--metrics", metavar="PATH", type=_metrics_path, default=None,
-                         help="answer Prometheus scrapes at GET PATH (e.g. /metrics) on the "
-                              "server's own port, or on --metrics-port")
-    metrics.add_argument("--metrics-port", metavar="PORT", type=port, default=None,
-                         help="serve the scrapes on this port of --host instead "
-                              f"(path: --metrics, default {DEFAULT_METRICS_PATH})")
-
-
-def _metrics_path(text: str) -> str:
-    if not text.startswith("/"):
-        raise argparse.ArgumentTypeError(f"a path starts with '/', got {text!r}")
-    return text
+    add_metrics_arguments(parser)
 
 
 def options_from(args: argparse.Namespace) -> WebSocketOptions:
@@ -111,21 +95,19 @@ def serve_ws(app: str, handler: Any, args: argparse.Namespace, **kwargs: Any) ->
     _, host = resolve_host(args.host, args.port)
     kwargs.setdefault("options", options_from(args))
     kwargs.setdefault("handshake_timeout", args.handshake_timeout)
-    metrics, metrics_sock = _metrics(args, host, kwargs)
+    metrics = MetricsSetup(args, host)
+    if metrics.metrics is not None:
+        from fastsock.server import default_http_handler
+        kwargs["http_handler"] = metrics.http_handler(kwargs.get("http_handler", default_http_handler))
 
     def on_ready(server: Any) -> None:
         if args.loop == "fastsock":
             bound_host, bound_port = server.addresses[0][:2]
         else:
             bound_host, bound_port = server.sockets[0].getsockname()[:2]
-        if metrics is not None:
-            metrics.add_server(server)
-            path = args.metrics or DEFAULT_METRICS_PATH
-            where = (bound_host, bound_port)
-            if metrics_sock is not None:
-                metrics.listen(server.state.loop, metrics_sock, path)
-                where = metrics_sock.getsockname()[:2]
-            log.info("%s: Prometheus metrics on http://%s%s", app, format_address(*where), path)
+        if metrics.metrics is not None:
+            metrics.metrics.add_server(server)
+            metrics.start(app, server.state.loop, (bound_host, bound_port))
         ready(app, "ws", bound_host, bound_port)
 
     try:
@@ -144,32 +126,7 @@ def serve_ws(app: str, handler: Any, args: argparse.Namespace, **kwargs: Any) ->
     except OSError as exc:
         raise bind_error(exc, host, args.port) from None
     finally:
-        if metrics_sock is not None:
-            metrics.close()
-            metrics_sock.close()
-
-
-def _metrics(args: argparse.Namespace, host: str,
-             kwargs: dict[str, Any]) -> tuple[Any, Optional[Any]]:
-    """The Metrics object for --metrics/--metrics-port (None without them)
-    and, for --metrics-port, its listening socket, bound before anything runs."""
-    if getattr(args, "metrics", None) is None and getattr(args, "metrics_port", None) is None:
-        return None, None
-    try:
-        from fastsock.metrics import Metrics
-    except ImportError as exc:
-        raise AppError(f"--metrics needs prometheus-client ({exc}); "
-                       f"pip install 'fastsock[metrics]'") from None
-    metrics = Metrics()
-    if args.metrics_port is None:
-        from fastsock.server import default_http_handler
-        kwargs["http_handler"] = metrics.http_handler(
-            args.metrics, kwargs.get("http_handler", default_http_handler))
-        return metrics, None
-    try:
-        return metrics, metrics.bind(host, args.metrics_port)
-    except OSError as exc:
-        raise bind_error(exc, host, args.metrics_port) from None
+        metrics.close()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
