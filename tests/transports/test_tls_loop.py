@@ -795,3 +795,89 @@ def test_large_transfer_each_way_with_back_pressure(aio: Any, tls: Any) -> None:
         assert echo_server.max_buffered < LARGE // 2, echo_server.max_buffered
 
     aio.run(main(), timeout=50)
+
+
+# ------------------------------------------- fastsock's graceful shutdown
+
+SHUTDOWN_PAYLOAD = 2 * MiB    # more than the socket buffers: some waits in the TLS layer
+SHUTDOWN_DEADLINE = 5.0       # seconds Reactor.shutdown() may take
+CLIENT_SOCKET_TIMEOUT = 10.0  # a blocking client never waits longer than this
+
+
+@pytest.mark.timeout(30)
+def test_fastsock_graceful_shutdown_ends_tls_connections_cleanly(tls: Any) -> None:
+    """Reactor.shutdown() flushes a TLS connection and ends it with close_notify.
+
+    fastsock only: shutdown() is fastsock's API. Its peer is a blocking
+    ``ssl`` socket in a thread with ``suppress_ragged_eofs=False``, so a
+    connection that ends without close_notify raises SSLEOFError there
+    (a truncation attack, as far as the peer can tell).
+    """
+    import threading
+
+    import fastsock
+
+    payload = os.urandom(SHUTDOWN_PAYLOAD)
+    client_ctx = tls.client_context()
+    go = threading.Event()          # set by the shutdown hook: read only from then on
+    outcome: dict[str, Any] = {}
+
+    def client(port: int, connected: threading.Event) -> None:
+        received = bytearray()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_SOCKET_TIMEOUT) as raw:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_SOCKET_BUFFER)
+                with client_ctx.wrap_socket(raw, server_hostname="localhost",
+                                            suppress_ragged_eofs=False) as conn:
+                    conn.sendall(b"send\n")
+                    connected.set()
+                    go.wait(CLIENT_SOCKET_TIMEOUT)
+                    while chunk := conn.recv(256 * 1024):
+                        received += chunk
+                    outcome["end"] = "close_notify"
+                    conn.unwrap()   # answer it, so the server's TLS shutdown completes
+        except (OSError, ssl.SSLError) as exc:
+            outcome["end"] = repr(exc)
+        finally:
+            outcome["received"] = bytes(received)
+            connected.set()
+
+    loop = fastsock.new_event_loop()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_SOCKET_BUFFER)
+        await reader.readline()
+        # Written in pieces: once the TCP transport's buffer is full the rest
+        # waits in the TLS layer. No drain: shutdown must flush it all.
+        for start in range(0, len(payload), WRITE_CHUNK):
+            writer.write(payload[start:start + WRITE_CHUNK])
+        # in the same turn, as a SIGTERM handler (install_shutdown_signals) may
+        loop.shutdown(timeout=SHUTDOWN_DEADLINE)
+        try:
+            await reader.read()    # until shutdown ends the connection
+        except (ConnectionError, ssl.SSLError):
+            pass
+
+    try:
+        async def start() -> threading.Thread:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls.server_context())
+            loop.add_shutdown_hook(lambda deadline: (server.close(), go.set()))
+            connected = threading.Event()
+            thread = threading.Thread(target=client, args=(server.sockets[0].getsockname()[1], connected))
+            thread.start()
+            return thread
+
+        thread = loop.run_until_complete(start())
+        loop.run_forever()         # until shutdown() stops it, by its deadline at the latest
+        thread.join(CLIENT_SOCKET_TIMEOUT)
+        assert not thread.is_alive()
+    finally:
+        loop.run_until_complete(asyncio.sleep(0.05))   # handlers see their connection end
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+    assert len(outcome["received"]) == SHUTDOWN_PAYLOAD, f"{len(outcome['received'])} bytes, then {outcome['end']}"
+    assert outcome["received"] == payload
+    assert outcome["end"] == "close_notify"
