@@ -382,6 +382,14 @@ def test_client_verifies_hostname_by_default(aio: Any, tls: Any) -> None:
             with pytest.raises(ValueError):
                 await asyncio.open_connection("127.0.0.1", server.port, server_hostname="x")
         assert server.handled == 1
+        # by name: "localhost" is resolved (::1 may come first and be refused),
+        # sent as SNI and checked against the certificate
+        server = await start_echo_server(tls.server_context())
+        async with server.server:
+            reader, writer = await asyncio.open_connection("localhost", server.port, ssl=tls.client_context())
+            await echo(reader, writer, "by name")
+            assert "localhost" in san_dns_names(writer.get_extra_info("peercert"))
+            await close(writer)
 
     aio.run(main(), timeout=20)
 
