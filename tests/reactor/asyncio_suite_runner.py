@@ -567,6 +567,7 @@ def render_results(results: dict[tuple[str, str], ModuleResult]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     details: list[str] = []
+    ungated: list[str] = []
     for module, spec in MODULES.items():
         refs = [results[(module, r)] for r in spec.references if (module, r) in results]
         complete = len(refs) == len(spec.references)
@@ -580,8 +581,14 @@ def render_results(results: dict[tuple[str, str], ModuleResult]) -> str:
                 found = regressions(refs, r)
                 must, reg = str(len(expected_passes(refs))), str(len(found))
                 for test, o in found.items():
-                    last = (o.detail.strip().splitlines() or [""])[-1][:160]
-                    details.append(f"| `{module}::{test}` | {o.outcome} | {last.replace('|', '/')} |")
+                    details.append(f"| `{module}::{test}` | {o.outcome} | {_last_line(o)} |")
+                aio = results.get((module, "asyncio"))
+                if aio is not None:
+                    for test in sorted(aio.passed() - r.passed() - set(found)):
+                        o = r.outcomes.get(test, Outcome(NOT_RUN))
+                        why = excluded_for(module).get(test, "uvloop does not pass it either")
+                        ungated.append(f"| `{module}::{test}` | {o.outcome} | {why} "
+                                       f"| {_last_line(o)} |")
             name = f"{loop} (loop unavailable)" if r.fatal and not c[PASS] else loop
             lines.append(
                 f"| {module} | {'+'.join(spec.references)} | {name} | {c[PASS]} | {c[FAIL]} "
@@ -590,7 +597,17 @@ def render_results(results: dict[tuple[str, str], ModuleResult]) -> str:
     if details:
         lines += ["", "Regressions in this run (tests that must pass and did not):", "",
                   "| test | outcome | last line of its report |", "|---|---|---|", *details]
+    if ungated:
+        lines += ["", "Not gated, for information: tests that pass on asyncio's loop and not "
+                  "on fastsock's, and why they are not required:", "",
+                  "| test | outcome | not required because | last line of its report |",
+                  "|---|---|---|---|", *ungated]
     return "\n".join(lines)
+
+
+def _last_line(o: Outcome) -> str:
+    last = (o.detail.strip().splitlines() or [""])[-1][:160]
+    return last.replace("|", "/")
 
 
 def render_excluded() -> str:
