@@ -607,6 +607,11 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc]
         super().close()
         self._timers.clear()
         self._fds.clear()
+        # Transports still open are dropped here: each warns with a
+        # ResourceWarning when it is collected, as asyncio's do.
+        self._live.clear()
+        self._stream_transports.clear()
+        self._empty_waiters.clear()
 
     # -------------------------------------------------------- transports
     def _make_socket_transport(self, sock: socket.socket, protocol: Any, waiter: Any = None, *,

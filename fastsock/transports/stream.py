@@ -592,9 +592,9 @@ class StreamTransport(BaseTransport, asyncio.Transport):
         # asyncio's ResourceWarning for a transport never closed (its loop was
         # closed under it, or it was dropped before connection_made)
         sock = getattr(self, "_sock", None)
-        if sock is not None and sock.fileno() >= 0 and not self._conn_lost:
+        if sock is not None and not self._conn_lost:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            sock.close()
+            sock.close()  # a no-op when the collector finalised the socket first
 
 
 TCPTransport = StreamTransport  # the name fastsock used before Unix sockets came in
