@@ -77,7 +77,7 @@ def test_redis_commands_pipeline_and_concurrency(aio: Any, redis_server: Any, us
             assert await client.get(prefix + "big") == big
             # many commands at once: the pool opens several connections
             await asyncio.gather(*(client.incr(prefix + "n") for _ in range(CONCURRENT_REQUESTS)))
-            assert int(await client.get(prefix + "n")) == CONCURRENT_REQUESTS
+            assert await client.get(prefix + "n") == str(CONCURRENT_REQUESTS).encode()
             async with client.pipeline(transaction=True) as pipe:
                 pipe.rpush(prefix + "list", *range(10))
                 pipe.lrange(prefix + "list", 0, -1)

@@ -470,7 +470,7 @@ def test_loop_start_tls_on_protocols(aio: Any, tls: Any) -> None:
             self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = transport
+            self.transport: Any = transport
 
         def data_received(self, data: bytes) -> None:
             self.data += data
@@ -502,6 +502,7 @@ def test_loop_start_tls_on_protocols(aio: Any, tls: Any) -> None:
             await asyncio.sleep(0)
             client_tls = await loop.start_tls(transport, client, client_ctx, server_hostname="localhost")
             server_tls = await server_upgrade
+            assert client_tls is not None and server_tls is not None
             assert client_tls is not transport and client_tls.get_extra_info("ssl_object") is not None
             client_tls.write(b"over tls")
             await asyncio.wait_for(peer.got.wait(), 5)
@@ -870,7 +871,12 @@ def test_fastsock_graceful_shutdown_ends_tls_connections_cleanly(tls: Any) -> No
     try:
         async def start() -> threading.Thread:
             server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls.server_context())
-            loop.add_shutdown_hook(lambda deadline: (server.close(), go.set()))
+
+            def on_shutdown(deadline: float) -> None:
+                server.close()
+                go.set()
+
+            loop.add_shutdown_hook(on_shutdown)
             connected = threading.Event()
             thread = threading.Thread(target=client, args=(server.sockets[0].getsockname()[1], connected))
             thread.start()
