@@ -24,24 +24,22 @@ import time
 from pathlib import Path
 
 from benchmarks import aio_loops, run
-from benchmarks.procs import HarnessError, ServerProcess, build_loadgen, free_port, run_loadgen
+from benchmarks.procs import ROOT, HarnessError, ServerProcess, build_loadgen, free_port, run_loadgen
 
 SAMPLE_RATE_HZ = 500         # py-spy samples per second (its default is 100)
 TOP = 25
 # py-spy's raw frame: "function (path/to/file.py:123)"; the line is dropped so
 # samples of one function add up
 FRAME_RE = re.compile(r"^(?P<fn>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
+# what is left of a path: asyncio/streams.py, fastsock/reactor/loop.py
+PREFIX_RE = re.compile(r"^.*?(site-packages/|/lib/python3\.\d+/|" + re.escape(str(ROOT)) + "/)")
 
 
 def frame_name(frame: str) -> str:
     m = FRAME_RE.match(frame.strip())
     if not m:
         return frame.strip()
-    path = m.group("file")
-    for marker in ("site-packages/", "lib/python3", "/work/main/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
+    path = PREFIX_RE.sub("", m.group("file"))
     return f"{m.group('fn')} ({path})"
 
 

@@ -510,3 +510,33 @@ def test_aio_tasks_rejects_unknown_loops() -> None:
     from benchmarks import aio_tasks
     with pytest.raises(SystemExit, match="unknown loop"):
         aio_tasks.main(["--loops", "asyncio,trio"])
+
+
+def test_aio_summary_sets_fastsock_against_uvloop_and_asyncio(tmp_path: Path) -> None:
+    from benchmarks import aio_summary
+
+    def echo(stem: str, sizes: dict[int, dict[str, tuple[float, float]]]) -> None:
+        cases = [{"size": size, "summary": {n: {"msgs_per_s": w, "msgs_per_cpu_s": c} for n, (w, c) in per.items()}}
+                 for size, per in sizes.items()]
+        (tmp_path / f"{stem}.json").write_text(json.dumps({"scenario": stem, "machine": {"commit": "abc"},
+                                                           "cases": cases}))
+    echo("aio-echo", {64: {"fastsock": (120, 240), "uvloop": (100, 200), "asyncio": (30, 60)}})
+    echo("tls-echo", {64: {"fastsock": (110, 190), "uvloop": (100, 200), "asyncio": (100, 100)}})
+    table = aio_summary.table(tmp_path)
+    row = next(ln for ln in table.splitlines() if ln.startswith("| Protocol echo"))
+    assert "| 1.1× | 1.20× | 1.20× | 4.00× | 4.00× | yes | `abc` |" in row
+    row = next(ln for ln in table.splitlines() if ln.startswith("| TLS echo, 64 B"))
+    assert "| 1.10× | 0.95× |" in row and "**no**" in row
+    assert "| streams echo (start_server), 64 B × 50 conns | 1.0× | not run |" in table
+
+
+def test_aio_profile_tallies_self_and_inclusive_samples() -> None:
+    from benchmarks import aio_profile
+    root = str(aio_profile.ROOT)
+    raw = (f"main ({root}/a.py:3);loop (/x/lib/python3.11/asyncio/base_events.py:10);write (b.py:7) 5\n"
+           f"main ({root}/a.py:4);loop (/x/lib/python3.11/asyncio/base_events.py:11) 3\n"
+           "garbage\n")
+    total, own, incl = aio_profile.tally(raw)
+    assert total == 8
+    assert own["write (b.py)"] == 5 and own["loop (asyncio/base_events.py)"] == 3
+    assert incl["main (a.py)"] == 8 and incl["loop (asyncio/base_events.py)"] == 8
