@@ -340,7 +340,8 @@ def _cap_support_timeouts() -> None:
         setattr(support, name, min(getattr(support, name), SUPPORT_TIMEOUT_CAP))
 
 
-def child_main(loop: str, module: str, out_path: str, done: set[str]) -> int:
+def child_main(loop: str, module: str, out_path: str, done: set[str],
+               only: set[str] | None = None) -> int:
     global _policy
     with open(out_path, "a", encoding="utf-8") as out:
         def emit(**record: Any) -> None:
@@ -356,7 +357,8 @@ def child_main(loop: str, module: str, out_path: str, done: set[str]) -> int:
             return 1
         loader = unittest.TestLoader()
         suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in classes)
-        tests = [t for t in _iter_tests(suite) if test_id(t) not in done]
+        tests = [t for t in _iter_tests(suite)
+                 if test_id(t) not in done and (only is None or test_id(t) in only)]
         emit(event="plan", ids=[test_id(t) for t in tests])
         result = _JsonResult(out)
         unittest.TestSuite(tests).run(result)
@@ -403,7 +405,8 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _run_child(loop: str, module: str, done: set[str], deadline: float,
-               results: dict[str, Outcome], plan: list[str]) -> tuple[str, str | None, str]:
+               results: dict[str, Outcome], plan: list[str],
+               only: set[str] | None) -> tuple[str, str | None, str]:
     """One child process. Returns (how it ended, test running at a kill, text).
 
     How it ended: "done", "exited" (crashed), "test-timeout", "idle-timeout"
@@ -418,6 +421,10 @@ def _run_child(loop: str, module: str, done: set[str], deadline: float,
         Path(out_path).touch()
         cmd = [sys.executable, __file__, "child", "--loop", loop, "--module", module,
                "--out", out_path, "--done", done_path]
+        if only is not None:
+            only_path = os.path.join(tmp, "only.json")
+            Path(only_path).write_text(json.dumps(sorted(only)))
+            cmd += ["--only", only_path]
         # cwd: the tests make temporary files (os_helper.TESTFN) in it.
         with open(err_path, "wb") as err:
             proc = subprocess.Popen(cmd, cwd=tmp, start_new_session=True,
@@ -485,8 +492,9 @@ def _run_child(loop: str, module: str, done: set[str], deadline: float,
                 _kill_group(proc)
 
 
-def run_module(module: str, loop: str) -> ModuleResult:
-    """Run one module's tests on one loop, each test under the watchdog."""
+def run_module(module: str, loop: str, only: set[str] | None = None) -> ModuleResult:
+    """Run one module's tests (or the ``only`` ones) on one loop, each test
+    under the watchdog."""
     started = time.monotonic()
     deadline = started + MODULES[module].budget
     results: dict[str, Outcome] = {}
@@ -495,7 +503,7 @@ def run_module(module: str, loop: str) -> ModuleResult:
     fatal = ""
     stalls = 0
     while True:
-        how, current, text = _run_child(loop, module, done, deadline, results, plan)
+        how, current, text = _run_child(loop, module, done, deadline, results, plan, only)
         if current is not None and current not in results:
             kind = TIMEOUT if how in ("test-timeout", "budget") else ERROR
             results[current] = Outcome(kind, text)
@@ -640,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     child.add_argument("--module", required=True, choices=list(MODULES))
     child.add_argument("--out", required=True)
     child.add_argument("--done", help="JSON list of test ids already run")
+    child.add_argument("--only", help="JSON list of the test ids to run")
     report = sub.add_parser("report", help="run the suite and update the docs page")
     report.add_argument("--loops", nargs="+", default=list(LOOPS_IN_REPORT))
     report.add_argument("--modules", nargs="+", default=list(MODULES))
@@ -647,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cmd == "child":
         done = set(json.loads(Path(args.done).read_text())) if args.done else set()
-        return child_main(args.loop, args.module, args.out, done)
+        only = set(json.loads(Path(args.only).read_text())) if args.only else None
+        return child_main(args.loop, args.module, args.out, done, only)
     results: dict[tuple[str, str], ModuleResult] = {}
     for module in args.modules:
         for loop in args.loops:

@@ -12,6 +12,8 @@ Update the docs table: ``.venv/bin/python tests/reactor/asyncio_suite_runner.py 
 """
 from __future__ import annotations
 
+import warnings
+
 import asyncio_suite_runner as runner
 import pytest
 
@@ -44,7 +46,8 @@ def references(module: str) -> list[runner.ModuleResult]:
 
 
 def _module_timeout(module: str) -> float:
-    loops = len(runner.MODULES[module].references) + 1
+    # the references, fastsock's loop, and the re-run of its failures
+    loops = len(runner.MODULES[module].references) + 2
     return loops * runner.MODULES[module].budget + TIMEOUT_MARGIN
 
 
@@ -68,6 +71,14 @@ def test_fastsock_passes_what_the_reference_loops_pass(module: str) -> None:
     assert not tested.fatal or tested.passed(), \
         f"fastsock's loop could not run {module}:\n{tested.fatal}"
     found = runner.regressions(refs, tested)
+    if found:
+        # Once more, alone and in a fresh process, as regrtest re-runs its
+        # failures: a test that passes then is reported as flaky, not failed.
+        again = runner.run_module(module, runner.LOOP_UNDER_TEST, only=set(found))
+        flaky = sorted(i for i in found if i in again.passed())
+        if flaky:
+            warnings.warn(f"{module}: failed on fastsock's loop, then passed alone: {flaky}")
+        found = {i: o for i, o in found.items() if i not in flaky}
     assert not found, (
         f"{len(found)} of {len(expected)} tests of {module} that pass on "
         f"{'+'.join(r.loop for r in refs)} do not pass on fastsock's loop:\n{_describe(found)}")
