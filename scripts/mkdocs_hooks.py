@@ -38,7 +38,7 @@ PUBLIC_NAMES_MARKER = "<!-- fastsock: public names -->"
 # .pyi stubs. Their pure-Python twins (_frame_py, _core_py) have the same API
 # and are left out.
 _MOUNTED_RE = "(" + "|".join(re.escape(m) for m in MOUNTED) + ")/"
-_ROLE_RE = re.compile(r":(?:func|class|mod|meth|attr|data|exc|obj|const):(?=<code>|<a )")
+_ROLE_RE = re.compile(r":(?:func|class|mod|meth|attr|data|exc|obj|const):(<code>|<a [^>]*>)(?:<code>)?~?")
 
 
 def public_modules() -> list[str]:
@@ -163,4 +163,5 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
 
 
 def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
-    return _ROLE_RE.sub("", html)
+    # ":func:`~a.b`" in a docstring renders as ":func:<code>~a.b</code>"
+    return _ROLE_RE.sub(lambda m: m.group(0)[m.group(0).index(":", 1) + 1:].replace("~", ""), html)
