@@ -1,7 +1,7 @@
 """The code in the how-to and migration guides runs against the current API.
 
-Every Python block of docs/howto/ and docs/migrate/ must compile (top-level
-``await`` allowed, as in the snippets). The blocks that define handlers are
+Every Python block of getting-started.md, docs/howto/ and docs/migrate/
+must compile (top-level ``await`` allowed, as in the snippets). The blocks that define handlers are
 executed: the how-to pages' own tests run, and each migration page's
 fastsock echo server answers both its fastsock client and the client of the
 library it migrates from, over loopback on asyncio.
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
-GUIDES = sorted([*DOCS.glob("howto/*.md"), *DOCS.glob("migrate/*.md")])
+GUIDES = sorted([DOCS / "getting-started.md", *DOCS.glob("howto/*.md"), *DOCS.glob("migrate/*.md")])
 
 pytestmark = pytest.mark.timeout(60)
 
