@@ -47,6 +47,8 @@ _EXPORTS: dict[str, str] = {
     "WebSocketServer": "fastsock.server",
     "serve": "fastsock.server",
     "connect": "fastsock.client",
+    # scale-out
+    "run_workers": "fastsock.workers",
 }
 
 __all__ = ["__version__", *_EXPORTS]

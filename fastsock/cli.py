@@ -257,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.pid is not None and (args.port or args.peer_port):
                 raise AppError("give --pid or --port/--peer-port, not both", EXIT_USAGE)
             return _stat(args)
+        if getattr(args, "workers", None) is not None:
+            from fastsock.apps._workers import run_app_workers
+            return run_app_workers(args)
         return int(args._run(args))
     except AppError as exc:
         sys.stderr.write(f"fastsock: error: {exc}\n")

@@ -539,19 +539,22 @@ class WebSocketServer:
 
 
 def serve(handler: Routes, host: str = "127.0.0.1", port: int = 0, *, reactor: Any,
-          backlog: int = 1024, reuse_port: bool = False, **kwargs: Any) -> WebSocketServer:
+          backlog: int = 1024, reuse_port: bool = False, sock: Any = None,
+          **kwargs: Any) -> WebSocketServer:
     """Listen for WebSocket connections on ``reactor``.
 
     ``handler`` is a :class:`WebSocketHandler` subclass (or any factory
     returning one), or a ``{path: factory}`` dict for routing (unknown paths
     get 404). Other keyword arguments go to :class:`ServerState`; limits go
-    in ``options=WebSocketOptions(...)``.
+    in ``options=WebSocketOptions(...)``. ``sock``: serve this listening
+    socket instead of binding ``host``:``port`` (e.g. a worker's, see
+    :mod:`fastsock.workers`).
     """
     from .transports.tcp import create_tcp_server
 
     state = ServerState(handler, reactor, **kwargs)
     tcp = create_tcp_server(reactor, state.protocol_factory, host, port,
-                            backlog=backlog, reuse_port=reuse_port)
+                            backlog=backlog, reuse_port=reuse_port, sock=sock)
     state.listener = tcp
     server = WebSocketServer(tcp, state)
     reactor.add_shutdown_hook(lambda deadline: server.close())

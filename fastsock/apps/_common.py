@@ -147,7 +147,13 @@ def format_address(host: str, port_: int) -> str:
 
 
 def ready(app: str, scheme: str, host: str, port_: int) -> None:
-    """Print the one line that tells tools the server accepts connections."""
+    """Print the one line that tells tools the server accepts connections
+    (a worker sends it to its supervisor, which prints it once for all)."""
+    from fastsock.workers import current
+    worker = current()
+    if worker is not None:
+        worker.ready(f"fastsock {app} listening on {scheme}://{format_address(host, port_)}")
+        return
     sys.stdout.write(f"fastsock {app} listening on {scheme}://{format_address(host, port_)}\n")
     sys.stdout.flush()
 
@@ -269,7 +275,9 @@ def _serve_fastsock(app: str, factory: ProtocolFactory, args: argparse.Namespace
     reactor = Reactor()
     try:
         try:
-            server = create_tcp_server(reactor, factory, host, args.port, backlog=args.backlog)
+            from fastsock.apps._workers import listen_socket
+            server = create_tcp_server(reactor, factory, host, args.port, backlog=args.backlog,
+                                       sock=listen_socket())
         except OSError as exc:
             raise bind_error(exc, host, args.port) from None
         bound_host, bound_port = server.addresses[0][:2]

@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from fastsock.apps._common import Connections, add_common_arguments, prepare, serve_tcp
+from fastsock.apps._workers import add_worker_arguments
 
 __all__ = ["DEFAULT_PORT", "DESCRIPTION", "EchoProtocol", "add_arguments", "run"]
 
@@ -55,6 +56,7 @@ class EchoProtocol:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, DEFAULT_PORT)
+    add_worker_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

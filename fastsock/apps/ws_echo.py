@@ -16,6 +16,7 @@ from fastsock.apps._common import (
     AppError, add_common_arguments, bind_error, prepare, ready, resolve_host,
 )
 from fastsock.apps._metrics import MetricsSetup, add_metrics_arguments
+from fastsock.apps._workers import add_worker_arguments, listen_socket
 from fastsock.websocket import WebSocketHandler, WebSocketOptions
 
 __all__ = ["DEFAULT_PORT", "DESCRIPTION", "EchoHandler", "add_arguments", "add_ws_arguments",
@@ -78,6 +79,7 @@ def add_ws_arguments(parser: argparse.ArgumentParser, default_port: int = DEFAUL
     group.add_argument("--slow-peer", choices=("pause", "drop", "disconnect"), default="pause",
                        help="what to do with a peer over --write-limit (default: %(default)s)")
     add_metrics_arguments(parser)
+    add_worker_arguments(parser)
 
 
 def options_from(args: argparse.Namespace) -> WebSocketOptions:
@@ -114,7 +116,7 @@ def serve_ws(app: str, handler: Any, args: argparse.Namespace, **kwargs: Any) ->
         if args.loop == "fastsock":
             from fastsock.server import run
             return run(handler, host, args.port, on_ready=on_ready, backlog=args.backlog,
-                       shutdown_timeout=args.shutdown_timeout, **kwargs)
+                       shutdown_timeout=args.shutdown_timeout, sock=listen_socket(), **kwargs)
         from fastsock.adapters.aio import run as aio_run
         if args.loop == "uvloop":
             try:

@@ -1,0 +1,66 @@
+"""``--workers N`` for the TCP and WebSocket apps (see :mod:`fastsock.workers`).
+
+The CLI calls :func:`run_app_workers` when ``--workers`` is given. In the
+supervisor it prints the app's ready line once every worker accepts; in a
+worker it runs the app itself, which then serves on the worker's inherited
+listener (:func:`listen_socket`) and reports ready through the worker
+(``_common.ready`` does that) instead of printing.
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from typing import Optional
+
+from fastsock.apps._common import EXIT_USAGE, AppError, prepare, resolve_host
+from fastsock.workers import Supervisor, current, run_workers
+
+__all__ = ["add_worker_arguments", "listen_socket", "run_app_workers"]
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"workers must be a number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"workers must be >= 0 (0 = one per core), got {value}")
+    return value
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("workers")
+    group.add_argument("--workers", type=_workers, default=None, metavar="N",
+                       help="run N worker processes on the port (SO_REUSEPORT), 0 = one per "
+                            "core; SIGHUP reloads them one by one (default: one process)")
+
+
+def listen_socket() -> Optional[socket.socket]:
+    """The listener this process must serve on when it is a worker, else None."""
+    worker = current()
+    return None if worker is None else worker.socket
+
+
+def run_app_workers(args: argparse.Namespace) -> int:
+    """Run ``args._run(args)`` in ``args.workers`` processes (the CLI's ``--workers``)."""
+    if getattr(args, "loop", "fastsock") != "fastsock":
+        raise AppError("--workers runs on fastsock's loop only (drop --loop)", EXIT_USAGE)
+    if getattr(args, "metrics_port", None) is not None:
+        raise AppError("--metrics-port cannot be shared by workers; use --metrics PATH "
+                       "(each worker answers for itself on the server port)", EXIT_USAGE)
+    if current() is None:
+        prepare(args)  # logging for the supervisor (each worker sets up its own)
+    _, host = resolve_host(args.host, args.port)
+
+    def announce(supervisor: Supervisor) -> None:
+        sys.stdout.write(supervisor.ready_line + "\n")
+        sys.stdout.flush()
+
+    try:
+        return run_workers(lambda worker: int(args._run(args)), args.workers, host=host,
+                           port=args.port, backlog=args.backlog,
+                           shutdown_timeout=args.shutdown_timeout, on_ready=announce)
+    except OSError as exc:
+        from fastsock.apps._common import bind_error
+        raise bind_error(exc, host, args.port) from None

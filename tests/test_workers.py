@@ -1,0 +1,226 @@
+"""fastsock.workers: N worker processes on one SO_REUSEPORT port, over real sockets.
+
+The supervisor runs as a subprocess (tests/workers_app.py, or the CLI with
+``--workers``); each worker answers a connection with its PID.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = Path(__file__).with_name("workers_app.py")
+START_TIMEOUT = 30.0
+CLI_READY = re.compile(r"^fastsock (\S+) listening on (\w+)://(\S+):(\d+)$")
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONUNBUFFERED="1",
+                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+
+def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        if sel.select(timeout):
+            return proc.stdout.readline().strip()
+        return ""
+    finally:
+        sel.close()
+
+
+@contextlib.contextmanager
+def supervisor(cmd: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Start a supervisor; yield it and its first stdout line; kill it (by PID) after."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = _first_line(proc, START_TIMEOUT)
+        assert line, f"no ready line; exit={proc.poll()}"
+        yield proc, line
+    finally:
+        children = []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            children = psutil.Process(proc.pid).children()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for child in children:   # its workers die with it (PDEATHSIG); make sure
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def pid_app(workers: int) -> contextlib.AbstractContextManager[tuple[subprocess.Popen[str], str]]:
+    return supervisor([sys.executable, str(APP), str(workers)])
+
+
+def port_of(line: str) -> int:
+    m = re.fullmatch(r"ready (\d+)", line)
+    assert m, line
+    return int(m.group(1))
+
+
+def ask_pid(port: int, timeout: float = 5.0) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(64)
+            if not chunk:
+                raise ConnectionResetError("closed before the PID line")
+            data += chunk
+    return int(data)
+
+
+def worker_pids(proc: subprocess.Popen[str]) -> set[int]:
+    return {c.pid for c in psutil.Process(proc.pid).children() if c.status() != psutil.STATUS_ZOMBIE}
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.mark.timeout(60)
+def test_two_workers_on_one_port_both_serve() -> None:
+    with pid_app(2) as (proc, line):
+        port = port_of(line)
+        pids = worker_pids(proc)
+        assert len(pids) == 2
+        seen: dict[int, int] = {}
+        for _ in range(60):   # the kernel spreads connections by 4-tuple hash
+            pid = ask_pid(port)
+            seen[pid] = seen.get(pid, 0) + 1
+        assert set(seen) == pids, f"connections went to {seen}, workers are {pids}"
+        assert min(seen.values()) >= 5, seen   # 60 connections: both get a real share
+
+
+@pytest.mark.timeout(60)
+def test_killed_worker_is_restarted_and_logged() -> None:
+    with pid_app(2) as (proc, line):
+        port = port_of(line)
+        before = worker_pids(proc)
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(worker_pids(proc) - before) == 1 and len(worker_pids(proc)) == 2,
+                 10, "a replacement worker")
+        replacement = (worker_pids(proc) - before).pop()
+        # The replacement serves: some connection reaches it (it shares the slot's queue).
+        seen = set()
+        deadline = time.monotonic() + 10
+        while replacement not in seen and time.monotonic() < deadline:
+            seen.add(ask_pid(port))
+        assert replacement in seen and victim not in seen
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert proc.stderr is not None
+        log = proc.stderr.read()
+        assert re.search(rf"worker \d: pid {victim} killed by SIGKILL; restarting in [\d.]+s", log), log
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_drains_every_worker_with_1001() -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    cmd = [sys.executable, "-m", "fastsock", "serve", "echo", "--workers", "2", "--port", "0",
+           "--shutdown-timeout", "3"]
+    with supervisor(cmd) as (proc, line):
+        m = CLI_READY.match(line)
+        assert m and m.group(1) == "echo", line
+        port = int(m.group(4))
+        workers = worker_pids(proc)
+        assert len(workers) == 2
+        with contextlib.ExitStack() as stack:
+            clients = [stack.enter_context(connect(f"ws://127.0.0.1:{port}/")) for _ in range(12)]
+            for i, ws in enumerate(clients):
+                ws.send(f"m{i}")
+                assert ws.recv(timeout=5) == f"m{i}"
+            # Every worker holds some of them (each client's server side is in one worker).
+            held = {c.pid for c in psutil.net_connections("tcp")
+                    if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED
+                    and c.pid in workers}
+            assert held == workers
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            for ws in clients:
+                with pytest.raises(ConnectionClosed) as info:
+                    ws.recv(timeout=5)
+                assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+            assert proc.wait(20) == 0
+            assert time.monotonic() - started < 3 + 2 + 1   # shutdown timeout + kill grace + slack
+        for pid in workers:
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+RELOADS = 3
+RELOAD_LOOP_MAX_CONNECTIONS = 50_000   # bound on the client loop
+RELOAD_LOOP_MAX_SECONDS = 90.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_sighup_rolling_reload_refuses_and_resets_nothing() -> None:
+    """A client connects in a loop through three rolling reloads of 2 workers:
+    every connection is accepted and answered, and every worker is replaced."""
+    with pid_app(2) as (proc, line):
+        port = port_of(line)
+        generations = [worker_pids(proc)]
+        failures: list[str] = []
+        served: dict[int, int] = {}
+        done = 0
+        started = time.monotonic()
+        reload_at = started + 0.3
+
+        def one() -> None:
+            nonlocal done
+            try:
+                pid = ask_pid(port)
+                served[pid] = served.get(pid, 0) + 1
+            except OSError as exc:   # refused, reset, or closed before the answer
+                failures.append(f"{type(exc).__name__}: {exc}")
+            done += 1
+
+        while len(generations) <= RELOADS:
+            assert done < RELOAD_LOOP_MAX_CONNECTIONS and time.monotonic() - started < RELOAD_LOOP_MAX_SECONDS
+            one()
+            if reload_at is not None and time.monotonic() >= reload_at:
+                proc.send_signal(signal.SIGHUP)
+                reload_at = None
+                previous = generations[-1]
+            if reload_at is None:
+                now_pids = worker_pids(proc)
+                # the reload is over when both workers are new and the old ones have gone
+                if len(now_pids) == 2 and not (now_pids & previous):
+                    generations.append(now_pids)
+                    reload_at = time.monotonic() + 0.3
+        for _ in range(200):  # and some after the last reload
+            one()
+        assert not failures, f"{len(failures)} of {done} connections failed: {failures[:5]}"
+        for a, b in zip(generations, generations[1:]):
+            assert not (a & b)
+        assert set(served) >= generations[-1]   # the last generation serves
+        assert len(set(served)) >= 2 * (RELOADS + 1) - 1, served  # every generation served some
+        print(f"\n{done} connections across {RELOADS} reloads, 0 failed; served by {len(served)} pids")
