@@ -143,6 +143,9 @@ class LimitsReport:
     conntrack_max: int | None        # net.netfilter.nf_conntrack_max, when loaded
     conntrack_count: int | None      # net.netfilter.nf_conntrack_count, when loaded
     fds_in_use: int | None           # descriptors open in this process now
+    # net.ipv4.tcp_migrate_req (Linux 5.14+): 1 moves the accept queue of a
+    # closing SO_REUSEPORT listener to another one instead of resetting it
+    tcp_migrate_req: int | None = None
     # The process the raise commands name; None for "the server's PID" (the
     # `limits` command reports on behalf of a server that is not running yet).
     pid: int | None = field(default_factory=os.getpid)
@@ -308,6 +311,7 @@ def limits(*, proc: str | None = None) -> LimitsReport:
         conntrack_max=sys_int("net.netfilter.nf_conntrack_max"),
         conntrack_count=sys_int("net.netfilter.nf_conntrack_count"),
         fds_in_use=_count_fds(root),
+        tcp_migrate_req=sys_int("net.ipv4.tcp_migrate_req"),
     )
 
 
@@ -339,6 +343,9 @@ def format_report(report: LimitsReport) -> str:
         ("fs.epoll.max_user_watches", _fmt(r.epoll_max_user_watches), "watched descriptors per user"),
         ("net.netfilter.nf_conntrack_max", _fmt(r.conntrack_max),
          f"tracked connections system-wide ({_fmt(r.conntrack_count)} now)"),
+        ("net.ipv4.tcp_migrate_req", _fmt(r.tcp_migrate_req),
+         "1: a closing SO_REUSEPORT listener hands its accept queue on (fastsock's "
+         "workers need not: docs/workers.md)"),
     ]
     w0 = max(len(row[0]) for row in rows)
     w1 = max(len(row[1]) for row in rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import resource
 
 import pytest
@@ -510,3 +511,21 @@ def test_the_package_still_exports_what_the_module_did():
                          timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
                              os.path.abspath(__file__)))))
     assert out.stdout.split() == ["False"], out.stderr
+
+
+def test_tcp_migrate_req_is_reported(tmp_path):
+    # fastsock.workers' rolling reload does not depend on it, but it decides
+    # whether a closing SO_REUSEPORT listener resets its accept queue
+    path = "/proc/sys/net/ipv4/tcp_migrate_req"
+    real = L.limits()
+    if os.path.exists(path):
+        assert real.tcp_migrate_req == int(open(path).read())
+    else:
+        assert real.tcp_migrate_req is None
+    ipv4 = tmp_path / "sys" / "net" / "ipv4"
+    ipv4.mkdir(parents=True)
+    (ipv4 / "tcp_migrate_req").write_text("1\n")
+    fake = L.limits(proc=str(tmp_path))
+    assert fake.tcp_migrate_req == 1
+    assert fake.as_dict()["tcp_migrate_req"] == 1
+    assert re.search(r"net\.ipv4\.tcp_migrate_req +1 ", format_report(fake))
