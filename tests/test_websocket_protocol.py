@@ -329,6 +329,21 @@ def test_broadcast_encodes_once_and_respects_slow_peer_policy() -> None:
     assert sent(td) == [(2, b"again")]
 
 
+def test_broadcast_of_an_encoded_frame_writes_it_as_is() -> None:
+    conns = [make() for _ in range(3)] + [make(client=True)]   # a client masks its own frame
+    big = "é" * 70_000                           # a 64-bit length header
+    for message in ("hi", b"\x00\x01", "x" * 300, big):
+        frame = encode_message(message)
+        assert broadcast([c[0] for c in conns], frame=frame) == 4
+        for ws, t, loop in conns:
+            loop.run_soon()
+            assert sent(t, client=ws._client)[-1] == (
+                1 if isinstance(message, str) else 2,
+                message.encode() if isinstance(message, str) else message)
+    with pytest.raises(TypeError):
+        broadcast([conns[0][0]])
+
+
 def test_broadcast_frames_to_one_peer_are_coalesced_per_turn() -> None:
     ws, t, loop = make()
     writes: list[int] = []

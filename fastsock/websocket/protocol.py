@@ -922,9 +922,20 @@ def check_handler(handler: Any) -> None:
                         f"super().__init__()") from None
 
 
-def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
+def _frame_message(frame: bytes) -> Data:
+    """The message of one unmasked frame built by :func:`encode_message`."""
+    n = frame[1] & 0x7F
+    payload = frame[2 + (2 if n == 126 else 8 if n == 127 else 0):]
+    return payload.decode() if frame[0] & 0x0F == 0x1 else payload
+
+
+def broadcast(connections: Iterable[WebSocketHandler], message: Optional[Data] = None, *,
+              frame: Optional[bytes] = None) -> int:
     """Encode ``message`` once and write the same frame to every open
-    server-side connection. Connections whose write buffer is over
+    server-side connection. With ``frame`` (the output of
+    :func:`encode_message`, e.g. received from another process by
+    :mod:`fastsock.pubsub`) that frame is written as it is and ``message``
+    may be omitted: nothing is decoded or encoded again. Connections whose write buffer is over
     ``write_limit`` follow their ``slow_peer`` policy (a dropped message is
     counted in their ``messages_dropped``). Client-side connections must mask
     each frame, so they get their own ``send``. Returns how many got it.
@@ -936,7 +947,10 @@ def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
     N scheduled callbacks.
     """
     started = time.perf_counter()
-    frame = encode_message(message)
+    if frame is None:
+        if message is None:
+            raise TypeError("broadcast() needs a message or a frame")
+        frame = encode_message(message)
     sent = 0
     conn: Optional[WebSocketHandler] = None
     for conn in connections:
@@ -946,7 +960,7 @@ def broadcast(connections: Iterable[WebSocketHandler], message: Data) -> int:
         if conn._state is not OPEN:
             continue
         if conn._client:
-            conn.send(message)
+            conn.send(message if message is not None else _frame_message(frame))
             sent += 1
             continue
         if conn._writing_paused:
