@@ -42,7 +42,7 @@ test: build sysdeps
 
 # The documentation site (mkdocs.yml) into site/; --strict as in the tests.
 docs: build
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 run: build
 	$(PY) -m fastsock serve demo
