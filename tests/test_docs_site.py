@@ -23,6 +23,8 @@ from fastsock.apps import APPS
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
+pytestmark = pytest.mark.timeout(300)   # the build takes seconds; the bound is for a hung plugin
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
