@@ -202,7 +202,7 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
     policy = support.maybe_get_event_loop_policy()
     watcher = policy.get_child_watcher() if policy is not None else None
     if isinstance(watcher, asyncio.ThreadedChildWatcher):
-        for thread in list(watcher._threads.values()):
+        for thread in list(watcher._threads.values()):  # type: ignore[attr-defined]
             thread.join(timeout=support.SHORT_TIMEOUT)
             if thread.is_alive():
                 raise RuntimeError(f"thread {thread} still alive: subprocess still running")
@@ -282,6 +282,9 @@ class _JsonResult(unittest.TestResult):
         self._emit(event="outcome", id=test_id(test), outcome=outcome,
                    detail=detail[-DETAIL_CHARS:], t=time.time())
 
+    def _format(self, err: Any, test: unittest.TestCase) -> str:
+        return self._exc_info_to_string(err, test)  # type: ignore[attr-defined,no-any-return]
+
     def startTest(self, test: unittest.TestCase) -> None:
         super().startTest(test)
         _ensure_policy(test)
@@ -294,11 +297,11 @@ class _JsonResult(unittest.TestResult):
 
     def addFailure(self, test: unittest.TestCase, err: Any) -> None:
         super().addFailure(test, err)
-        self._outcome(test, FAIL, self._exc_info_to_string(err, test))
+        self._outcome(test, FAIL, self._format(err, test))
 
     def addError(self, test: unittest.TestCase, err: Any) -> None:
         super().addError(test, err)
-        self._outcome(test, ERROR, self._exc_info_to_string(err, test))
+        self._outcome(test, ERROR, self._format(err, test))
 
     def addSkip(self, test: unittest.TestCase, reason: str) -> None:
         super().addSkip(test, reason)
@@ -318,7 +321,7 @@ class _JsonResult(unittest.TestResult):
             # Reported against the test itself: one failed subtest fails it.
             self._subtest_failed.add(test_id(test))
             kind = FAIL if issubclass(err[0], test.failureException) else ERROR
-            self._outcome(test, kind, f"{subtest}\n" + self._exc_info_to_string(err, test))
+            self._outcome(test, kind, f"{subtest}\n" + self._format(err, test))
 
 
 def _iter_tests(suite: unittest.TestSuite) -> Iterable[unittest.TestCase]:
