@@ -63,12 +63,14 @@ class EpollBackend:
         # poll_dispatch(timeout, fds, stale, failed) -> events, or None: the
         # loop then runs poll() and its own Python dispatch
         self.poll_dispatch: Any = None
+        # the compiled poller itself, which the compiled loop calls from C
+        self.poller: Any = None
         self._bind()
 
     def _bind(self) -> None:
         self.poll = self._ep.poll
-        poller = _EpollPoller
-        self.poll_dispatch = poller(self._ep).poll_dispatch if poller is not None else None
+        self.poller = _EpollPoller(self._ep) if _EpollPoller is not None else None
+        self.poll_dispatch = self.poller.poll_dispatch if self.poller is not None else None
 
     def fileno(self) -> int:
         return self._ep.fileno()

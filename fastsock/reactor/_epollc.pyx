@@ -15,14 +15,6 @@ from libc.stdint cimport uint32_t, uint64_t
 
 
 cdef extern from "sys/epoll.h" nogil:
-    ctypedef union epoll_data_t:
-        void* ptr
-        int fd
-        uint32_t u32
-        uint64_t u64
-    cdef struct epoll_event:
-        uint32_t events
-        epoll_data_t data
     int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
     int EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLPRI
 
@@ -57,11 +49,6 @@ cdef class EpollPoller:
     than SystemExit/KeyboardInterrupt, which propagate). ``epoll`` (the
     ``select.epoll`` the fd belongs to) is kept alive by the poller.
     """
-    cdef int epfd
-    cdef int maxevents
-    cdef epoll_event* events
-    cdef object epoll
-
     def __cinit__(self, epoll, int maxevents=1024):
         if maxevents < 1:
             raise ValueError("maxevents must be >= 1")
@@ -75,7 +62,7 @@ cdef class EpollPoller:
     def __dealloc__(self):
         PyMem_Free(self.events)
 
-    def poll_dispatch(self, double timeout, dict fds, stale, failed):
+    cpdef int poll_dispatch(self, double timeout, dict fds, object stale, object failed) except -1:
         cdef int ms, n, i, fd
         cdef uint32_t ev
         cdef list entry

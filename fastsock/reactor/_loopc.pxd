@@ -30,9 +30,14 @@ cdef class LoopCore:
     cdef public list _timers
     cdef public Py_ssize_t _timer_seq
     cdef public Py_ssize_t _cancelled_timers
-    # the poller: fd -> [reader, args, writer, args], and its compiled dispatch
+    # the poller: fd -> [reader, args, writer, args]; the compiled poller
+    # (an _epollc.EpollPoller, called from C) or a Python poll_dispatch
     cdef public dict _fds
+    cdef public object _poller
     cdef public object _poll_dispatch
+    # the loop's two callbacks for the dispatch, bound once
+    cdef public object _stale_cb
+    cdef public object _failed_cb
     # statistics
     cdef public unsigned long long _io_events
     cdef public unsigned long long _timers_run

@@ -22,6 +22,8 @@ asyncio's selector loop): the fields asyncio's code reads and writes
 cimport cython
 from libc.time cimport timespec
 
+from fastsock.reactor._epollc cimport EpollPoller
+
 import sys
 from asyncio import format_helpers as _format_helpers
 from asyncio.log import logger as _asyncio_logger
@@ -318,10 +320,13 @@ cdef class LoopCore:
         else:
             timeout = -1.0
 
-        if self._poll_dispatch is not None:
-            # compiled: epoll_wait into a C array and the dispatch (_epollc.pyx)
-            self._io_events += self._poll_dispatch(timeout, self._fds, self._stale_event,
-                                                   self._callback_failed)
+        if self._poller is not None:
+            # compiled: epoll_wait into a C array and the dispatch (_epollc.pyx), a C call
+            self._io_events += (<EpollPoller>self._poller).poll_dispatch(
+                timeout, self._fds, self._stale_cb, self._failed_cb)
+        elif self._poll_dispatch is not None:
+            self._io_events += self._poll_dispatch(timeout, self._fds, self._stale_cb,
+                                                   self._failed_cb)
         else:
             self._io_events += self._poll_python(timeout)
 
@@ -342,9 +347,10 @@ cdef class LoopCore:
             if self._debug:
                 self._run_ready_debug(ntodo)
             else:
+                popleft = ready.popleft
                 while ntodo:
                     ntodo -= 1
-                    handle = ready.popleft()
+                    handle = popleft()
                     if isinstance(handle, Handle):
                         if not (<Handle>handle)._cancelled:
                             (<Handle>handle)._run()

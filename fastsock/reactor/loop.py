@@ -319,11 +319,15 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc]
         self._backend = _make_backend(backend)
         self._poll = self._backend.poll
         self._poll_dispatch = getattr(self._backend, "poll_dispatch", None)
+        self._poller = getattr(self._backend, "poller", None)
         self._rmask = self._backend.READ
         self._wmask = self._backend.WRITE
         # fd -> [reader cb, reader args, writer cb, writer args]; args None = no args
         # (a plain call is cheaper than cb(*()) on the hot path)
         self._fds: dict[int, list[Any]] = {}
+        # the dispatch's callbacks, bound once rather than on every turn
+        self._stale_cb = self._stale_event
+        self._failed_cb = self._callback_failed
         self._timers: list[tuple[float, int, events.TimerHandle]] = []
         self._timer_seq = 0
         self._cancelled_timers = 0
@@ -490,6 +494,7 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc]
         })
         self._poll = self._backend.poll
         self._poll_dispatch = getattr(self._backend, "poll_dispatch", None)
+        self._poller = getattr(self._backend, "poller", None)
 
     # ------------------------------------------------------------- one turn
     def _poll_python(self, timeout: float) -> int:
