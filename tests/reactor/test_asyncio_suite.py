@@ -2,7 +2,8 @@
 
 For each test_asyncio module (see ``asyncio_suite_runner.MODULES``) the same
 tests run on asyncio's SelectorEventLoop, on uvloop and on
-``fastsock.new_event_loop()``, each loop in its own watched subprocess. A
+``fastsock.new_event_loop()`` (compiled, and pure with FASTSOCK_PURE=1),
+each loop in its own watched subprocess. A
 test that passes on the reference loops must pass on fastsock's loop, unless
 ``asyncio_suite_runner.EXCLUDED`` says why not. The reference results are
 computed in this run (once per session), never stored.
@@ -46,7 +47,8 @@ def references(module: str) -> list[runner.ModuleResult]:
 
 
 def _module_timeout(module: str) -> float:
-    # the references, fastsock's loop, and the re-run of its failures
+    # the references (run by whichever case comes first), the loop under
+    # test, and the re-run of its failures
     loops = len(runner.MODULES[module].references) + 2
     return loops * runner.MODULES[module].budget + TIMEOUT_MARGIN
 
@@ -60,28 +62,28 @@ def _describe(found: dict[str, runner.Outcome]) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("loop", runner.LOOPS_UNDER_TEST)
 @pytest.mark.parametrize("module", [
     pytest.param(m, marks=pytest.mark.timeout(_module_timeout(m))) for m in runner.MODULES])
-def test_fastsock_passes_what_the_reference_loops_pass(module: str) -> None:
+def test_fastsock_passes_what_the_reference_loops_pass(module: str, loop: str) -> None:
     refs = references(module)
     expected = runner.expected_passes(refs)
     # Otherwise this test could not fail.
     assert expected, f"no test of {module} passes on {'+'.join(r.loop for r in refs)}"
-    tested = result(module, runner.LOOP_UNDER_TEST)
-    assert not tested.fatal or tested.passed(), \
-        f"fastsock's loop could not run {module}:\n{tested.fatal}"
+    tested = result(module, loop)
+    assert not tested.fatal or tested.passed(), f"{loop} could not run {module}:\n{tested.fatal}"
     found = runner.regressions(refs, tested)
     if found:
         # Once more, alone and in a fresh process, as regrtest re-runs its
         # failures: a test that passes then is reported as flaky, not failed.
-        again = runner.run_module(module, runner.LOOP_UNDER_TEST, only=set(found))
+        again = runner.run_module(module, loop, only=set(found))
         flaky = sorted(i for i in found if i in again.passed())
         if flaky:
-            warnings.warn(f"{module}: failed on fastsock's loop, then passed alone: {flaky}")
+            warnings.warn(f"{module}: failed on {loop}, then passed alone: {flaky}")
         found = {i: o for i, o in found.items() if i not in flaky}
     assert not found, (
         f"{len(found)} of {len(expected)} tests of {module} that pass on "
-        f"{'+'.join(r.loop for r in refs)} do not pass on fastsock's loop:\n{_describe(found)}")
+        f"{'+'.join(r.loop for r in refs)} do not pass on {loop}:\n{_describe(found)}")
 
 
 @pytest.mark.slow
