@@ -141,6 +141,14 @@ def _server(factory: Callable[[], asyncio.AbstractEventLoop]) -> list[type]:
                       new_loop=_loop_method(factory))]
 
 
+def _subprocess(factory: Callable[[], asyncio.AbstractEventLoop]) -> list[type]:
+    from test.test_asyncio import test_subprocess as m
+    # Beyond the listed mixins: asyncio.create_subprocess_* end to end. setUp
+    # takes the loop from the policy; the ThreadedChildWatcher is asyncio's
+    # default (the other watchers test asyncio's watcher classes, not a loop).
+    return [_subclass("SubprocessTests", m.SubprocessThreadedWatcherTests)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Module:
     budget: float   # seconds one loop may spend on the whole module
@@ -164,6 +172,7 @@ MODULES: dict[str, Module] = {
     # their last check (srv.sockets == () after close) and "passes on both"
     # would check nothing: asyncio's loop alone is the reference.
     "test_server": Module(15.0, _server, references=("asyncio",)),
+    "test_subprocess": Module(40.0, _subprocess),
 }
 
 # Tests that pass on asyncio's loop and on uvloop but check a private detail
@@ -663,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--loops", nargs="+", default=list(LOOPS_IN_REPORT))
     report.add_argument("--modules", nargs="+", default=list(MODULES))
     report.add_argument("--no-write", action="store_true", help="print, do not edit the docs")
+    report.add_argument("--details", action="store_true",
+                        help="also print each test that did not pass, with its traceback's tail")
     args = parser.parse_args(argv)
     if args.cmd == "child":
         done = set(json.loads(Path(args.done).read_text())) if args.done else set()
@@ -672,7 +683,12 @@ def main(argv: list[str] | None = None) -> int:
     for module in args.modules:
         for loop in args.loops:
             r = results[(module, loop)] = run_module(module, loop)
-            print(f"{module:20} {loop:9} {r.seconds:6.1f}s {r.counts()}", file=sys.stderr)
+            print(f"{module:20} {loop:13} {r.seconds:6.1f}s {r.counts()}", file=sys.stderr)
+            if args.details:
+                for test, o in sorted(r.outcomes.items()):
+                    if o.outcome != PASS:
+                        tail = "\n    ".join(o.detail.strip().splitlines()[-6:])
+                        print(f"  {test}: {o.outcome}\n    {tail}", file=sys.stderr)
     print(render_results(results))
     if not args.no_write:
         write_doc(results)
