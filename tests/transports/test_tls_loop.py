@@ -647,6 +647,39 @@ def test_tls_shutdown_times_out_when_the_peer_never_answers(aio: Any, tls: Any) 
     aio.run(main(), timeout=20)
 
 
+@pytest.mark.timeout(30)
+def test_closed_tls_connection_frees_its_tls_state_without_gc(aio: Any, tls: Any) -> None:
+    """Once a TLS connection is closed nothing keeps its TLS state alive: no
+    reference cycle through the transport holds the SSL protocol (and its
+    256 KiB read buffer, its context, the application's protocol) until the
+    cyclic GC happens to run. CPython's test_ssl checks the same
+    (test_create_connection_memory_leak)."""
+    import gc
+    import weakref
+
+    server_ctx = tls.server_context()
+    client_ctx = tls.client_context()
+    context_ref = weakref.ref(client_ctx)
+
+    async def main(ctx: ssl.SSLContext) -> None:
+        server = await start_echo_server(server_ctx)
+        async with server.server:
+            reader, writer = await open_tls(server.port, ctx)
+            await echo(reader, writer, "then close")
+            await close(writer)
+        await asyncio.sleep(0.05)   # connection_lost callbacks have run
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        aio.run(main(client_ctx), timeout=20)
+        del client_ctx
+        assert context_ref() is None, "the closed connection's TLS state is still referenced"
+    finally:
+        if enabled:
+            gc.enable()
+
+
 # ------------------------------------------------------------------- load
 
 def _raise_nofile(needed: int) -> None:
