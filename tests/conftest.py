@@ -165,3 +165,93 @@ class TLSFixture:
 @pytest.fixture(scope="session")
 def tls() -> TLSFixture:
     return TLSFixture()   # trustme is in the test extra: no skip without it
+
+
+# ---------------------------------------------------------------------------
+# A plain-TCP redis-server per test that the test may stop and start again on
+# the same port (tests/pubsub/). Started on a free port, stopped by its PID.
+# tests/reactor/conftest.py keeps its session-wide TLS one.
+
+import shutil  # noqa: E402
+import socket as _socket  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REDIS_UP_TIMEOUT = 10.0     # seconds for redis-server to answer PING
+REDIS_DOWN_TIMEOUT = 5.0    # seconds between SIGTERM and SIGKILL
+
+
+def _redis_pings(port: int) -> bool:
+    try:
+        with _socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisProcess:
+    """``start()``/``stop()`` a redis-server on ``port`` (kept across restarts)."""
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if not self.port:
+            with _socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = int(s.getsockname()[1])
+        with open(self.workdir / "redis.log", "ab") as out:
+            self.proc = subprocess.Popen(
+                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
+                 "--loglevel", "warning"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + REDIS_UP_TIMEOUT
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if _redis_pings(self.port):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not start: {(self.workdir / 'redis.log').read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()          # SIGTERM to this PID only
+            try:
+                proc.wait(REDIS_DOWN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server binary: scripts/ensure-system-deps.sh installs Debian's "
+                    "redis-server, which needs root and apt-get")
+    server = RedisProcess(binary, tmp_path)
+    last: Exception | None = None
+    for _ in range(3):          # the free port can be taken between probe and bind
+        try:
+            server.start()
+            break
+        except RuntimeError as exc:
+            server.port = 0
+            last = exc
+    else:
+        raise RuntimeError("redis-server failed 3 times") from last
+    try:
+        yield server
+    finally:
+        server.stop()

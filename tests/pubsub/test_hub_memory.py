@@ -1,0 +1,116 @@
+"""fastsock.pubsub's in-process hub, over real WebSocket connections on
+127.0.0.1 (fastsock's reactor and asyncio's loop)."""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Iterator
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+import fastsock.pubsub.memory as memory
+from fastsock.pubsub import MemoryHub, create_hub
+from hub_app import Commands
+from test_websocket_helpers import ServerThread
+
+RECV = 5.0
+
+
+@contextlib.contextmanager
+def hub_server(loop: str = "fastsock") -> Iterator[tuple[ServerThread, MemoryHub]]:
+    hub = MemoryHub()
+    with ServerThread(lambda: Commands(hub), loop=loop) as srv:
+        srv.call(hub.start, srv.loop)
+        yield srv, hub
+
+
+def client(srv: ServerThread, stack: contextlib.ExitStack) -> ClientConnection:
+    return stack.enter_context(connect(f"ws://127.0.0.1:{srv.port}/"))
+
+
+def ask(ws: ClientConnection, command: str) -> Any:
+    ws.send(command)
+    return ws.recv(timeout=RECV)
+
+
+def nothing_pending(ws: ClientConnection) -> bool:
+    with contextlib.suppress(TimeoutError):
+        ws.recv(timeout=0.2)
+        return False
+    return True
+
+
+@pytest.mark.parametrize("loop", ["fastsock", "asyncio"])
+def test_topics_publish_unsubscribe_presence_and_close(loop: str) -> None:
+    with hub_server(loop) as (srv, hub), contextlib.ExitStack() as stack:
+        a, b, c = (client(srv, stack) for _ in range(3))
+        assert ask(a, "sub news") == "subscribed news"
+        assert ask(b, "sub news") == "subscribed news"
+        assert ask(c, "sub sport") == "subscribed sport"
+        assert ask(c, "presence news") == "presence news 2"
+        c.send("pub news hello")                      # c is not subscribed: it gets only the reply
+        assert c.recv(timeout=RECV) == "published 2"
+        assert a.recv(timeout=RECV) == "hello" and b.recv(timeout=RECV) == "hello"
+        c.send("pubbin news raw")                     # the type is kept
+        assert c.recv(timeout=RECV) == "published 2"
+        assert a.recv(timeout=RECV) == b"raw" and b.recv(timeout=RECV) == b"raw"
+        assert ask(b, "unsub news") == "unsubscribed news"
+        c.send("pub news again")
+        assert c.recv(timeout=RECV) == "published 1"
+        assert a.recv(timeout=RECV) == "again"
+        assert nothing_pending(b)
+        a.close()                                     # on_close: unsubscribe(self)
+        deadline = time.monotonic() + RECV
+        while srv.call(hub.local_presence, "news") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ask(c, "presence news") == "presence news 0"
+        assert srv.call(hub.topics) == frozenset({"sport"})
+
+
+def test_send_to_one_connection_by_id() -> None:
+    with hub_server() as (srv, hub), contextlib.ExitStack() as stack:
+        a, b = client(srv, stack), client(srv, stack)
+        b_id = ask(b, "id").split()[1]
+        assert b_id.startswith(hub.node_id + "-")
+        assert ask(a, f"to {b_id} psst") == "sent True"
+        assert b.recv(timeout=RECV) == "psst"
+        assert nothing_pending(a)
+        b.close()
+        deadline = time.monotonic() + RECV
+        while ask(a, f"to {b_id} late") != "sent False":   # its id is forgotten on close
+            assert time.monotonic() < deadline
+
+
+def test_a_publish_encodes_the_frame_once_for_every_subscriber(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    real = memory.encode_message
+
+    def counting(message: Any) -> bytes:
+        calls.append(message)
+        return real(message)
+
+    monkeypatch.setattr(memory, "encode_message", counting)
+    n = 20
+    with hub_server() as (srv, hub), contextlib.ExitStack() as stack:
+        clients = [client(srv, stack) for _ in range(n)]
+        for ws in clients:
+            assert ask(ws, "sub all") == "subscribed all"
+        calls.clear()
+        assert srv.call(hub.publish, "all", "x" * 300) == n
+        assert calls == ["x" * 300]
+        for ws in clients:
+            assert ws.recv(timeout=RECV) == "x" * 300
+        snap = srv.call(hub.snapshot)
+        assert snap["delivered"] == n and snap["subscriptions"] == n and snap["topics"] == 1
+
+
+def test_create_hub_urls() -> None:
+    assert type(create_hub()) is MemoryHub
+    assert type(create_hub("memory://")) is MemoryHub
+    from fastsock.pubsub.redis import RedisHub
+    assert isinstance(create_hub("redis://127.0.0.1:1"), RedisHub)
+    with pytest.raises(ValueError, match="unknown pub/sub URL"):
+        create_hub("kafka://x")
+    with pytest.raises(ValueError, match="not a connection id"):
+        MemoryHub().send_to("abc-def", "x")
