@@ -308,6 +308,17 @@ class _FdTableSelector(BaseSelector):
         self._loop._backend.close()
 
 
+def _outermost(transport: Any) -> Any:
+    """The transport the application writes to: asyncio's TLS transport when
+    ``transport`` carries TLS (an SSLProtocol on top of it), else ``transport``."""
+    protocol = transport.get_protocol()
+    if isinstance(protocol, sslproto.SSLProtocol):
+        app = protocol._app_transport
+        if app is not None and not app.is_closing():
+            return app
+    return transport
+
+
 class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc]
     """fastsock's event loop: asyncio's contract on an epoll reactor.
 
@@ -777,12 +788,15 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc]
             except BaseException as exc:
                 self._callback_failed(hook, exc)
         for transport in list(self._live):
+            # a TLS connection closes through asyncio's TLS transport on top
+            # of ours: what the TLS layer holds is flushed, then close_notify
+            target = _outermost(transport)
             try:
-                transport.close()
+                target.close()
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self._callback_failed(transport.close, exc)
+                self._callback_failed(target.close, exc)
         self._shutdown_timer = self.call_at(deadline, self._finish_shutdown)
         if not self._live:
             self.call_soon(self._finish_shutdown)

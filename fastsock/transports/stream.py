@@ -29,7 +29,8 @@ from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from asyncio import constants as _aio_constants
+from asyncio import constants as _aio_constants, trsock
+from asyncio.transports import _FlowControlMixin
 from .._switch import compiled
 from .base import BaseTransport, is_buffered_protocol
 
@@ -111,7 +112,7 @@ def _set_nodelay(sock: socket.socket) -> None:
             pass  # e.g. the peer already reset the connection
 
 
-class StreamTransport(BaseTransport, asyncio.Transport):
+class StreamTransport(BaseTransport, _FlowControlMixin):
     """A connected stream socket driven by the loop (asyncio's ``Transport``)."""
 
     # what asyncio's loop checks before start_tls() and sendfile()
@@ -121,10 +122,8 @@ class StreamTransport(BaseTransport, asyncio.Transport):
     def __init__(self, reactor: Reactor, sock: socket.socket, protocol: Any,
                  extra: dict[str, Any] | None = None, *,
                  server: Any = None, waiter: Any = None) -> None:
-        if extra is None:
-            extra = {}
-        extra["socket"] = sock
         super().__init__(reactor, protocol, extra)
+        self._loop = reactor  # asyncio's name (its sendfile fallback reads it)
         self._sock = sock
         self._fd = sock.fileno()
         # bound once: these run for every message. The compiled SockIO makes
@@ -220,9 +219,15 @@ class StreamTransport(BaseTransport, asyncio.Transport):
             return self._extra[name]
         except KeyError:
             pass
-        if name in ("sockname", "peername") and self._sock is not None and self._sock.fileno() >= 0:
+        sock = self._sock
+        if name == "socket":
+            # asyncio's wrapper: the socket's options and names, but no
+            # recv/send/close that would go behind the loop's back
+            wrapped = self._extra["socket"] = trsock.TransportSocket(sock)
+            return wrapped
+        if name in ("sockname", "peername") and sock is not None and sock.fileno() >= 0:
             try:
-                value = self._sock.getsockname() if name == "sockname" else self._sock.getpeername()
+                value = sock.getsockname() if name == "sockname" else sock.getpeername()
             except OSError:
                 return default
             self._extra[name] = value
@@ -550,6 +555,12 @@ class StreamTransport(BaseTransport, asyncio.Transport):
             self._io = _CLOSED_IO
             if self._fast is not None:
                 self._fast.detach()
+            # as asyncio does: the transport refers to itself (bound methods
+            # in _read_ready), so while it held the protocol a closed TLS
+            # connection's SSLProtocol, 256 KiB buffer and context would wait
+            # for the cyclic GC
+            self._protocol = None
+            self._data_received = _unset
             reactor._untrack(self)
             if reactor._stream_transports.get(self._fd) is self:
                 del reactor._stream_transports[self._fd]
@@ -579,10 +590,20 @@ class StreamTransport(BaseTransport, asyncio.Transport):
             waiters[self] = waiter
         else:
             waiter.set_result(None)
+        # os.sendfile writes to the socket until _reset_empty_waiter: a write
+        # now would interleave with the file's bytes (asyncio refuses it too)
+        self.write = self.writelines = _refuse_during_sendfile  # type: ignore[method-assign,assignment]
         return waiter
 
     def _reset_empty_waiter(self) -> None:
         self._reactor._empty_waiters.pop(self, None)
+        fast = self._fast
+        if fast is not None:
+            self.write = fast.write  # type: ignore[method-assign]
+            self.writelines = fast.writelines  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("write", None)
+            self.__dict__.pop("writelines", None)
 
     def __repr__(self) -> str:
         state = "closed" if self._conn_lost else ("closing" if self._closing else "open")
@@ -598,6 +619,10 @@ class StreamTransport(BaseTransport, asyncio.Transport):
 
 
 TCPTransport = StreamTransport  # the name fastsock used before Unix sockets came in
+
+
+def _refuse_during_sendfile(data: Any) -> None:
+    raise RuntimeError("unable to write; sendfile is in progress")
 
 
 def _resolve_empty_waiter(waiter: Any, exc: BaseException | None) -> None:
