@@ -9,6 +9,7 @@ listener (:func:`listen_socket`) and reports ready through the worker
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
 import sys
 from typing import Optional
@@ -17,6 +18,8 @@ from fastsock.apps._common import EXIT_USAGE, AppError, prepare, resolve_host
 from fastsock.workers import Supervisor, current, run_workers
 
 __all__ = ["add_worker_arguments", "listen_socket", "run_app_workers"]
+
+log = logging.getLogger("fastsock.serve")
 
 
 def _workers(text: str) -> int:
@@ -51,6 +54,10 @@ def run_app_workers(args: argparse.Namespace) -> int:
                        "(each worker answers for itself on the server port)", EXIT_USAGE)
     if current() is None:
         prepare(args)  # logging for the supervisor (each worker sets up its own)
+        if hasattr(args, "pubsub") and args.pubsub is None and args.workers != 1:
+            log.warning("each worker has its own in-process hub, so messages reach only the "
+                        "clients of the worker they arrive at; share them with "
+                        "--pubsub redis://HOST:PORT")
     _, host = resolve_host(args.host, args.port)
 
     def announce(supervisor: Supervisor) -> None:

@@ -10,7 +10,7 @@ holds what the other WebSocket apps share: :func:`add_ws_arguments` and
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Callable, Optional
 
 from fastsock.apps._common import (
     AppError, add_common_arguments, bind_error, prepare, ready, resolve_host,
@@ -90,9 +90,11 @@ def options_from(args: argparse.Namespace) -> WebSocketOptions:
                             slow_peer=args.slow_peer)
 
 
-def serve_ws(app: str, handler: Any, args: argparse.Namespace, **kwargs: Any) -> int:
+def serve_ws(app: str, handler: Any, args: argparse.Namespace, *,
+             on_start: Optional[Callable[[Any], None]] = None, **kwargs: Any) -> int:
     """Run a WebSocket server for an app on ``args.loop`` until SIGINT/SIGTERM;
-    print the ready line; close every connection with 1001 on the way out."""
+    print the ready line; close every connection with 1001 on the way out.
+    ``on_start(server)`` runs once it listens (e.g. to start a hub on its loop)."""
     prepare(args)
     _, host = resolve_host(args.host, args.port)
     kwargs.setdefault("options", options_from(args))
@@ -110,6 +112,8 @@ def serve_ws(app: str, handler: Any, args: argparse.Namespace, **kwargs: Any) ->
         if metrics.metrics is not None:
             metrics.metrics.add_server(server)
             metrics.start(app, server.state.loop, (bound_host, bound_port))
+        if on_start is not None:
+            on_start(server)
         ready(app, "ws", bound_host, bound_port)
 
     try:
