@@ -26,6 +26,7 @@ from fastsock.reactor._epollc cimport EpollPoller
 
 import sys
 from asyncio import format_helpers as _format_helpers
+from asyncio.futures import Future as _Future
 from asyncio.log import logger as _asyncio_logger
 from collections import deque
 from heapq import heappop, heappush, heapify
@@ -222,6 +223,13 @@ cdef class LoopCore:
     def time(self):
         """The loop's clock: ``time.monotonic()``."""
         return _now()
+
+    def get_debug(self):
+        return self._debug
+
+    def create_future(self):
+        """asyncio's C ``Future`` on this loop (every await of a stream makes one)."""
+        return _Future(loop=self)
 
     # ----------------------------------------------------------- callbacks
     def call_soon(self, callback, *args, context=None):
