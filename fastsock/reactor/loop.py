@@ -38,6 +38,7 @@ import errno
 import heapq
 import logging
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -267,6 +268,9 @@ class _PyLoopCore:
 # The compiled core unless it is not built or FASTSOCK_PURE=1.
 _loopc = compiled("._loopc", __package__)
 _LoopCore: Any = _loopc.LoopCore if _loopc is not None else _PyLoopCore
+# TLS: the compiled record path (fastsock/transports/_tls.pyx) or asyncio's own
+_tls = compiled("fastsock.transports._tls")
+_SSLProtocol: Any = _tls.SSLProtocol if _tls is not None else sslproto.SSLProtocol
 _Handle: Any = _loopc.Handle if _loopc is not None else events.Handle
 IMPLEMENTATION = "python" if _LoopCore is _PyLoopCore else "cython"
 
@@ -643,11 +647,41 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc]
                             ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
                             ) -> Any:
         from ..transports.stream import StreamTransport
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = _SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]
+            ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
         StreamTransport(self, rawsock, ssl_protocol, extra, server=server)
+        return ssl_protocol._app_transport
+
+    async def start_tls(self, transport: Any, protocol: Any, sslcontext: ssl.SSLContext, *,
+                        server_side: bool = False, server_hostname: str | None = None,
+                        ssl_handshake_timeout: float | None = None,
+                        ssl_shutdown_timeout: float | None = None) -> Any:
+        """asyncio's ``start_tls``, with fastsock's compiled TLS protocol."""
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(f"sslcontext is expected to be an instance of ssl.SSLContext, "
+                            f"got {sslcontext!r}")
+        if not getattr(transport, "_start_tls_compatible", False):
+            raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        waiter = self.create_future()
+        ssl_protocol = _SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout, call_connection_made=False)
+        # paused first, so that no data reaches the TLS protocol before its
+        # connection_made runs
+        transport.pause_reading()
+        transport.set_protocol(ssl_protocol)
+        conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
+        resume_cb = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            conmade_cb.cancel()
+            resume_cb.cancel()
+            raise
         return ssl_protocol._app_transport
 
     def _make_datagram_transport(self, sock: socket.socket, protocol: Any, address: Any = None,

@@ -550,6 +550,7 @@ class StreamTransport(BaseTransport, _FlowControlMixin):
                 "transport": self, "protocol": self._protocol,
             })
         finally:
+            _keep_names(self._sock, self._extra)
             self._sock.close()
             # the fd number may be reused at once: nothing may touch it now
             self._io = _CLOSED_IO
@@ -619,6 +620,18 @@ class StreamTransport(BaseTransport, _FlowControlMixin):
 
 
 TCPTransport = StreamTransport  # the name fastsock used before Unix sockets came in
+
+
+def _keep_names(sock: socket.socket, extra: dict[str, Any]) -> None:
+    """Read the socket's names before it closes: asyncio's transports answer
+    get_extra_info("sockname"/"peername") after close, having read them at
+    creation; fastsock reads them on first use, so at the latest here."""
+    for name, read in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
+        if name not in extra:
+            try:
+                extra[name] = read()
+            except OSError:
+                pass  # e.g. ENOTCONN after a reset
 
 
 def _refuse_during_sendfile(data: Any) -> None:
