@@ -322,6 +322,45 @@ def test_buffered_protocol_reads_into_its_own_buffer(any_reactor):
     assert b"".join(protos[0].chunks) == msg
 
 
+class BrokenBuffered(BufferedProtocol):
+    """A BufferedProtocol that fails the way it is told: in get_buffer, with
+    an empty buffer, or in buffer_updated."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+        self.buf = bytearray(16)
+        self.lost: list[BaseException | None] = []
+
+    def get_buffer(self, sizehint):
+        if self.how == "get_buffer":
+            raise ValueError("no buffer today")
+        return bytearray() if self.how == "empty" else self.buf
+
+    def buffer_updated(self, nbytes):
+        raise KeyError("cannot take it")
+
+    def connection_lost(self, exc):
+        self.lost.append(exc)
+
+
+@pytest.mark.parametrize("how,error", [("get_buffer", ValueError), ("empty", RuntimeError),
+                                       ("updated", KeyError)])
+def test_a_failing_buffered_protocol_aborts_its_connection_only(reactor, how, error):
+    broken: list[BrokenBuffered] = []
+    bad_server, bad_addr = serve(reactor, lambda: broken.append(BrokenBuffered(how)) or broken[-1])
+    good_server, good_addr = serve(reactor, lambda: BufferedEcho())
+    bt, bc = connect(reactor, Recorder, bad_addr)
+    gt, gc = connect(reactor, Recorder, good_addr)
+    bt.write(b"boom")
+    # the error reaches the handler and the connection is aborted...
+    assert reactor.run_until(lambda: "lost" in bc.events, timeout=10)
+    assert len(broken[0].lost) == 1 and isinstance(broken[0].lost[0], error)
+    assert any(isinstance(c.get("exception"), error) for c in reactor.errors)
+    # ...while the other server's connection goes on
+    gt.write(b"fine")
+    assert reactor.run_until(lambda: bytes(gc.data) == b"fine", timeout=10)
+
+
 def test_many_connections(reactor):
     server, addr = serve(reactor, lambda: Recorder(echo=True), backlog=1024)
     n = 500

@@ -34,6 +34,7 @@ cdef extern from "sys/socket.h":
     int MSG_NOSIGNAL
 
 from libc.string cimport memset
+from os import strerror as _strerror
 
 from fastsock._receive cimport ChunkReceiver
 from fastsock._send cimport ChunkWriter
@@ -230,6 +231,53 @@ cdef class StreamFastPath(ChunkWriter):
             PyErr_SetFromErrno(OSError)
         except OSError as exc:
             transport._fatal_error(exc, "Fatal read error on socket transport")
+
+    def read_ready_buffered(self):
+        """``read_ready`` for a ``BufferedProtocol`` (asyncio's TLS protocol is
+        one): receive straight into the buffer its ``get_buffer`` returns,
+        then ``buffer_updated(n)``, as the transport's Python path does."""
+        cdef Py_buffer view
+        cdef ssize_t n
+        cdef int err
+        if self.fd < 0:
+            return
+        transport = self.transport
+        protocol = transport._protocol
+        try:
+            buf = protocol.get_buffer(-1)
+            PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            transport._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return
+        if view.len == 0:
+            PyBuffer_Release(&view)
+            transport._fatal_error(RuntimeError("get_buffer() returned an empty buffer"),
+                                   "Fatal error: protocol.get_buffer() call failed.")
+            return
+        while True:
+            n = c_recv(self.fd, view.buf, <size_t>view.len, 0)
+            if n >= 0 or errno != EINTR:
+                break
+        err = errno
+        PyBuffer_Release(&view)
+        if n > 0:
+            self.bytes_received += <unsigned long long>n
+            try:
+                protocol.buffer_updated(n)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                transport._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+            return
+        if n == 0:
+            transport._read_eof()
+            return
+        if err == EAGAIN or err == EWOULDBLOCK:
+            return
+        # OSError picks the subclass from the number (ConnectionResetError...)
+        transport._fatal_error(OSError(err, _strerror(err)), "Fatal read error on socket transport")
 
     cdef int _after_send(self, ssize_t n, Py_ssize_t total, object data, bint gathered) except -1:
         # What a send()/sendmsg() of ``total`` bytes returned (errno still

@@ -201,6 +201,7 @@ class StreamTransport(BaseTransport, _FlowControlMixin):
             read_ready = self._read_ready_buffered
             if fast is not None:
                 fast.receiver = None
+                read_ready = fast.read_ready_buffered  # the same, in C
         else:
             # bound once: data_received is the hottest call there is
             self._data_received = getattr(protocol, "data_received", _unset)
