@@ -166,7 +166,7 @@ def test_a_closed_loop_refuses_work() -> None:
 
 def test_the_compiled_core_is_in_use_unless_switched_off() -> None:
     # The switch is fastsock/_switch.py; the pure core is tested through the
-    # whole suite with FASTSOCK_PURE=1 (tests/test_reactor.py runs both backends).
+    # whole suite with FASTSOCK_PURE=1 (tests/reactor/test_reactor_loop.py runs both backends).
     from fastsock import _switch
     expected = "python" if _switch.PURE or _switch.compiled("fastsock.reactor._loopc") is None else "cython"
     assert loop_module.IMPLEMENTATION == expected
