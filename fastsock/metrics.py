@@ -40,7 +40,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from .server import ServerState, default_http_handler
 from .websocket.handshake import Request, Response
 
-__all__ = ["DEFAULT_PATH", "NAMESPACE", "FastsockCollector", "Metrics", "merge_stats"]
+__all__ = ["DEFAULT_PATH", "NAMESPACE", "FastsockCollector", "LabelledCollector", "Metrics",
+           "merge_stats"]
 
 NAMESPACE = "fastsock"
 DEFAULT_PATH = "/metrics"
@@ -212,6 +213,25 @@ class FastsockCollector(Collector):
         yield from (datagrams, sizes, drops, errors)
 
 
+class LabelledCollector(Collector):
+    """Another collector's metrics with constant labels added to every sample,
+    e.g. ``worker="2"`` in a worker process, so that each worker's counters
+    are series of their own and never seem to go backwards."""
+
+    def __init__(self, inner: Collector, labels: dict[str, str]) -> None:
+        self.inner = inner
+        self.labels = dict(labels)
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.inner.collect():
+            metric.samples = [s._replace(labels={**s.labels, **self.labels})
+                              for s in metric.samples]
+            yield metric
+
+
 class Metrics:
     """A registry with fastsock's collector (and the process's CPU, memory and
     descriptors), plus the two ways to serve it: :meth:`http_handler` on a
@@ -219,16 +239,19 @@ class Metrics:
 
     ``registry``: register into an existing one (e.g. prometheus_client's
     global ``REGISTRY``) instead of a private one; ``process``: add the
-    ``process_*`` metrics (skip it when the registry already has them).
+    ``process_*`` metrics (skip it when the registry already has them);
+    ``labels``: constant labels on every sample (``{"worker": "0"}``).
     """
 
     def __init__(self, registry: Optional[CollectorRegistry] = None, *,
-                 process: bool = True) -> None:
+                 process: bool = True, labels: Optional[dict[str, str]] = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.collector = FastsockCollector()
-        self.registry.register(self.collector)
+        collectors: list[Collector] = [self.collector]
         if process:
-            ProcessCollector(registry=self.registry)
+            collectors.append(ProcessCollector(registry=None))
+        for collector in collectors:
+            self.registry.register(LabelledCollector(collector, labels) if labels else collector)
         self._listeners: list[Any] = []
 
     def add_server(self, server: StatsSource) -> None:

@@ -500,3 +500,34 @@ def test_cli_udp_metrics_need_a_port_and_the_fastsock_loop() -> None:
                                *extra], cwd=ROOT, capture_output=True, text=True, timeout=30)
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith("fastsock: error: --metrics"), done.stderr
+
+
+def test_constant_labels_mark_every_sample() -> None:
+    metrics = Metrics(labels={"worker": "3"})
+    metrics.add_server(ServerState(Echo, FakeClock()))
+    body, _ = metrics.render()
+    families = list(text_string_to_metric_families(body.decode()))
+    assert {f.name for f in families} >= {"fastsock_connections", "process_cpu_seconds"}
+    for family in families:
+        for sample in family.samples:
+            assert sample.labels.get("worker") == "3", sample
+
+
+def test_cli_workers_label_their_numbers() -> None:
+    """With --workers, a scrape on the shared port reaches one worker: each
+    labels its series worker="N", so no counter seems to go backwards."""
+    proc, port = _serve("--workers", "2", "--metrics", "/metrics")
+    try:
+        seen: dict[str, list[float]] = {}
+        deadline = time.monotonic() + 20
+        while len(seen) < 2 or min(map(len, seen.values())) < 2:
+            assert time.monotonic() < deadline, seen
+            got = scrape(port)
+            (key,) = [k for k in got if k.startswith("fastsock_http_requests_total")]
+            seen.setdefault(key, []).append(got[key])
+        assert set(seen) == {'fastsock_http_requests_total{worker="0"}',
+                             'fastsock_http_requests_total{worker="1"}'}
+        for values in seen.values():
+            assert values == sorted(values)
+    finally:
+        _stop(proc)

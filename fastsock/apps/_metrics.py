@@ -70,7 +70,12 @@ class MetricsSetup:
         except ImportError as exc:
             raise AppError(f"--metrics needs prometheus-client ({exc}): "
                            f"pip install 'fastsock[metrics]'") from None
-        self.metrics = Metrics()
+        from fastsock.workers import current
+        worker = current()
+        # In a worker (--workers N) a scrape reaches whichever worker the
+        # kernel picks: label its numbers so each worker's are series of
+        # their own (docs/metrics.md, "Several processes").
+        self.metrics = Metrics(labels=None if worker is None else {"worker": str(worker.index)})
         if metrics_port is not None:
             try:
                 self.sock = Metrics.bind(host, metrics_port)
