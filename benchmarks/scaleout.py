@@ -1,0 +1,213 @@
+"""Broadcast across processes through Redis vs in one process (issue 15's table).
+
+    flock /tmp/fastsock-bench.lock .venv/bin/python -m benchmarks.scaleout [--connections 10000]
+
+For each configuration, ``wsload --mode c10k`` (benchmarks/c10k.py's driver)
+opens N WebSocket connections to one port, then one connection sends a
+64-byte message and every connection must receive it (time to the last
+receiver), BROADCASTS times:
+
+- ``1 process``: ``serve broadcast`` (the in-process hub);
+- ``2 workers + Redis``: ``serve broadcast --workers 2 --pubsub redis://...``
+  on the same port: the kernel splits the connections between the two
+  workers, and each broadcast crosses Redis once per worker.
+
+With ``--echo-seconds S`` it also runs ``wsload`` in echo mode (100
+connections, 8 messages in flight each, 64 bytes) for S seconds against
+``serve echo`` and ``serve echo --workers 2``: messages per second and
+messages per server CPU-second (the whole process tree).
+
+Server CPU is the on-CPU time of the whole process tree (supervisor and
+workers) between the phase boundaries. Redis messages per broadcast are
+PUBLISH calls (Redis ``commandstats``) times the subscribers of the
+channel (one per worker). Neither process is pinned: the two workers need
+both cores, which they share with wsload and redis-server, so the CPU per
+delivery is the fair comparison on this 2-core machine, not wall time alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks import c10k
+from benchmarks.procs import PYTHON, Sample, ServerProcess, build_loadgen, cpu_seconds, free_port, machine_info
+from benchmarks.run import Adapter
+
+REDIS_START_TIMEOUT = 10.0
+TIME_LIMIT = 600.0            # the whole run
+CHANNEL = b"fastsock:t:broadcast"
+
+
+class TreeServerProcess(ServerProcess):
+    """A server whose samples count the CPU and memory of its workers too."""
+
+    def sample(self) -> Sample:
+        procs = [self.ps]
+        try:
+            procs += self.ps.children(recursive=True)
+        except psutil.Error:
+            pass
+        cpu, rss, fds = 0.0, 0, 0
+        for p in procs:
+            try:
+                cpu += cpu_seconds(p)
+                rss += int(p.memory_info().rss)
+                fds += p.num_fds()
+            except psutil.Error:
+                continue
+        return Sample(time.monotonic(), cpu, rss, fds)
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (scripts/ensure-system-deps.sh)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir), "--loglevel", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + REDIS_START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("redis-server did not start")
+
+
+def publish_calls(port: int) -> int:
+    import redis
+    stats = redis.Redis(port=port).info("commandstats")
+    return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+
+
+def numsub(port: int) -> int:
+    import redis
+    return int(dict(redis.Redis(port=port).pubsub_numsub(CHANNEL))[CHANNEL])
+
+
+ECHO_CONNECTIONS = 100
+ECHO_INFLIGHT = 8
+
+
+def echo_run(argv: list[str], seconds: float) -> dict[str, Any]:
+    """wsload echo against the server ``argv`` (which gets --host/--port): msgs/s
+    and msgs per CPU-second of the server's process tree."""
+    from benchmarks.procs import run_loadgen, tool
+    port = free_port()
+    with TreeServerProcess("echo", [*argv, "--host", "127.0.0.1", "--port", str(port)],
+                           core=None) as server:
+        time.sleep(0.3)
+        before = server.sample()
+        res = run_loadgen([str(tool("wsload")), "--port", str(port), "--connections",
+                           str(ECHO_CONNECTIONS), "--inflight", str(ECHO_INFLIGHT), "--size", "64",
+                           "--duration", str(seconds), "--warmup", "0"], core=None,
+                          timeout=seconds + 60)
+        after = server.sample()
+    cpu = after.cpu_s - before.cpu_s
+    msgs = float(res.get("messages", 0))
+    return {"msgs_per_s": res.get("msgs_per_s"), "p50_us": res.get("p50_us"),
+            "p99_us": res.get("p99_us"), "server_cpu_s": round(cpu, 3),
+            "msgs_per_cpu_s": round(msgs / cpu) if cpu > 0 else None,
+            "loadgen_cpu_pct": res.get("loadgen_cpu_pct"), "errors": res.get("errors")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scaleout", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--connections", type=int, default=10_000)
+    p.add_argument("--broadcasts", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--echo-seconds", type=float, default=0.0,
+                   help="also compare serve echo with 1 and 2 workers for this long (0: skip)")
+    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    build_loadgen()
+    c10k.raise_nofile(args.connections + c10k.FD_MARGIN)
+    cargs = c10k.build_parser().parse_args([
+        "--connections", str(args.connections), "--broadcasts", str(args.broadcasts),
+        "--flood", "0", "--idle", "0.5", "--ping-rounds", "0", "--server-core", "-1",
+        "--client-core", "-1", "--phase-timeout", "10"])
+    cargs.sources = c10k.sources_needed(args.connections)[0]
+    c10k.ServerProcess = TreeServerProcess  # type: ignore[misc]   # sample the process tree
+    deadline = time.monotonic() + TIME_LIMIT
+    results: dict[str, list[dict[str, Any]]] = {"1 process": [], "2 workers + Redis": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_proc, redis_port = start_redis(Path(tmp))
+        try:
+            url = f"redis://127.0.0.1:{redis_port}"
+            configs = {
+                "1 process": Adapter("1p", (PYTHON, "-m", "fastsock", "serve", "broadcast", "--quiet",
+                                            "--host", "{host}", "--port", "{port}")),
+                "2 workers + Redis": Adapter("2w", (PYTHON, "-m", "fastsock", "serve", "broadcast",
+                                                    "--quiet", "--workers", "2", "--pubsub", url,
+                                                    "--host", "{host}", "--port", "{port}")),
+            }
+            for _ in range(args.rounds):
+                for name, adapter in configs.items():
+                    before = publish_calls(redis_port)
+                    row = c10k.drive(adapter, cargs, deadline)
+                    published = publish_calls(redis_port) - before
+                    if name != "1 process" and row.get("bc_count"):
+                        row["redis_publish_per_broadcast"] = published / row["bc_count"]
+                    results[name].append(row)
+        finally:
+            redis_proc.terminate()
+            redis_proc.wait(10)
+    summary = {name: c10k.combine(rows) for name, rows in results.items()}
+    one, two = summary["1 process"], summary["2 workers + Redis"]
+    print(f"\n{'':<22}{'last p50 ms':>12}{'last p99 ms':>12}{'CPU µs/delivery':>17}{'delivered':>11}")
+    for name, row in summary.items():
+        print(f"{name:<22}{row.get('bc_last_p50_ms', float('nan')):>12.2f}"
+              f"{row.get('bc_last_p99_ms', float('nan')):>12.2f}"
+              f"{row.get('bc_cpu_us_per_delivery', float('nan')):>17.3f}"
+              f"{row.get('bc_delivered', 0):>11}")
+    if one.get("bc_last_p50_ms") and two.get("bc_last_p50_ms"):
+        print(f"time to last, 2 workers / 1 process: {two['bc_last_p50_ms'] / one['bc_last_p50_ms']:.2f}x")
+    if one.get("bc_cpu_us_per_delivery") and two.get("bc_cpu_us_per_delivery"):
+        print(f"CPU per delivery, 2 workers / 1 process: "
+              f"{two['bc_cpu_us_per_delivery'] / one['bc_cpu_us_per_delivery']:.2f}x")
+    if "redis_publish_per_broadcast" in two:
+        print(f"Redis: {two['redis_publish_per_broadcast']:.2f} PUBLISH per broadcast, each to one "
+              f"subscriber per worker (2): {2 * two['redis_publish_per_broadcast']:.2f} messages "
+              f"out of Redis per broadcast")
+    echo: dict[str, list[dict[str, Any]]] = {}
+    if args.echo_seconds > 0:
+        base = [PYTHON, "-m", "fastsock", "serve", "echo", "--quiet"]
+        for _ in range(args.rounds):
+            for name, extra in (("echo, 1 process", []), ("echo, 2 workers", ["--workers", "2"])):
+                echo.setdefault(name, []).append(echo_run(base + extra, args.echo_seconds))
+        print(f"\n{'':<22}{'msgs/s':>10}{'msgs/CPU-s':>12}{'server CPU s':>14}{'p99 µs':>9}")
+        medians = {}
+        for name, rows in echo.items():
+            row = c10k.combine(rows)
+            medians[name] = row
+            print(f"{name:<22}{row['msgs_per_s']:>10.0f}{row['msgs_per_cpu_s']:>12.0f}"
+                  f"{row['server_cpu_s']:>14.2f}{row['p99_us']:>9.0f}")
+        one_e, two_e = medians["echo, 1 process"], medians["echo, 2 workers"]
+        print(f"messages per server CPU-second, 2 workers / 1: "
+              f"{two_e['msgs_per_cpu_s'] / one_e['msgs_per_cpu_s']:.2f}x; throughput "
+              f"{two_e['msgs_per_s'] / one_e['msgs_per_s']:.2f}x")
+    if args.out:
+        args.out.write_text(json.dumps({"machine": machine_info(), "results": summary,
+                                        "rounds": results, "echo": echo}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
