@@ -106,7 +106,7 @@ class ChatHandler(WebSocketHandler):
 
     async def _announce_join(self, room: str) -> None:
         here = await self.chat.hub.presence(TOPIC_PREFIX + room)
-        self.chat.say(room, f"* {self.name} joined {room} ({here} here)")
+        self.chat.say(room, f"* {self.name} joined ({here} here)")
 
     def on_message(self, data: Union[str, bytes]) -> None:
         if not isinstance(data, str):
