@@ -224,3 +224,64 @@ def test_sighup_rolling_reload_refuses_and_resets_nothing() -> None:
         assert set(served) >= generations[-1]   # the last generation serves
         assert len(set(served)) >= 2 * (RELOADS + 1) - 1, served  # every generation served some
         print(f"\n{done} connections across {RELOADS} reloads, 0 failed; served by {len(served)} pids")
+
+
+KERNEL_PROBE = r'''
+import socket, subprocess, sys
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+with open("/proc/sys/net/ipv4/tcp_migrate_req", "w") as f:
+    f.write(sys.argv[1])
+listeners, port = [], 0
+for _ in range(2):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(128)
+    port = s.getsockname()[1]
+    listeners.append(s)
+# the kernel completes these handshakes into the two accept queues; nobody accepts yet
+clients = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(40)]
+listeners[0].close()                     # what a worker closing its own listener does
+listeners[1].setblocking(False)
+accepted = []
+while True:
+    try:
+        accepted.append(listeners[1].accept()[0])
+    except BlockingIOError:
+        break
+reset = 0
+for c in clients:
+    c.settimeout(0.2)
+    try:
+        c.recv(1)                        # the server never writes: a timeout means alive
+    except ConnectionResetError:
+        reset += 1
+    except TimeoutError:
+        pass
+print(len(accepted), reset)
+'''
+
+
+@pytest.mark.parametrize("migrate", [0, 1])
+@pytest.mark.timeout(60)
+def test_the_kernel_resets_a_closed_reuseport_listeners_queue_unless_migrated(migrate: int) -> None:
+    """Why fastsock.workers keeps each slot's listener open across reloads: closing
+    one SO_REUSEPORT listener resets the connections queued on it, unless
+    net.ipv4.tcp_migrate_req=1 (checked in a fresh network namespace)."""
+    import shutil
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip (util-linux, iproute2)")
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a network namespace here: {probe.stderr.decode().strip()}")
+    run = subprocess.run(["unshare", "-n", sys.executable, "-c", KERNEL_PROBE, str(migrate)],
+                         capture_output=True, text=True, timeout=30)
+    if "tcp_migrate_req" in run.stderr and "No such file" in run.stderr:
+        pytest.skip("this kernel has no net.ipv4.tcp_migrate_req (Linux < 5.14)")
+    assert run.returncode == 0, run.stderr
+    accepted, reset = map(int, run.stdout.split())
+    if migrate:
+        assert (accepted, reset) == (40, 0)
+    else:
+        assert reset > 0 and accepted + reset == 40, (accepted, reset)
