@@ -114,3 +114,42 @@ def test_create_hub_urls() -> None:
         create_hub("kafka://x")
     with pytest.raises(ValueError, match="not a connection id"):
         MemoryHub().send_to("abc-def", "x")
+
+
+@pytest.mark.timeout(60)
+def test_a_subscriber_that_does_not_read_falls_under_its_slow_peer_policy() -> None:
+    """Publishing to a topic never grows a stalled subscriber's buffer without
+    bound: with slow_peer="drop" its messages are dropped and counted, and the
+    subscribers that read get every message."""
+    import socket
+
+    from fastsock.websocket import WebSocketOptions
+    from test_websocket_helpers import recv_head, status_of, upgrade_request
+
+    hub = MemoryHub()
+    options = WebSocketOptions(ping_interval=None, write_limit=64 << 10, slow_peer="drop")
+    with ServerThread(lambda: Commands(hub), options=options) as srv, contextlib.ExitStack() as stack:
+        srv.call(hub.start, srv.loop)
+        reader = client(srv, stack)
+        assert ask(reader, "sub feed") == "subscribed feed"
+        stalled = stack.enter_context(socket.socket())
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # before connect: small window
+        stalled.settimeout(RECV)
+        stalled.connect(("127.0.0.1", srv.port))
+        stalled.sendall(upgrade_request("/"))
+        assert status_of(recv_head(stalled)[0]) == 101
+        stalled.sendall(b"\x81\x88" + b"\x00\x00\x00\x00" + b"sub feed")   # masked text frame
+        deadline = time.monotonic() + RECV
+        while srv.call(hub.local_presence, "feed") < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        chunk = "x" * 16_000
+        total = 200                                  # 3.2 MB: far over what the socket buffers hold
+        for i in range(total):
+            srv.call(hub.publish, "feed", f"{i:04d}{chunk}")
+            assert reader.recv(timeout=RECV) == f"{i:04d}{chunk}"
+        handlers = srv.call(lambda: [h for h in srv.state.handlers if h is not None])
+        dropped = srv.call(lambda: max(h.messages_dropped for h in handlers))
+        buffered = srv.call(lambda: max(h.buffered_amount for h in handlers))
+        assert dropped > 0                           # the stalled one's, counted
+        assert buffered < 64 << 10 + 2 * 16_100      # bounded by write_limit (plus one message)
