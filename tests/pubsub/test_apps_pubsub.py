@@ -79,9 +79,13 @@ def recv_until(ws: ClientConnection, wanted: str) -> list[str]:
 
 @pytest.mark.needs_redis
 @pytest.mark.timeout(60)
-def test_chat_rooms_across_two_processes(redis_process: Any) -> None:
+@pytest.mark.parametrize("loop_b", ["fastsock", "uvloop"])
+def test_chat_rooms_across_two_processes(redis_process: Any, loop_b: str) -> None:
+    """Process A on fastsock's loop; B on fastsock's or on uvloop (the hub runs
+    on whichever loop the server runs on)."""
     url = redis_process.url
-    with serve("chat", "--pubsub", url) as (_, port_a), serve("chat", "--pubsub", url) as (_, port_b), \
+    with serve("chat", "--pubsub", url) as (_, port_a), \
+            serve("chat", "--pubsub", url, "--loop", loop_b) as (_, port_b), \
             contextlib.ExitStack() as stack:
         ann = stack.enter_context(connect(f"ws://127.0.0.1:{port_a}/chat/kitchen"))
         first = ann.recv(timeout=RECV)
