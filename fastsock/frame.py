@@ -6,16 +6,21 @@ See docs/codec.md.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ._switch import compiled
 
-_impl: Any = compiled("fastsock._frame")
-if _impl is None:
-    from fastsock import _frame_py as _impl
-    IMPLEMENTATION = "python"
-else:
+if TYPE_CHECKING:
+    # both implementations have this API; type-check against the stub's
+    from fastsock import _frame as _impl
     IMPLEMENTATION = "cython"
+else:
+    _impl = compiled("fastsock._frame")
+    if _impl is None:
+        from fastsock import _frame_py as _impl
+        IMPLEMENTATION = "python"
+    else:
+        IMPLEMENTATION = "cython"
 
 OP_CONTINUATION: int = _impl.OP_CONTINUATION
 OP_TEXT: int = _impl.OP_TEXT
