@@ -98,7 +98,7 @@ def _echo_markdown(result: dict[str, Any]) -> str:
         out += ["", f"### {case['connections']} connections, {case['size']} B, {case['inflight']} in flight", "",
                 f"| server | msgs/s | × {base} | msgs per server CPU-s | × {base} | MB/s | p50 µs | p99 µs "
                 f"| p99.9 µs | server CPU % | loadgen CPU % | peak RSS MiB | errors | rounds |",
-                "|---|" + "---:|" * 14]
+                "|---|" + "---:|" * 13]
         for name, s in case.get("summary", {}).items():
             rounds = f"{s['rounds']}" + (f" ({s['failed_rounds']} failed)" if s.get("failed_rounds") else "")
             out.append(f"| {name} | {_num(s['msgs_per_s'])} | {_num(s.get('ratio'), '.2f')} | "
