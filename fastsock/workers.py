@@ -26,6 +26,10 @@ Signals to the supervisor:
 - SIGHUP: rolling reload, one slot at a time: start the replacement, wait
   for its ``ready()``, then SIGTERM the old worker (which drains as above).
   Workers re-run the command line, so a reload picks up new code.
+- SIGUSR1: log the workers report (:meth:`Supervisor.report`): per worker
+  its connections on the port and its descriptors against its limit, the
+  depth of each slot's accept queue, and the totals. It is also logged once
+  every worker accepts.
 
 A worker that exits without being asked to is logged with its exit status
 and restarted after a back-off that doubles on each quick crash.
@@ -233,7 +237,7 @@ class Supervisor:
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         self._selector.register(wake_r, selectors.EVENT_READ, None)
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
         old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in handled}
         old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         try:
@@ -254,6 +258,67 @@ class Supervisor:
                 slot.sock.close()
         log.info("supervisor %d: all workers stopped", os.getpid())
         return 0
+
+    def report(self) -> dict[str, Any]:
+        """Per worker and in total, read from /proc now: connections established
+        on the port, descriptors in use against RLIMIT_NOFILE (and so how many
+        more connections fit), and each slot's accept-queue depth."""
+        from .limits.table import process_descriptors, read_sockets, socket_owners
+
+        rows = read_sockets()
+        pids = [s.current.pid for s in self._slots if s.current is not None]
+        owners = socket_owners(pids=pids)
+        by_pid: dict[int, int] = dict.fromkeys(pids, 0)
+        queues: dict[int, int] = {}
+        slot_inodes = {}
+        for slot in self._slots:
+            if slot.sock.fileno() >= 0:
+                slot_inodes[os.fstat(slot.sock.fileno()).st_ino] = slot.index
+        for row in rows:
+            if not row.is_tcp or row.local_port != self.port:
+                continue
+            if row.state == "ESTABLISHED":
+                for pid in owners.by_inode.get(row.inode, ()):
+                    if pid in by_pid:
+                        by_pid[pid] += 1
+            elif row.state == "LISTEN" and row.inode in slot_inodes:
+                queues[slot_inodes[row.inode]] = row.rx_queue
+        workers = []
+        for slot in self._slots:
+            proc = slot.current
+            entry: dict[str, Any] = {"slot": slot.index, "pid": proc.pid if proc else None,
+                                     "restarts": slot.restarts,
+                                     "accept_queue": queues.get(slot.index)}
+            if proc is not None:
+                fds = process_descriptors(proc.pid)
+                room = (None if fds.soft is None or fds.in_use is None
+                        else max(0, fds.soft - fds.in_use))
+                entry.update(connections=by_pid.get(proc.pid, 0), descriptors=fds.in_use,
+                             nofile_soft=fds.soft, room=room, warning=fds.warning)
+            workers.append(entry)
+        rooms = [w.get("room") for w in workers]
+        return {"address": _format(self.host, self.port), "workers": workers,
+                "connections": sum(w.get("connections", 0) for w in workers),
+                "room": None if None in rooms else sum(r for r in rooms if r is not None),
+                "reloads": self.reloads}
+
+    def _log_report(self) -> None:
+        try:
+            rep = self.report()
+        except OSError as exc:   # /proc unreadable: the report is advice, never fatal
+            log.warning("supervisor %d: no workers report: %s", os.getpid(), exc)
+            return
+        for w in rep["workers"]:
+            if w["pid"] is None:
+                log.info("worker %d: not running (restarts %d)", w["slot"], w["restarts"])
+                continue
+            log.info("worker %d: pid %d, %d connections, %s of %s descriptors (room for %s "
+                     "more), accept queue %s, restarts %d", w["slot"], w["pid"], w["connections"],
+                     w["descriptors"], w["nofile_soft"], w["room"], w["accept_queue"], w["restarts"])
+            if w.get("warning"):
+                log.warning("worker %d: %s", w["slot"], w["warning"])
+        log.info("workers on %s: %d connections in total, room for %s more; %d reloads",
+                 rep["address"], rep["connections"], rep["room"], rep["reloads"])
 
     # -- loop -----------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -289,6 +354,8 @@ class Supervisor:
                 self._stop(signal.Signals(signum).name)
             elif signum == signal.SIGHUP and not self._stopping:
                 self._start_reload()
+            elif signum == signal.SIGUSR1 and not self._stopping:
+                self._log_report()
         self._reap()
         self._timers()
         self._advance_reload()
@@ -318,7 +385,7 @@ class Supervisor:
         try:
             pid = os.posix_spawn(self.argv[0], self.argv, env, setpgroup=0,
                                  setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
-                                            signal.SIGCHLD))
+                                            signal.SIGCHLD, signal.SIGUSR1))
         finally:
             os.set_inheritable(listen_fd, False)
             os.close(ready_w)
@@ -375,6 +442,7 @@ class Supervisor:
             self.ready_line = proc.line.decode(errors="replace").strip()
             log.info("supervisor %d: %d workers accept on %s", os.getpid(), self.count,
                      _format(self.host, self.port))
+            self._log_report()
             if self.on_ready is not None:
                 self.on_ready(self)
 

@@ -285,3 +285,63 @@ def test_the_kernel_resets_a_closed_reuseport_listeners_queue_unless_migrated(mi
         assert (accepted, reset) == (40, 0)
     else:
         assert reset > 0 and accepted + reset == 40, (accepted, reset)
+
+
+def read_log_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> list[str]:
+    """stderr lines up to the first matching ``pattern`` (bounded in time). Raw
+    reads: a buffered readline() could take several lines and leave select() silent."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    lines: list[str] = []
+    pending = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *done, pending = pending.split(b"\n")
+            for raw in done:
+                lines.append(raw.decode(errors="replace"))
+                if re.search(pattern, lines[-1]):
+                    return lines
+    finally:
+        sel.close()
+    pytest.fail(f"no log line matching {pattern!r} in {timeout}s: {lines[-10:]}")
+
+
+@pytest.mark.timeout(60)
+def test_sigusr1_logs_connections_and_limits_per_worker_and_in_total() -> None:
+    from websockets.sync.client import connect
+
+    cmd = [sys.executable, "-m", "fastsock", "serve", "echo", "--workers", "2", "--port", "0"]
+    with supervisor(cmd) as (proc, line):
+        port = int(CLI_READY.match(line).group(4))  # type: ignore[union-attr]
+        # the report logged once every worker accepts: nobody connected yet
+        read_log_until(proc, r"workers on 127\.0\.0\.1:\d+: 0 connections in total", 10)
+        with contextlib.ExitStack() as stack:
+            clients = [stack.enter_context(connect(f"ws://127.0.0.1:{port}/")) for _ in range(12)]
+            for ws in clients:
+                ws.send("x")
+                assert ws.recv(timeout=5) == "x"
+            held: dict[int, int] = {}
+            for c in psutil.net_connections("tcp"):
+                if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED and c.pid:
+                    held[c.pid] = held.get(c.pid, 0) + 1
+            proc.send_signal(signal.SIGUSR1)
+            lines = read_log_until(proc, r"workers on 127\.0\.0\.1:\d+: \d+ connections in total", 10)
+        per_worker = {}
+        for text in lines:
+            m = re.search(r"worker \d: pid (\d+), (\d+) connections, (\d+) of (\d+) descriptors "
+                          r"\(room for (\d+) more\), accept queue (\d+)", text)
+            if m:
+                pid, conns, fds, soft, room, queue = map(int, m.groups())
+                per_worker[pid] = conns
+                assert fds >= conns and room == soft - fds and queue == 0
+        assert per_worker == held and sum(per_worker.values()) == 12
+        assert re.search(r"12 connections in total, room for \d+ more; 0 reloads", lines[-1]), lines[-1]
