@@ -66,7 +66,8 @@ def _peer(module: str, *extra: str) -> tuple[str, ...]:
 def _aio(loop: str, mode: str, tls: bool = False) -> Adapter:
     """The one asyncio echo program on event loop ``loop``."""
     extra = ("--tls", "{cert}", "{key}") if tls else ()
-    return Adapter(loop, _peer("aio_echo", "--loop", loop, "--mode", mode, *extra), needs_loop=loop)
+    return Adapter(loop, _peer("aio_echo", "--loop", loop, "--mode", mode, *extra), needs_loop=loop,
+                   needs_module="trustme" if tls else None)   # the run's certificate is made with trustme
 
 
 ADAPTERS: dict[str, list[Adapter]] = {

@@ -469,6 +469,7 @@ def test_run_rejects_bad_loop_choices(argv: list[str], needle: str, tmp_path: Pa
 
 
 def test_tls_run_records_the_negotiated_cipher(tmp_path: Path) -> None:
+    pytest.importorskip("trustme")
     code = run.main(["--scenario", "tls-echo", "--loops", "asyncio", "--connections", "2", "--size", "64",
                      "--duration", "0.15", "--warmup", "0", "--rounds", "1", "--baseline", "asyncio",
                      "--out", str(tmp_path), "--no-chart", "--server-core", "-1", "--client-core", "-1"])
