@@ -345,3 +345,34 @@ def test_sigusr1_logs_connections_and_limits_per_worker_and_in_total() -> None:
                 assert fds >= conns and room == soft - fds and queue == 0
         assert per_worker == held and sum(per_worker.values()) == 12
         assert re.search(r"12 connections in total, room for \d+ more; 0 reloads", lines[-1]), lines[-1]
+
+
+@pytest.mark.timeout(60)
+def test_a_reload_whose_replacement_fails_keeps_the_old_workers(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    env = dict(_env(), WORKERS_APP_BROKEN_IF=str(broken))
+    proc = subprocess.Popen([sys.executable, str(APP), "2"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = port_of(_first_line(proc, START_TIMEOUT))
+        before = worker_pids(proc)
+        broken.write_text("the new code does not start")
+        proc.send_signal(signal.SIGHUP)
+        lines = read_log_until(proc, r"reload aborted", 20)
+        assert re.search(r"replacement pid \d+ exit status 3 before it accepted; reload aborted, "
+                         r"pid (\d+) keeps serving", lines[-1]), lines[-1]
+        assert worker_pids(proc) >= before
+        assert {ask_pid(port) for _ in range(30)} <= before   # still served, by the old ones
+        broken.unlink()
+        proc.send_signal(signal.SIGHUP)                      # fixed: the next reload goes through
+        wait_for(lambda: len(worker_pids(proc)) == 2 and not (worker_pids(proc) & before), 20,
+                 "a complete reload")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

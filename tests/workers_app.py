@@ -30,6 +30,10 @@ class PidProtocol:
 
 
 def serve(worker: Worker) -> int:
+    import os
+    broken = os.environ.get("WORKERS_APP_BROKEN_IF")   # a file: its presence = a bad deploy
+    if broken and os.path.exists(broken):
+        return 3
     reactor = Reactor()
     try:
         create_tcp_server(reactor, PidProtocol, sock=worker.socket)
