@@ -38,6 +38,7 @@ from .websocket.protocol import (
     Extension,
     TurnFlush,
     WebSocketHandler,
+    half_close,
     WebSocketOptions,
     broadcast,
     check_handler,
@@ -379,14 +380,8 @@ class ServerHandshakeProtocol:
         self._finish()
         transport = self.transport
         transport.write(raw)
-        try:
-            can_eof = transport.can_write_eof()
-        except (AttributeError, NotImplementedError):
-            can_eof = False
-        if not can_eof:
-            transport.close()
+        if not half_close(transport):
             return
-        transport.write_eof()
         self.timer = self.state.loop.call_later(self.state.options.close_timeout, transport.abort)
 
     def _reject(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = (), *,

@@ -1,6 +1,7 @@
 """The sans-I/O connection core on a fake transport and a fake clock."""
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import pytest
@@ -174,6 +175,20 @@ def test_close_is_echoed_and_server_closes_tcp(code: int) -> None:
     assert ws.eof_received() is False         # the transport then closes
     ws.connection_lost(None)
     assert ws.events[-1] == ("close", code, "bye") and ws.state is State.CLOSED
+
+
+def test_half_close_to_a_peer_already_gone_aborts_without_an_error() -> None:
+    """asyncio's transport raises ENOTCONN from write_eof() once the peer has
+    gone: the lingering close becomes an abort, and nothing is reported."""
+    ws, t, _ = make()
+
+    def gone() -> None:
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+    t.write_eof = gone  # type: ignore[method-assign]
+    ws.data_received(masked(8, close_payload(1000, b"bye")))   # raises if the OSError escapes
+    assert sent(t) == [(8, close_payload(1000, b"bye"))]
+    assert t.aborted and ws.state is State.CLOSED
 
 
 def test_empty_close_is_answered_with_empty_close() -> None:

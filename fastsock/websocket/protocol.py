@@ -84,6 +84,25 @@ log = logging.getLogger("fastsock.websocket")
 Data = Union[str, bytes, bytearray, memoryview]
 
 
+def half_close(transport: Any) -> bool:
+    """Send FIN after what is queued (a lingering close). False when that
+    cannot be done: a transport without half-close is closed instead, and
+    one whose peer is already gone (asyncio's raises ENOTCONN) is aborted."""
+    try:
+        can_eof = transport.can_write_eof()
+    except (AttributeError, NotImplementedError):
+        can_eof = False
+    if not can_eof:
+        transport.close()
+        return False
+    try:
+        transport.write_eof()
+    except OSError:
+        transport.abort()
+        return False
+    return True
+
+
 class State(enum.IntEnum):
     CONNECTING = 0
     OPEN = 1
@@ -545,14 +564,8 @@ class WebSocketHandler(HandlerCore):
             return
         if not self._client and not self._eof_sent:
             self._eof_sent = True
-            try:
-                can_eof = t.can_write_eof()
-            except (AttributeError, NotImplementedError):
-                can_eof = False
-            if not can_eof:
-                t.close()
+            if not half_close(t):
                 return
-            t.write_eof()
         self._arm_close_timer()
 
     # ------------------------------------------------------------ sending
@@ -687,15 +700,8 @@ class WebSocketHandler(HandlerCore):
         t = self._transport
         if t is not None and not self._eof_sent:
             self._eof_sent = True
-            try:
-                can_eof = t.can_write_eof()
-            except (AttributeError, NotImplementedError):
-                can_eof = False
-            if can_eof:
-                t.write_eof()
+            if half_close(t):
                 self._arm_close_timer()
-            else:
-                t.close()
 
     def abort(self) -> None:
         """Drop the connection now, without a closing handshake (reported as 1006)."""
