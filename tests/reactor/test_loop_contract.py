@@ -170,3 +170,52 @@ def test_the_compiled_core_is_in_use_unless_switched_off() -> None:
     from fastsock import _switch
     expected = "python" if _switch.PURE or _switch.compiled("fastsock.reactor._loopc") is None else "cython"
     assert loop_module.IMPLEMENTATION == expected
+
+
+def test_debug_mode_warns_about_slow_callbacks(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import time as _time
+
+    loop = fastsock.new_event_loop()
+    try:
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0.01
+
+        def slow() -> None:
+            _time.sleep(0.05)
+
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            loop.call_soon(slow)
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+        assert any("Executing" in r.getMessage() and "slow" in r.getMessage()
+                   and "took" in r.getMessage() for r in caplog.records), caplog.records
+    finally:
+        loop.close()
+
+
+def test_debug_mode_refuses_call_soon_from_another_thread() -> None:
+    import threading
+
+    loop = fastsock.new_event_loop()
+    errors: list[BaseException] = []
+    try:
+        loop.set_debug(True)
+
+        def from_thread() -> None:
+            try:
+                loop.call_soon(print)
+            except RuntimeError as exc:
+                errors.append(exc)
+
+        def in_loop() -> None:
+            t = threading.Thread(target=from_thread)
+            t.start()
+            t.join()
+            loop.stop()
+
+        loop.call_soon(in_loop)
+        loop.run_forever()
+        assert errors and "thread" in str(errors[0])
+    finally:
+        loop.close()
