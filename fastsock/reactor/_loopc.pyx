@@ -27,6 +27,7 @@ from fastsock.reactor._epollc cimport EpollPoller
 import sys
 from asyncio import format_helpers as _format_helpers
 from asyncio.futures import Future as _Future
+from asyncio.tasks import Task as _Task, _set_task_name
 from asyncio.log import logger as _asyncio_logger
 from collections import deque
 from heapq import heappop, heappush, heapify
@@ -230,6 +231,24 @@ cdef class LoopCore:
     def create_future(self):
         """asyncio's C ``Future`` on this loop (every await of a stream makes one)."""
         return _Future(loop=self)
+
+    def create_task(self, coro, *, name=None, context=None):
+        """asyncio's ``create_task`` (a C ``Task``, or the task factory's)."""
+        if self._closed:
+            self._check_closed()
+        factory = self._task_factory
+        if factory is None:
+            if context is None:
+                task = _Task(coro, loop=self, name=name)
+            else:
+                task = _Task(coro, loop=self, name=name, context=context)
+            if self._debug and task._source_traceback:
+                del task._source_traceback[-1]
+            return task
+        task = factory(self, coro) if context is None else factory(self, coro, context=context)
+        if name is not None:
+            _set_task_name(task, name)
+        return task
 
     # ----------------------------------------------------------- callbacks
     def call_soon(self, callback, *args, context=None):
