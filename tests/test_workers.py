@@ -89,7 +89,13 @@ def ask_pid(port: int, timeout: float = 5.0) -> int:
 
 
 def worker_pids(proc: subprocess.Popen[str]) -> set[int]:
-    return {c.pid for c in psutil.Process(proc.pid).children() if c.status() != psutil.STATUS_ZOMBIE}
+    """Live children of the supervisor (a draining one may exit while we look)."""
+    pids = set()
+    for child in psutil.Process(proc.pid).children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if child.status() != psutil.STATUS_ZOMBIE:
+                pids.add(child.pid)
+    return pids
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
