@@ -219,3 +219,36 @@ def test_debug_mode_refuses_call_soon_from_another_thread() -> None:
         assert errors and "thread" in str(errors[0])
     finally:
         loop.close()
+
+
+def test_create_task_names_contexts_and_the_task_factory() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="outer")
+
+    async def report() -> tuple[str, str]:
+        task = asyncio.current_task()
+        assert task is not None
+        return task.get_name(), var.get()
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "inner")
+        results: list[Any] = [await loop.create_task(report(), name="named"),
+                              await loop.create_task(report(), context=ctx)]
+        made: list[dict[str, Any]] = []
+
+        def factory(loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            made.append(kwargs)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(factory)
+        results.append(await loop.create_task(report(), name="by factory"))
+        results.append(await loop.create_task(report(), context=ctx))
+        loop.set_task_factory(None)
+        results.append(made)
+        return results
+
+    named, in_ctx, by_factory, factory_ctx, made = fastsock.run(main())
+    assert named[0] == "named" and in_ctx[1] == "inner"
+    assert by_factory[0] == "by factory" and factory_ctx[1] == "inner"
+    assert made == [{}, {"context": made[1]["context"]}]
