@@ -570,6 +570,10 @@ RESULTS_END = "<!-- results:end -->"
 EXCLUDED_BEGIN = "<!-- excluded:begin (generated from EXCLUDED in tests/reactor/asyncio_suite_runner.py) -->"
 EXCLUDED_END = "<!-- excluded:end -->"
 LOOPS_IN_REPORT = (*REFERENCE_LOOPS, *LOOPS_UNDER_TEST)
+# What fastsock's loop is made of: uncommitted changes here make a measurement
+# not reproducible from its commit, so the report says so.
+LOOP_SOURCES = ("fastsock/reactor", "fastsock/transports", "fastsock/__init__.py",
+                "fastsock/_switch.py")
 
 
 def _git(*args: str) -> str:
@@ -580,8 +584,8 @@ def render_results(results: dict[tuple[str, str], ModuleResult]) -> str:
     import platform
     import uvloop
     commit = _git("rev-parse", "--short", "HEAD")
-    dirty = " plus uncommitted changes to fastsock/" \
-        if _git("status", "--porcelain", "--", "fastsock") else ""
+    dirty = f" plus uncommitted changes to {', '.join(LOOP_SOURCES)}" \
+        if _git("status", "--porcelain", "--", *LOOP_SOURCES) else ""
     lines = [
         f"Measured at commit `{commit}`{dirty} on {time.strftime('%Y-%m-%d')}, "
         f"CPython {platform.python_version()}, uvloop {uvloop.__version__}. "
