@@ -60,14 +60,14 @@ StatsSource = Union[_HasStats, ServerState]
 
 
 def merge_stats(a: Any, b: Any) -> Any:
-    """Two ``server.stats()`` results as one: counts add up, ``*_max_*``
-    gauges take the larger, histogram buckets add bucket by bucket."""
+    """Two ``server.stats()`` results as one: counts add up, ``*_max_*`` and
+    ``*_peak_*`` gauges take the larger, histogram buckets add bucket by bucket."""
     if isinstance(a, dict):
         out = dict(a)
         for key, value in b.items():
             if key not in out:
                 out[key] = value
-            elif "_max_" in key:
+            elif "_max_" in key or "_peak_" in key:
                 out[key] = max(out[key], value)
             else:
                 out[key] = merge_stats(out[key], value)
@@ -185,6 +185,10 @@ class FastsockCollector(Collector):
         yield GaugeMetricFamily(f"{n}_write_buffer_max_bytes",
                                 "The largest write buffer of one connection now.",
                                 value=s["write_buffer_max_bytes"])
+        yield GaugeMetricFamily(f"{n}_write_buffer_peak_bytes",
+                                "The largest write buffer of one connection seen since start "
+                                "(measured at each write_limit crossing and each scrape).",
+                                value=s["write_buffer_peak_bytes"])
 
     def _udp_families(self) -> Iterator[Metric]:
         n = NAMESPACE

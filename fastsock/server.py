@@ -192,6 +192,8 @@ class ServerState:
         self.close_codes_sent = dict.fromkeys(CLOSE_CODE_LABELS, 0)
         self.close_codes_received = dict.fromkeys(CLOSE_CODE_LABELS, 0)
         self.slow_peer_actions = dict.fromkeys(SLOW_PEER_POLICIES, 0)
+        # the largest write buffer seen: at each write_limit crossing and each snapshot
+        self.write_buffer_peak = 0
         self.ping_rtt = Histogram(PING_RTT_BUCKETS)
         self.broadcast_seconds = Histogram(BROADCAST_BUCKETS)
         # the message counters of connections that are gone (COUNTER_FIELDS order)
@@ -249,6 +251,12 @@ class ServerState:
         stats[key] += 1
         stats[key + "_bytes"] += size
 
+    def _write_limit_crossed(self, policy: str, buffered: int) -> None:
+        # A connection's transport called pause_writing (WebSocketHandler).
+        self.slow_peer_actions[policy] += 1
+        if buffered > self.write_buffer_peak:
+            self.write_buffer_peak = buffered
+
     def _broadcast_done(self, seconds: float, delivered: int) -> None:
         self.stats["broadcasts"] += 1
         self.stats["broadcast_deliveries"] += delivered
@@ -274,6 +282,8 @@ class ServerState:
             buffered += size
             if size > biggest:
                 biggest = size
+        if biggest > self.write_buffer_peak:
+            self.write_buffer_peak = biggest
         stats = self.stats
         by_type = dict(zip(COUNTER_FIELDS, counts))
         return {
@@ -302,6 +312,7 @@ class ServerState:
             "messages_dropped": stats["messages_dropped"],
             "write_buffer_bytes": buffered,
             "write_buffer_max_bytes": biggest,
+            "write_buffer_peak_bytes": self.write_buffer_peak,
         }
 
 

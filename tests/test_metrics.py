@@ -279,6 +279,7 @@ def test_slow_peer_actions_and_drops(policy: str) -> None:
         assert snap["close_codes_received"] == {"1006": 1}
     else:
         assert snap["write_buffer_bytes"] >= 1000 and snap["write_buffer_max_bytes"] >= 1000
+    assert snap["write_buffer_peak_bytes"] >= 1000       # seen at the crossing, even if gone
 
 
 def test_close_code_labels_are_bounded() -> None:

@@ -830,7 +830,7 @@ class WebSocketHandler(HandlerCore):
         self._writing_paused = True
         policy = self._options.slow_peer
         if self.server is not None:
-            self.server.slow_peer_actions[policy] += 1
+            self.server._write_limit_crossed(policy, self.buffered_amount)
         if policy == "pause":
             if self._transport is not None and not self._reading_paused:
                 self._reading_paused = True
