@@ -145,12 +145,13 @@ def test_killed_worker_is_restarted_and_logged() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_sigterm_drains_every_worker_with_1001() -> None:
+@pytest.mark.parametrize("loop", ["fastsock", "asyncio", "uvloop"])
+def test_sigterm_drains_every_worker_with_1001(loop: str) -> None:
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
     cmd = [sys.executable, "-m", "fastsock", "serve", "echo", "--workers", "2", "--port", "0",
-           "--shutdown-timeout", "3"]
+           "--shutdown-timeout", "3", "--loop", loop]
     with supervisor(cmd) as (proc, line):
         m = CLI_READY.match(line)
         assert m and m.group(1) == "echo", line
@@ -382,3 +383,27 @@ def test_a_reload_whose_replacement_fails_keeps_the_old_workers(tmp_path: Path) 
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop", ["fastsock", "uvloop"])
+def test_tcp_echo_workers_serve_on_the_slot_listeners(loop: str) -> None:
+    cmd = [sys.executable, "-m", "fastsock", "serve", "tcp-echo", "--workers", "2", "--port", "0",
+           "--loop", loop]
+    with supervisor(cmd) as (proc, line):
+        m = CLI_READY.match(line)
+        assert m and m.group(1) == "tcp-echo" and m.group(2) == "tcp", line
+        port = int(m.group(4))
+        workers = worker_pids(proc)
+        with contextlib.ExitStack() as stack:
+            socks = [stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+                     for _ in range(16)]
+            for i, s in enumerate(socks):
+                s.sendall(b"%d\n" % i)
+                assert s.recv(64) == b"%d\n" % i
+            held = {c.pid for c in psutil.net_connections("tcp")
+                    if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED
+                    and c.pid in workers}
+            assert held == workers
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0

@@ -315,9 +315,14 @@ def _serve_asyncio(app: str, factory: ProtocolFactory, args: argparse.Namespace,
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
+        from fastsock.apps._workers import listen_socket
+        sock = listen_socket()
         try:
-            server = await loop.create_server(factory, host, args.port, backlog=args.backlog,
-                                              reuse_address=True)
+            if sock is not None:    # a worker: its supervisor's listener
+                server = await loop.create_server(factory, sock=sock, backlog=args.backlog)
+            else:
+                server = await loop.create_server(factory, host, args.port, backlog=args.backlog,
+                                                  reuse_address=True)
         except OSError as exc:
             raise bind_error(exc, host, args.port) from None
         if connections is not None and connections.watch is not None:

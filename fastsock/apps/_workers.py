@@ -47,8 +47,6 @@ def listen_socket() -> Optional[socket.socket]:
 
 def run_app_workers(args: argparse.Namespace) -> int:
     """Run ``args._run(args)`` in ``args.workers`` processes (the CLI's ``--workers``)."""
-    if getattr(args, "loop", "fastsock") != "fastsock":
-        raise AppError("--workers runs on fastsock's loop only (drop --loop)", EXIT_USAGE)
     if getattr(args, "metrics_port", None) is not None:
         raise AppError("--metrics-port cannot be shared by workers; use --metrics PATH "
                        "(each worker answers for itself on the server port)", EXIT_USAGE)

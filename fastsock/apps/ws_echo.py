@@ -128,7 +128,8 @@ def serve_ws(app: str, handler: Any, args: argparse.Namespace, *,
             except ImportError:
                 raise AppError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
         return aio_run(handler, host, args.port, loop=args.loop, on_ready=on_ready,
-                       backlog=args.backlog, shutdown_timeout=args.shutdown_timeout, **kwargs)
+                       backlog=args.backlog, shutdown_timeout=args.shutdown_timeout,
+                       sock=listen_socket(), **kwargs)
     except OSError as exc:
         raise bind_error(exc, host, args.port) from None
     finally:
