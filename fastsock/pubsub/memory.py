@@ -20,6 +20,12 @@ Message = Union[str, bytes, bytearray, memoryview]
 NODE_ID_BYTES = 8     # random id of this hub (process): routes send_to, skips own echoes
 
 
+def _as_set(held: Union[str, set[str], None]) -> set[str]:
+    if held is None:
+        return set()
+    return {held} if isinstance(held, str) else set(held)
+
+
 class Hub:
     """Topics of this process's connections (see :mod:`fastsock.pubsub`).
 
@@ -32,7 +38,9 @@ class Hub:
         self.node = os.urandom(NODE_ID_BYTES)
         self.node_id = self.node.hex()
         self._topics: dict[str, set[WebSocketHandler]] = {}
-        self._subscriptions: dict[WebSocketHandler, set[str]] = {}
+        # A connection's topics: one str while it has one (the common case: no
+        # set object per connection), a set from its second topic on.
+        self._subscriptions: dict[WebSocketHandler, Union[str, set[str]]] = {}
         self._ids: dict[WebSocketHandler, int] = {}
         self._by_id: dict[int, WebSocketHandler] = {}
         self._next_id = itertools.count(1)
@@ -69,8 +77,13 @@ class Hub:
         elif connection in members:
             return
         members.add(connection)
-        self._subscriptions.setdefault(connection, set()).add(topic)
-        self.connection_id(connection)
+        held = self._subscriptions.get(connection)
+        if held is None:
+            self._subscriptions[connection] = topic
+        elif isinstance(held, str):
+            self._subscriptions[connection] = {held, topic}
+        else:
+            held.add(topic)
         if len(members) == 1:
             self._remote_topic_added(topic)
         self._remote_presence_changed(topic)
@@ -78,17 +91,20 @@ class Hub:
     def unsubscribe(self, connection: WebSocketHandler, topic: Optional[str] = None) -> None:
         """Stop delivering ``topic`` to ``connection``; with no topic, every topic,
         and forget its id (call this in ``on_close``)."""
-        topics = self._subscriptions.get(connection)
+        held = self._subscriptions.get(connection)
         if topic is None:
-            for t in list(topics or ()):
-                self._leave(connection, t)
             self._subscriptions.pop(connection, None)
+            for t in _as_set(held):
+                self._leave(connection, t)
             number = self._ids.pop(connection, None)
             if number is not None:
                 del self._by_id[number]
-        elif topics is not None and topic in topics:
+        elif held == topic:
+            del self._subscriptions[connection]
             self._leave(connection, topic)
-            topics.discard(topic)
+        elif isinstance(held, set) and topic in held:
+            held.discard(topic)
+            self._leave(connection, topic)
 
     def _leave(self, connection: WebSocketHandler, topic: str) -> None:
         members = self._topics.get(topic)
@@ -104,7 +120,7 @@ class Hub:
         """The topics of ``connection``, or every topic with a local subscriber."""
         if connection is None:
             return frozenset(self._topics)
-        return frozenset(self._subscriptions.get(connection, ()))
+        return frozenset(_as_set(self._subscriptions.get(connection)))
 
     def local_presence(self, topic: str) -> int:
         """Subscribers of ``topic`` in this process."""

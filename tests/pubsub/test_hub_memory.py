@@ -153,3 +153,23 @@ def test_a_subscriber_that_does_not_read_falls_under_its_slow_peer_policy() -> N
         buffered = srv.call(lambda: max(h.buffered_amount for h in handlers))
         assert dropped > 0                           # the stalled one's, counted
         assert buffered < 64 << 10 + 2 * 16_100      # bounded by write_limit (plus one message)
+
+
+def test_one_connection_in_several_topics() -> None:
+    with hub_server() as (srv, hub), contextlib.ExitStack() as stack:
+        a, b = client(srv, stack), client(srv, stack)
+        for topic in ("t1", "t2", "t3"):
+            assert ask(a, f"sub {topic}") == f"subscribed {topic}"
+        assert ask(b, "sub t2") == "subscribed t2"
+        assert ask(a, "sub t2") == "subscribed t2"           # twice: no change
+        assert srv.call(lambda: sorted(sorted(hub.topics(h)) for h in srv.state.handlers)) == [
+            ["t1", "t2", "t3"], ["t2"]]
+        assert ask(a, "unsub t2") == "unsubscribed t2"
+        assert ask(a, "unsub t9") == "unsubscribed t9"       # not subscribed: nothing happens
+        assert ask(b, "pub t2 x") == "x"                     # b is the only subscriber left
+        assert b.recv(timeout=RECV) == "published 1"
+        assert ask(b, "unsub t2") == "unsubscribed t2"
+        assert srv.call(hub.topics) == frozenset({"t1", "t3"})
+        assert ask(a, "unsub-all") == "unsubscribed all"
+        assert srv.call(hub.topics) == frozenset()
+        assert srv.call(hub.snapshot)["subscriptions"] == 0
