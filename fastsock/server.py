@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from .exceptions import InvalidHandshakeError
 from .websocket.handshake import (
@@ -569,11 +569,15 @@ def serve(handler: Routes, host: str = "127.0.0.1", port: int = 0, *, reactor: A
 
 def run(handler: Routes, host: str = "127.0.0.1", port: int = 0, *,
         on_ready: Optional[Callable[[WebSocketServer], None]] = None,
+        on_shutdown: Optional[Callable[[], Awaitable[Any]]] = None,
         shutdown_timeout: float = 5.0, **kwargs: Any) -> int:
     """Serve on a new fastsock reactor until SIGINT/SIGTERM, then close every
     connection with 1001 (up to ``shutdown_timeout`` seconds) and return 0.
 
     ``on_ready(server)`` runs once the socket listens (e.g. to print the port).
+    ``on_shutdown()``, a coroutine function, is awaited on the loop after the
+    connections are closed and before the loop is (e.g. ``hub.aclose``);
+    bounded by ``shutdown_timeout``.
     """
     from .reactor import Reactor
 
@@ -589,6 +593,11 @@ def run(handler: Routes, host: str = "127.0.0.1", port: int = 0, *,
             server.state.abort_all()
             reactor.run_until(lambda: not len(server.state), timeout=0.5)
         server.tcp_server.close()
+        if on_shutdown is not None:
+            try:
+                reactor.run_until_complete(on_shutdown(), timeout=shutdown_timeout)
+            except TimeoutError:
+                log.warning("on_shutdown did not finish within %.1fs", shutdown_timeout)
     finally:
         reactor.close()
     return 0

@@ -12,7 +12,7 @@ only use asyncio's protocol/transport shape and ``loop.call_later`` /
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Optional, Sequence, cast
+from typing import Any, Awaitable, Callable, Optional, Sequence, cast
 
 from ..client import ClientHandshakeProtocol
 from ..server import Routes, ServerState
@@ -122,9 +122,11 @@ async def connect(uri: str, handler: Callable[[], WebSocketHandler], *,
 
 def run(handler: Routes, host: str = "127.0.0.1", port: int = 0, *, loop: str = "asyncio",
         on_ready: Optional[Callable[[AioWebSocketServer], None]] = None,
+        on_shutdown: Optional[Callable[[], Awaitable[Any]]] = None,
         shutdown_timeout: float = 5.0, **kwargs: Any) -> int:
     """Serve on a new ``"asyncio"`` or ``"uvloop"`` loop until SIGINT/SIGTERM,
-    then close every connection with 1001 (bounded by ``shutdown_timeout``)."""
+    then close every connection with 1001 (bounded by ``shutdown_timeout``);
+    ``on_shutdown()`` is awaited after that, as in :func:`fastsock.server.run`."""
     import signal
 
     async def main() -> int:
@@ -145,6 +147,18 @@ def run(handler: Routes, host: str = "127.0.0.1", port: int = 0, *, loop: str = 
         await stop
         server.close()
         await server.wait_closed(shutdown_timeout)
+        if on_shutdown is not None:
+            try:
+                await asyncio.wait_for(on_shutdown(), shutdown_timeout)
+            except asyncio.TimeoutError:
+                pass
+        # As asyncio.run() does: cancel the tasks still running (e.g. a hub's)
+        # and let them finish before the loop closes (bounded).
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.wait(others, timeout=shutdown_timeout)
         return 0
 
     event_loop = new_loop(loop)

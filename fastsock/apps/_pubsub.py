@@ -54,11 +54,13 @@ def hub_from(args: argparse.Namespace) -> Hub:
 
 
 def start_hub(hub: Hub, server: Any) -> None:
-    """Start ``hub`` on the server's loop; stop it when the server shuts down."""
+    """Start ``hub`` on the server's loop. Pass ``on_shutdown=hub.aclose`` to
+    ``serve_ws`` too: it closes the hub's connections at the end."""
     loop = server.state.loop
     hub.start(loop)
     add_hook = getattr(loop, "add_shutdown_hook", None)   # fastsock's reactor
     if add_hook is not None:
+        # stop reconnecting while the connections drain (aclose comes after)
         add_hook(lambda deadline: hub.close())
     url = getattr(hub, "url", None)
     if url is not None:

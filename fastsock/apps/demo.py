@@ -27,4 +27,5 @@ def run(args: argparse.Namespace) -> int:
     chat = Chat(hub_from(args))
     routes = {"/chat": lambda: ChatHandler(chat), "*": EchoHandler}
     return serve_ws(getattr(args, "app", "demo"), routes, args, http_handler=page_handler,
-                    on_start=lambda server: start_hub(chat.hub, server))
+                    on_start=lambda server: start_hub(chat.hub, server),
+                    on_shutdown=chat.hub.aclose)

@@ -89,12 +89,14 @@ class RedisHub(Hub):
         self._alive_key = f"{prefix}alive:{self.node_id}"
         self._queue: collections.deque[tuple[bytes, bytes]] = collections.deque()
         self._presence_dirty: set[str] = set()
+        self._presence_written: set[str] = set()     # topics with our count in Redis
         self._wanted: set[bytes] = set()              # topic channels we need
         self._subscribed: set[bytes] = set()          # topic channels Redis has from us
         self._channel_topic: dict[bytes, str] = {}
         self._wake = asyncio.Event()                  # publisher: something to send
         self._resync = asyncio.Event()                # subscriber: wanted != subscribed
         self._pubsub: Any = None
+        self._closing_pubsub: Any = None              # the subscriber's, when it was cancelled
         self._pub: Any = None
         self._sub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,6 +121,10 @@ class RedisHub(Hub):
                        loop.create_task(self._syncer(), name="fastsock-pubsub-sync")]
 
     def close(self) -> None:
+        """Cancel the hub's tasks; each ends in its next step without awaiting
+        anything, so a loop that stops right after has no pending task. Their
+        Redis connections are closed by the loop's shutdown (fastsock's
+        reactor) or by :meth:`aclose`."""
         for task in self._tasks:
             task.cancel()
 
@@ -131,14 +137,22 @@ class RedisHub(Hub):
             except (asyncio.CancelledError, *_NETWORK_ERRORS):
                 pass
         self._tasks = []
+        pubsub, self._closing_pubsub = self._closing_pubsub or self._pubsub, None
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()
+            except _NETWORK_ERRORS:
+                pass
         if self._pub is not None:
             try:
                 async with asyncio.timeout(COMMAND_TIMEOUT):
                     pipe = self._pub.pipeline(transaction=False)
-                    for topic in self._topics:
+                    # the connections are gone by now: remove every count we wrote
+                    for topic in self._presence_written | set(self._topics):
                         pipe.hdel(self._presence_key(topic), self.node_id)
                     pipe.delete(self._alive_key)
                     await pipe.execute()
+                self._presence_written.clear()
             except _NETWORK_ERRORS:
                 pass
         for client in (self._pub, self._sub):
@@ -240,7 +254,9 @@ class RedisHub(Hub):
                 backoff = self.reconnect_min
             except asyncio.CancelledError:
                 raise
-            except _NETWORK_ERRORS as exc:
+            except Exception as exc:      # network errors; and a bug must not end publishing
+                if not isinstance(exc, _NETWORK_ERRORS):
+                    log.exception("pubsub: publisher failed; retrying")
                 if self._pub_down_since is None:
                     self._pub_down_since = time.monotonic()
                     self._lost("publisher", exc)
@@ -260,8 +276,10 @@ class RedisHub(Hub):
                 count = self.local_presence(topic)
                 if count:
                     pipe.hset(self._presence_key(topic), self.node_id, count)
+                    self._presence_written.add(topic)
                 else:
                     pipe.hdel(self._presence_key(topic), self.node_id)
+                    self._presence_written.discard(topic)
             refresh = time.monotonic() >= self._alive_due
             if refresh:
                 pipe.set(self._alive_key, b"1", ex=ALIVE_TTL)
@@ -307,18 +325,25 @@ class RedisHub(Hub):
                 self._resync.set()       # topics added or removed meanwhile
                 await self._read(pubsub)
             except asyncio.CancelledError:
+                # Stopping: end at once, awaiting nothing, so the task is done
+                # before the loop stops (aclose() closes the connection).
+                self._closing_pubsub = pubsub
+                self._pubsub = None
                 raise
             except _NETWORK_ERRORS as exc:
                 if self._sub_down_since is None:
                     self._sub_down_since = time.monotonic()
                     self._lost("subscriber", exc)
-            finally:
-                self._pubsub = None
-                self._subscribed = set()
-                try:
-                    await pubsub.aclose()
-                except _NETWORK_ERRORS:
-                    pass
+            except Exception:             # a bug must not end delivery: log, reconnect
+                log.exception("pubsub: subscriber failed; reconnecting")
+                if self._sub_down_since is None:
+                    self._sub_down_since = time.monotonic()
+            self._pubsub = None
+            self._subscribed = set()
+            try:
+                await pubsub.aclose()
+            except _NETWORK_ERRORS:
+                pass
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.reconnect_max)
 
@@ -373,6 +398,8 @@ class RedisHub(Hub):
                             self._channel_topic.pop(channel, None)
             except _NETWORK_ERRORS:
                 pass              # the reader sees the broken connection and reconnects
+            except Exception:
+                log.exception("pubsub: changing subscriptions failed")
 
     # -- logging --------------------------------------------------------------------------
     def _lost(self, which: str, exc: BaseException) -> None:

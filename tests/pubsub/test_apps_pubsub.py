@@ -148,3 +148,26 @@ def test_bad_pubsub_url_is_a_usage_error() -> None:
                           timeout=30)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("fastsock: error: --pubsub: unknown pub/sub URL")
+
+
+@pytest.mark.needs_redis
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop", ["fastsock", "asyncio", "uvloop"])
+def test_a_stopped_app_closes_its_hub_cleanly(redis_process: Any, loop: str) -> None:
+    """SIGTERM: the hub's tasks end and its connections close before the loop
+    does (no 'Task was destroyed', no traceback), and the process takes its
+    presence and liveness keys out of Redis."""
+    r = redis.Redis(port=redis_process.port)
+    with serve("chat", "--pubsub", redis_process.url, "--loop", loop) as (proc, port):
+        with connect(f"ws://127.0.0.1:{port}/chat/room") as ws:
+            assert ws.recv(timeout=RECV).endswith("joined (1 here)")
+            deadline = time.monotonic() + RECV
+            while not (r.keys("fastsock:alive:*") and r.hvals("fastsock:p:chat:room")):
+                assert time.monotonic() < deadline, "presence never written"
+                time.sleep(0.02)
+            proc.send_signal(15)
+            assert proc.wait(20) == 0
+        assert proc.stderr is not None
+        log = proc.stderr.read()
+    assert "Traceback" not in log and "Task was destroyed" not in log, log
+    assert r.keys("fastsock:alive:*") == [] and r.hvals("fastsock:p:chat:room") == []
