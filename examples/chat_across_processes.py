@@ -59,7 +59,9 @@ if __name__ == "__main__":
 
     def on_ready(server: fastsock.WebSocketServer) -> None:
         hub.start(server.state.loop)                  # the hub runs on the server's loop
-        server.state.loop.add_shutdown_hook(lambda deadline: hub.close())
         print(f"listening on ws://127.0.0.1:{server.port}/ROOM", flush=True)
 
-    sys.exit(run(lambda: Member(hub), "127.0.0.1", port, on_ready=on_ready))
+    # on_shutdown: once the connections are closed, close the hub's Redis
+    # connections and take this process's presence out of Redis.
+    sys.exit(run(lambda: Member(hub), "127.0.0.1", port, on_ready=on_ready,
+                 on_shutdown=hub.aclose))
