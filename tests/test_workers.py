@@ -407,3 +407,25 @@ def test_tcp_echo_workers_serve_on_the_slot_listeners(loop: str) -> None:
             assert held == workers
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+
+
+@pytest.mark.timeout(60)
+def test_workers_0_means_one_per_core() -> None:
+    cores = len(os.sched_getaffinity(0))
+    cmd = [sys.executable, "-m", "fastsock", "serve", "echo", "--workers", "0", "--port", "0"]
+    with supervisor(cmd) as (proc, line):
+        assert CLI_READY.match(line), line
+        assert len(worker_pids(proc)) == cores
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+def test_bad_workers_values_are_usage_errors() -> None:
+    for value, message in (("-1", "workers must be >= 0"), ("two", "workers must be a number")):
+        run = subprocess.run([sys.executable, "-m", "fastsock", "serve", "echo", "--workers", value],
+                             cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=30)
+        assert run.returncode == 2 and message in run.stderr, run.stderr
+    run = subprocess.run([sys.executable, "-m", "fastsock", "serve", "echo", "--workers", "2",
+                          "--metrics-port", "0", "--port", "0"], cwd=ROOT, env=_env(),
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "--metrics-port cannot be shared by workers" in run.stderr, run.stderr
