@@ -45,8 +45,16 @@ _EXPORTS: dict[str, str] = {
     "broadcast": "fastsock.websocket",
     "encode_message": "fastsock.websocket",
     "WebSocketServer": "fastsock.server",
-    "serve": "fastsock.server",
-    "connect": "fastsock.client",
+    # coroutine handlers, or WebSocketHandler classes with reactor= (fastsock.server/client)
+    "serve": "fastsock.coroutine",
+    "connect": "fastsock.coroutine",
+    "Connection": "fastsock.coroutine",
+    "Server": "fastsock.coroutine",
+    "ConnectionClosed": "fastsock.exceptions",
+    "ConnectionClosedOK": "fastsock.exceptions",
+    "ConnectionClosedError": "fastsock.exceptions",
+    "InvalidResponseError": "fastsock.exceptions",
+    "ConnectTimeoutError": "fastsock.exceptions",
     # scale-out
     "run_workers": "fastsock.workers",
 }

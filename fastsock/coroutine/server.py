@@ -1,0 +1,283 @@
+"""``fastsock.serve``: a WebSocket server whose handler is a coroutine.
+
+::
+
+    async def handler(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    async with fastsock.serve(handler, "127.0.0.1", 8765) as server:
+        await server.serve_forever()
+
+It runs on the running loop (fastsock's, asyncio's or uvloop's) through
+``loop.create_server`` with the same handshake glue as the callback API
+(:class:`fastsock.server.ServerState`); ``ssl=`` makes it wss. One task per
+connection runs the handler; nothing is scheduled per message.
+
+:func:`serve` also keeps the callback form: given a
+:class:`~fastsock.websocket.WebSocketHandler` subclass (or factory, or a
+routes dict of them) it is :func:`fastsock.server.serve` on ``reactor=``.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import ssl as _ssl
+from typing import (Any, Awaitable, Callable, Generator, Mapping, Optional, Sequence, Union,
+                    cast, overload)
+
+from ..exceptions import ConnectionClosed
+from ..server import ServerState, WebSocketServer
+from ..server import serve as _callback_serve
+from ..websocket.protocol import OPEN, WebSocketHandler, WebSocketOptions
+from .connection import DEFAULT_MAX_QUEUE, Connection, ConnectionCore, Dumps, Loads
+
+__all__ = ["Handler", "Server", "serve", "is_coroutine_handler"]
+
+log = logging.getLogger("fastsock.server")
+
+Handler = Callable[[Connection], Awaitable[Any]]
+# Close code and reason when the application's handler raises.
+INTERNAL_ERROR = 1011
+INTERNAL_ERROR_REASON = "internal error"
+
+
+def is_coroutine_handler(handler: Any) -> bool:
+    """True for ``async def handler(ws)`` (or an object whose ``__call__`` is
+    one, or a ``functools.partial`` of one): the coroutine API. A
+    ``WebSocketHandler`` subclass or factory is the callback API."""
+    if isinstance(handler, type):
+        return False
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None))
+
+
+class Server:
+    """A WebSocket server running coroutine handlers (see :func:`serve`).
+
+    ``async with`` starts it and on exit closes it (1001 to every client,
+    bounded by ``options.close_timeout``); ``await serve(...)`` only starts
+    it. ``serve_forever()`` waits until :meth:`close`.
+    """
+
+    def __init__(self, handler: Union[Handler, Mapping[str, Handler]], host: Optional[str],
+                 port: int, *, ssl: Optional[_ssl.SSLContext] = None, backlog: int = 1024,
+                 reuse_port: bool = False, sock: Any = None,
+                 max_queue: int = DEFAULT_MAX_QUEUE, dumps: Dumps = json.dumps,
+                 loads: Loads = json.loads, logger: Optional[logging.Logger] = None,
+                 options: Optional[WebSocketOptions] = None, **state_kwargs: Any) -> None:
+        self._handler = handler
+        self._host = host
+        self._port = port
+        self._ssl = ssl
+        self._backlog = backlog
+        self._reuse_port = reuse_port
+        self._sock = sock
+        self._max_queue = max_queue
+        self._dumps = dumps
+        self._loads = loads
+        self._log = logger or log
+        self._options = options or WebSocketOptions()
+        self._state_kwargs = state_kwargs
+        self.state: Optional[ServerState] = None
+        self.server: Any = None          # the loop's server (asyncio.Server shape)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: dict[ConnectionCore, Connection] = {}
+        self._closed: Optional[asyncio.Future[None]] = None
+
+    # ------------------------------------------------------------ start
+
+    async def start(self) -> "Server":
+        """Listen on the running loop."""
+        if self.server is not None:
+            return self
+        loop = asyncio.get_running_loop()
+        routes: Any
+        if isinstance(self._handler, Mapping):
+            routes = {path: self._factory(h) for path, h in self._handler.items()}
+        else:
+            routes = self._factory(self._handler)
+        state = ServerState(routes, loop, options=self._options, **self._state_kwargs)
+        factory = cast(Callable[[], asyncio.Protocol], state.protocol_factory)
+        if self._sock is not None:
+            server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog,
+                                              ssl=self._ssl)
+        else:
+            server = await loop.create_server(factory, self._host, self._port,
+                                              backlog=self._backlog, ssl=self._ssl,
+                                              reuse_address=True,
+                                              reuse_port=self._reuse_port or None)
+        self.state = state
+        state.listener = server
+        self.server = server
+        self._closed = loop.create_future()
+        return self
+
+    def _factory(self, handler: Handler) -> Callable[[], ConnectionCore]:
+        if not is_coroutine_handler(handler):
+            raise TypeError(f"{handler!r} is not a coroutine function: "
+                            f"mix no callback handlers into a coroutine server")
+        max_queue = self._max_queue
+
+        def on_start(core: ConnectionCore) -> None:
+            self._start_handler(handler, core)
+
+        return lambda: ConnectionCore(max_queue, on_start)
+
+    def _start_handler(self, handler: Handler, core: ConnectionCore) -> None:
+        conn = Connection(core, dumps=self._dumps, loads=self._loads)
+        self._connections[core] = conn
+        task = asyncio.ensure_future(self._run(handler, conn), loop=core._loop)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, handler: Handler, conn: Connection) -> None:
+        core = conn.core
+        try:
+            await handler(conn)
+        except ConnectionClosed:
+            pass                    # the peer went away while the handler used the connection
+        except asyncio.CancelledError:
+            core.close(1001, "server shutting down")
+            raise
+        except Exception:
+            self._log.exception("connection handler failed (%s %s)", conn.id, conn.remote_address)
+            if core._state is OPEN:
+                core.close(INTERNAL_ERROR, INTERNAL_ERROR_REASON)
+        else:
+            core.close()            # 1000; does nothing if closing already started
+        finally:
+            try:
+                await conn.wait_closed()
+            finally:
+                self._connections.pop(core, None)
+
+    # ------------------------------------------------------------ use
+
+    @property
+    def sockets(self) -> Any:
+        return self.server.sockets
+
+    @property
+    def port(self) -> int:
+        return int(self.server.sockets[0].getsockname()[1])
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The connections whose handler is running."""
+        return list(self._connections.values())
+
+    @property
+    def handlers(self) -> set[WebSocketHandler]:
+        """The connection cores (``fastsock.broadcast(server.handlers, msg)``)."""
+        return self.state.handlers if self.state is not None else set()
+
+    def broadcast(self, message: Union[str, bytes]) -> int:
+        """Send one message to every open connection (encoded once); returns how many got it."""
+        return self.state.broadcast(message) if self.state is not None else 0
+
+    def stats(self) -> dict[str, Any]:
+        """The server's metrics as plain numbers (see ``WebSocketServer.stats``)."""
+        if self.state is None:
+            raise RuntimeError("the server has not started")
+        return self.state.snapshot()
+
+    async def serve_forever(self) -> None:
+        """Wait until :meth:`close` (cancelling it closes the server)."""
+        if self._closed is None:
+            await self.start()
+        assert self._closed is not None
+        try:
+            await asyncio.shield(self._closed)
+        except asyncio.CancelledError:
+            self.close()
+            raise
+
+    def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Stop accepting and start closing every connection with ``code``."""
+        if self.server is not None:
+            self.server.close()
+        if self.state is not None:
+            self.state.close_all(code, reason)
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    async def wait_closed(self, timeout: Optional[float] = None) -> None:
+        """Wait until every connection is closed and every handler returned;
+        after ``timeout`` (default ``options.close_timeout``) abort the rest
+        and cancel their handlers."""
+        if self.state is None:
+            return
+        if timeout is None:
+            timeout = self._options.close_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        state = self.state
+        while (len(state) or self._tasks) and loop.time() < deadline:
+            await asyncio.sleep(_POLL_INTERVAL)
+        if len(state):
+            state.abort_all()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        await self.server.wait_closed()
+
+    async def __aenter__(self) -> "Server":
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+        await self.wait_closed()
+
+    def __await__(self) -> Generator[Any, None, "Server"]:
+        return self.start().__await__()
+
+
+# How often wait_closed looks whether the connections are gone.
+_POLL_INTERVAL = 0.01
+
+
+@overload
+def serve(handler: Union[Handler, Mapping[str, Handler]], host: Optional[str] = ...,
+          port: int = ..., *, ssl: Optional[_ssl.SSLContext] = ..., backlog: int = ...,
+          reuse_port: bool = ..., sock: Any = ..., max_queue: int = ...,
+          dumps: Dumps = ..., loads: Loads = ..., logger: Optional[logging.Logger] = ...,
+          options: Optional[WebSocketOptions] = ..., origins: Optional[Sequence[Optional[str]]] = ...,
+          subprotocols: Sequence[str] = ..., **kwargs: Any) -> Server: ...
+
+
+@overload
+def serve(handler: Any, host: Optional[str] = ..., port: int = ..., *, reactor: Any,
+          **kwargs: Any) -> WebSocketServer: ...
+
+
+def serve(handler: Any, host: Optional[str] = "127.0.0.1", port: int = 0, *,
+          reactor: Any = None, **kwargs: Any) -> Union[Server, WebSocketServer]:
+    """Serve WebSockets.
+
+    - ``handler`` is ``async def handler(ws)`` (or a ``{path: handler}``
+      dict of them): the coroutine API. Returns a :class:`Server` to use as
+      ``async with serve(...) as server`` or ``server = await serve(...)``,
+      on the running loop. Keywords: ``ssl`` (an ``SSLContext``: wss),
+      ``max_queue``, ``dumps``/``loads`` (``send_json``/``recv_json``),
+      ``logger``, ``options``, ``backlog``, ``reuse_port``, ``sock``, and
+      those of :class:`~fastsock.server.ServerState` (``origins``,
+      ``subprotocols``, ``extensions``, ``process_request``...).
+    - ``handler`` is a :class:`WebSocketHandler` subclass or factory (or a
+      dict of them): the callback API, :func:`fastsock.server.serve`; it
+      needs ``reactor=``.
+    """
+    if is_coroutine_handler(handler) or (
+            isinstance(handler, Mapping) and handler
+            and all(is_coroutine_handler(h) for h in handler.values())):
+        if reactor is not None:
+            raise TypeError("a coroutine handler runs on the running loop: drop reactor=")
+        return Server(handler, host, port, **kwargs)
+    if reactor is None:
+        raise TypeError(f"{handler!r} is not a coroutine function, so it is a callback "
+                        f"handler, and the callback API needs reactor= "
+                        f"(or write `async def handler(ws)`)")
+    return _callback_serve(handler, host or "127.0.0.1", port, reactor=reactor, **kwargs)
