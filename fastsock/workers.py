@@ -32,7 +32,9 @@ Signals to the supervisor:
   every worker accepts.
 
 A worker that exits without being asked to is logged with its exit status
-and restarted after a back-off that doubles on each quick crash.
+and restarted after a back-off that doubles on each quick crash. If a slot's
+worker fails BOOT_ATTEMPTS times before any worker ever accepted, the
+supervisor gives up and returns 1 (the program cannot start).
 """
 from __future__ import annotations
 
@@ -63,6 +65,8 @@ ENV_VAR = "FASTSOCK_WORKER"          # set by the supervisor in each worker's en
 RESTART_BACKOFF_MIN = 0.1            # seconds before the first restart of a crashed worker
 RESTART_BACKOFF_MAX = 10.0           # cap of the doubling back-off
 STABLE_AFTER = 5.0                   # a worker up this long resets the back-off
+BOOT_ATTEMPTS = 5                    # a slot whose first worker fails this often: give up
+EXIT_BOOT_FAILED = 1                 # run()'s result when the workers never started
 KILL_GRACE = 2.0                     # after a worker's shutdown_timeout, SIGKILL it this much later
 DEFAULT_READY_TIMEOUT = 30.0         # a worker must call ready() within this (start-up, imports)
 SUPERVISOR_TICK = 1.0                # longest sleep of the supervisor loop
@@ -221,10 +225,10 @@ class Supervisor:
         self._by_fd: dict[int, _Proc] = {}
         self._signals: list[int] = []
         self._stopping = False
-        self._stop_deadline = 0.0
         self._announced = False
         self._reload_queue: list[int] = []
         self._reload_again = False
+        self._boot_failed = False
 
     # -- public ---------------------------------------------------------------------------
     def pids(self) -> list[int]:
@@ -232,7 +236,8 @@ class Supervisor:
         return [s.current.pid if s.current else 0 for s in self._slots]
 
     def run(self) -> int:
-        """Start the workers and supervise them until SIGTERM/SIGINT; returns 0."""
+        """Start the workers and supervise them until SIGTERM/SIGINT; returns 0
+        (1 when a slot's worker failed BOOT_ATTEMPTS times before any accepted)."""
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -257,7 +262,7 @@ class Supervisor:
             for slot in self._slots:
                 slot.sock.close()
         log.info("supervisor %d: all workers stopped", os.getpid())
-        return 0
+        return EXIT_BOOT_FAILED if self._boot_failed else 0
 
     def report(self) -> dict[str, Any]:
         """Per worker and in total, read from /proc now: connections established
@@ -528,6 +533,15 @@ class Supervisor:
             slot.failures = 0
         delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN * (2 ** slot.failures))
         slot.failures += 1
+        if not self._announced and slot.failures >= BOOT_ATTEMPTS:
+            # Never got going (a bad option, code that does not import): a
+            # supervisor that retried forever would only hide it.
+            log.error("worker %d: pid %d %s; %d attempts failed before any worker "
+                      "accepted: giving up", slot.index, proc.pid, describe_status(status),
+                      slot.failures)
+            self._boot_failed = True
+            self._stop("start-up failure")
+            return
         log.error("worker %d: pid %d %s; restarting in %.2fs", slot.index, proc.pid,
                   describe_status(status), delay)
         if slot.pending is not None:      # a reload's replacement takes over when ready

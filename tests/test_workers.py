@@ -429,3 +429,16 @@ def test_bad_workers_values_are_usage_errors() -> None:
                           "--metrics-port", "0", "--port", "0"], cwd=ROOT, env=_env(),
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 2 and "--metrics-port cannot be shared by workers" in run.stderr, run.stderr
+
+
+@pytest.mark.timeout(60)
+def test_workers_that_never_start_make_the_supervisor_give_up(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.write_text("no worker can start")
+    run = subprocess.run([sys.executable, str(APP), "2"], cwd=ROOT,
+                         env=dict(_env(), WORKERS_APP_BROKEN_IF=str(broken)),
+                         capture_output=True, text=True, timeout=40)
+    assert run.returncode == 1 and run.stdout == ""          # never announced ready
+    assert re.search(r"exit status 3; 5 attempts failed before any worker accepted: giving up",
+                     run.stderr), run.stderr[-2000:]
+    assert "restarting in 0.10s" in run.stderr and "restarting in 0.80s" in run.stderr

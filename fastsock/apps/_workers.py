@@ -52,6 +52,9 @@ def run_app_workers(args: argparse.Namespace) -> int:
                        "(each worker answers for itself on the server port)", EXIT_USAGE)
     if current() is None:
         prepare(args)  # logging for the supervisor (each worker sets up its own)
+        if getattr(args, "pubsub", None) is not None:
+            from fastsock.apps._pubsub import hub_from
+            hub_from(args)   # a bad URL is one usage error here, not N failing workers
         if hasattr(args, "pubsub") and args.pubsub is None and args.workers != 1:
             log.warning("each worker has its own in-process hub, so messages reach only the "
                         "clients of the worker they arrive at; share them with "
@@ -63,9 +66,12 @@ def run_app_workers(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     try:
-        return run_workers(lambda worker: int(args._run(args)), args.workers, host=host,
+        code = run_workers(lambda worker: int(args._run(args)), args.workers, host=host,
                            port=args.port, backlog=args.backlog,
                            shutdown_timeout=args.shutdown_timeout, on_ready=announce)
     except OSError as exc:
         from fastsock.apps._common import bind_error
         raise bind_error(exc, host, args.port) from None
+    if code != 0 and current() is None:
+        raise AppError("the workers failed to start (their errors are logged above)")
+    return code

@@ -142,12 +142,14 @@ def test_broadcast_with_two_workers_on_one_port_reaches_every_client(redis_proce
             assert ws.recv(timeout=RECV) == b"\x00binary"
 
 
-def test_bad_pubsub_url_is_a_usage_error() -> None:
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
+def test_bad_pubsub_url_is_a_usage_error(workers: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-m", "fastsock", "serve", "chat", "--pubsub",
-                           "kafka://x", "--port", "0"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=30)
+                           "kafka://x", "--port", "0", *workers], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("fastsock: error: --pubsub: unknown pub/sub URL")
+    assert "worker" not in proc.stderr          # refused before any worker started
 
 
 @pytest.mark.needs_redis
