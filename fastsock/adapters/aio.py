@@ -80,16 +80,17 @@ class AioWebSocketServer:
 
 async def serve(handler: Routes, host: str = "127.0.0.1", port: int = 0, *,
                 backlog: int = 1024, reuse_port: bool = False, sock: Any = None,
-                **kwargs: Any) -> AioWebSocketServer:
+                ssl: Any = None, **kwargs: Any) -> AioWebSocketServer:
     """Listen on the running asyncio/uvloop loop; arguments as :func:`fastsock.server.serve`
-    (``sock``: serve this listening socket instead of binding ``host``:``port``)."""
+    (``sock``: serve this listening socket instead of binding ``host``:``port``;
+    ``ssl``: an ``SSLContext``, for wss://)."""
     loop = asyncio.get_running_loop()
     state = ServerState(handler, loop, **kwargs)
     factory = cast(Callable[[], asyncio.Protocol], state.protocol_factory)
     if sock is not None:
-        server = await loop.create_server(factory, sock=sock, backlog=backlog)
+        server = await loop.create_server(factory, sock=sock, backlog=backlog, ssl=ssl)
     else:
-        server = await loop.create_server(factory, host, port, backlog=backlog,
+        server = await loop.create_server(factory, host, port, backlog=backlog, ssl=ssl,
                                           reuse_address=True, reuse_port=reuse_port or None)
     return AioWebSocketServer(server, state)
 

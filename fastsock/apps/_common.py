@@ -8,6 +8,8 @@
   loop (fastsock's reactor, asyncio or uvloop) until SIGINT/SIGTERM, then
   stop gracefully: stop accepting, close every connection (buffered writes
   drain up to the deadline), exit 0.
+- :func:`add_tls_arguments` / :func:`server_ssl_context`: ``--certfile`` and
+  ``--keyfile`` (wss:// and TLS servers).
 - :class:`AppError`: a bad-input or runtime failure the CLI reports as ONE
   line on stderr with exit code 2 (usage) or 1 (runtime), no traceback.
 """
@@ -18,6 +20,7 @@ import errno
 import logging
 import signal
 import socket
+import ssl
 import sys
 from typing import Any, Callable, Protocol as _TypingProtocol
 
@@ -30,6 +33,7 @@ __all__ = [
     "EXIT_USAGE",
     "LOOPS",
     "add_common_arguments",
+    "add_tls_arguments",
     "bind_error",
     "format_address",
     "port",
@@ -37,6 +41,7 @@ __all__ = [
     "ready",
     "resolve_host",
     "serve_tcp",
+    "server_ssl_context",
 ]
 
 log = logging.getLogger("fastsock.serve")
@@ -117,6 +122,33 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_port: int) -> 
                             "connections are cut (default: %(default)s)")
     group.add_argument("--quiet", action="store_true",
                        help="log only warnings and errors (the ready line is still printed)")
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--certfile`` and ``--keyfile``: serve over TLS (wss://)."""
+    group = parser.add_argument_group("TLS options")
+    group.add_argument("--certfile", metavar="FILE",
+                       help="PEM certificate chain: serve over TLS (wss://) with it")
+    group.add_argument("--keyfile", metavar="FILE",
+                       help="PEM private key of --certfile (default: read from --certfile)")
+
+
+def server_ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server's TLS context from ``--certfile``/``--keyfile``, or None
+    without them; a missing or unusable file is an :class:`AppError`."""
+    certfile = getattr(args, "certfile", None)
+    keyfile = getattr(args, "keyfile", None)
+    if certfile is None:
+        if keyfile is not None:
+            raise AppError("--keyfile needs --certfile", EXIT_USAGE)
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise AppError(f"cannot load the TLS certificate {certfile}"
+                       f"{f' / key {keyfile}' if keyfile else ''}: {exc}", EXIT_USAGE) from None
+    return ctx
 
 
 # -- addresses ----------------------------------------------------------------

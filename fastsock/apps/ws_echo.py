@@ -3,24 +3,31 @@
 Every message goes back to its sender with its type (text stays text). As a
 conformance and benchmark target it accepts messages up to 64 MiB in any
 number of fragments and sends no keep-alive pings by default; the library's
-own defaults (1 MiB messages, pings every 20 s) stay safe. This module also
-holds what the other WebSocket apps share: :func:`add_ws_arguments` and
-:func:`serve_ws`.
+own defaults (1 MiB messages, pings every 20 s) stay safe. ``--api async``
+runs the same echo through the coroutine API (:func:`echo`);
+``--certfile``/``--keyfile`` serve wss://. This module also holds what the
+other WebSocket apps share: :func:`add_ws_arguments` and :func:`serve_ws`.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
 from typing import Any, Callable, Optional
 
 from fastsock.apps._common import (
-    AppError, add_common_arguments, bind_error, prepare, ready, resolve_host,
+    AppError, add_common_arguments, add_tls_arguments, bind_error, prepare, ready, resolve_host,
+    server_ssl_context,
 )
 from fastsock.apps._metrics import MetricsSetup, add_metrics_arguments
 from fastsock.apps._workers import add_worker_arguments, listen_socket
 from fastsock.websocket import WebSocketHandler, WebSocketOptions
 
-__all__ = ["DEFAULT_PORT", "DESCRIPTION", "EchoHandler", "add_arguments", "add_ws_arguments",
-           "options_from", "run", "serve_ws"]
+__all__ = ["APIS", "DEFAULT_PORT", "DESCRIPTION", "EchoHandler", "add_arguments",
+           "add_ws_arguments", "echo", "options_from", "run", "serve_ws"]
+
+log = logging.getLogger("fastsock.serve")
 
 DESCRIPTION = "WebSocket echo server: every message goes back with its type, on any path"
 DEFAULT_PORT = 8765
@@ -33,6 +40,16 @@ class EchoHandler(WebSocketHandler):
     # send() accepts a superset of what on_message receives; binding it
     # directly saves one Python call per message.
     on_message = WebSocketHandler.send  # type: ignore[assignment]
+
+
+async def echo(ws: Any) -> None:
+    """The echo for the coroutine API (``--api async``): each message back, same type."""
+    async for message in ws:
+        await ws.send(message)
+
+
+# --api: the callback handler (the fastest path) or the coroutine one
+APIS = ("callback", "async")
 
 
 def _size(text: str) -> int:
@@ -78,6 +95,7 @@ def add_ws_arguments(parser: argparse.ArgumentParser, default_port: int = DEFAUL
                             "(default: %(default)s)")
     group.add_argument("--slow-peer", choices=("pause", "drop", "disconnect"), default="pause",
                        help="what to do with a peer over --write-limit (default: %(default)s)")
+    add_tls_arguments(parser)
     add_metrics_arguments(parser)
     add_worker_arguments(parser)
 
@@ -97,12 +115,19 @@ def serve_ws(app: str, handler: Any, args: argparse.Namespace, *,
     ``on_start(server)`` runs once it listens (e.g. to start a hub on its loop)."""
     prepare(args)
     _, host = resolve_host(args.host, args.port)
+    ssl_context = server_ssl_context(args)
     kwargs.setdefault("options", options_from(args))
     kwargs.setdefault("handshake_timeout", args.handshake_timeout)
     metrics = MetricsSetup(args, host)
     if metrics.metrics is not None:
         from fastsock.server import default_http_handler
         kwargs["http_handler"] = metrics.http_handler(kwargs.get("http_handler", default_http_handler))
+    from fastsock.coroutine import is_coroutine_handler
+    if ssl_context is not None or is_coroutine_handler(handler):
+        try:
+            return _serve_on_loop(app, handler, args, host, ssl_context, metrics, on_start, kwargs)
+        finally:
+            metrics.close()
 
     def on_ready(server: Any) -> None:
         if args.loop == "fastsock":
@@ -136,9 +161,77 @@ def serve_ws(app: str, handler: Any, args: argparse.Namespace, *,
         metrics.close()
 
 
+def _serve_on_loop(app: str, handler: Any, args: argparse.Namespace, host: str,
+                   ssl_context: Any, metrics: MetricsSetup,
+                   on_start: Optional[Callable[[Any], None]], kwargs: dict[str, Any]) -> int:
+    """Serve through the loop's ``create_server`` (fastsock's, asyncio's or
+    uvloop's): the path of coroutine handlers and of TLS. Stops like the
+    others: SIGINT/SIGTERM, 1001 to every client, ``--shutdown-timeout``."""
+    from fastsock.adapters import aio
+    from fastsock.coroutine import Server, is_coroutine_handler
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        server: Any
+        try:
+            if is_coroutine_handler(handler):
+                server = await Server(handler, host, args.port, ssl=ssl_context,
+                                      backlog=args.backlog, sock=listen_socket(), **kwargs).start()
+            else:
+                server = await aio.serve(handler, host, args.port, ssl=ssl_context,
+                                         backlog=args.backlog, sock=listen_socket(), **kwargs)
+        except OSError as exc:
+            raise bind_error(exc, host, args.port) from None
+        bound_host, bound_port = server.sockets[0].getsockname()[:2]
+        if metrics.metrics is not None:
+            metrics.metrics.add_server(server)
+            metrics.start(app, loop, (bound_host, bound_port))
+        if on_start is not None:
+            on_start(server)
+        stop = loop.create_future()
+
+        def on_signal(signum: int) -> None:
+            if not stop.done():
+                log.info("%s: %s received, stopping", app, signal.Signals(signum).name)
+                stop.set_result(signum)
+            else:                      # a second signal: stop waiting
+                server.state.abort_all()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        ready(app, "wss" if ssl_context is not None else "ws", bound_host, bound_port)
+        await stop
+        server.close()
+        await server.wait_closed(args.shutdown_timeout)
+        return 0
+
+    if args.loop == "fastsock":
+        import fastsock
+        event_loop = fastsock.new_event_loop()
+    else:
+        if args.loop == "uvloop":
+            try:
+                import uvloop  # noqa: F401
+            except ImportError:
+                raise AppError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
+        event_loop = aio.new_loop(args.loop)
+    try:
+        asyncio.set_event_loop(event_loop)
+        code: int = event_loop.run_until_complete(main())
+        return code
+    finally:
+        asyncio.set_event_loop(None)
+        event_loop.close()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_ws_arguments(parser)
+    parser.add_argument("--api", choices=APIS, default="callback",
+                        help="callback: a WebSocketHandler (the fastest path); async: "
+                             "`async def handler(ws)` through the coroutine API "
+                             "(default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
-    return serve_ws(getattr(args, "app", "echo"), EchoHandler, args)
+    handler: Any = echo if getattr(args, "api", "callback") == "async" else EchoHandler
+    return serve_ws(getattr(args, "app", "echo"), handler, args)
