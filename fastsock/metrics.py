@@ -40,14 +40,24 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from .server import ServerState, default_http_handler
 from .websocket.handshake import Request, Response
 
-__all__ = ["DEFAULT_PATH", "NAMESPACE", "FastsockCollector", "LabelledCollector", "Metrics",
-           "merge_stats"]
+__all__ = ["DEFAULT_PATH", "LOOP_COUNTERS", "NAMESPACE", "FastsockCollector", "LabelledCollector",
+           "Metrics", "merge_stats"]
 
 NAMESPACE = "fastsock"
 DEFAULT_PATH = "/metrics"
 LISTEN_BACKLOG = 64          # a metrics port serves a few scrapers, not clients
 
 HttpHandler = Callable[[Request], Optional[Response]]
+
+# fastsock's reactor's ``stats`` keys, exported as fastsock_loop_<key>_total.
+LOOP_COUNTERS = {
+    "iterations": "Turns of the event loop.",
+    "io_events": "I/O readiness events the loop dispatched.",
+    "callbacks": "Callbacks the loop ran (call_soon and I/O).",
+    "timers": "Timer callbacks the loop ran (call_later/call_at).",
+    "callback_errors": "Callbacks that raised (handed to the exception handler).",
+    "stale_fd_rebuilds": "Times the loop rebuilt its epoll set after a stale descriptor.",
+}
 
 
 class _HasStats(Protocol):
@@ -107,9 +117,20 @@ class FastsockCollector(Collector):
                  udp: Iterable[tuple[str, Any]] = ()) -> None:
         self._servers: list[StatsSource] = list(servers)
         self._udp: list[tuple[str, Any]] = list(udp)
+        self._loops: list[Any] = []
+
+    def add_loop(self, loop: Any) -> None:
+        """Export the event loop's counters (fastsock's reactor keeps them in
+        ``loop.stats``; other loops have none and are ignored)."""
+        if isinstance(getattr(loop, "stats", None), dict) and loop not in self._loops:
+            self._loops.append(loop)
 
     def add_server(self, server: StatsSource) -> None:
+        """Export a server's numbers (and its loop's, see :meth:`add_loop`)."""
         self._servers.append(server)
+        state = server if isinstance(server, ServerState) else getattr(server, "state", None)
+        if state is not None:
+            self.add_loop(state.loop)
 
     def add_udp(self, transport: Any, name: str = "udp") -> None:
         """Export a UDP transport's ``stats`` (fastsock's UDPTransport) as ``endpoint=name``."""
@@ -128,6 +149,14 @@ class FastsockCollector(Collector):
             yield from self._websocket(stats)
         if self._udp:
             yield from self._udp_families()
+        if self._loops:
+            totals: dict[str, int] = {}
+            for loop in self._loops:
+                for key, value in loop.stats.items():
+                    totals[key] = totals.get(key, 0) + value
+            for key, doc in LOOP_COUNTERS.items():
+                if key in totals:
+                    yield CounterMetricFamily(f"{NAMESPACE}_loop_{key}", doc, value=totals[key])
 
     def _websocket(self, s: dict[str, Any]) -> Iterator[Metric]:
         n = NAMESPACE
@@ -263,6 +292,9 @@ class Metrics:
 
     def add_udp(self, transport: Any, name: str = "udp") -> None:
         self.collector.add_udp(transport, name)
+
+    def add_loop(self, loop: Any) -> None:
+        self.collector.add_loop(loop)
 
     def render(self, accept: Optional[str] = None) -> tuple[bytes, str]:
         """One scrape: the body and its Content-Type (OpenMetrics if ``accept`` asks)."""

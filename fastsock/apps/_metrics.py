@@ -94,6 +94,7 @@ class MetricsSetup:
         ``where`` is the server's own address."""
         if self.metrics is None:
             return
+        self.metrics.add_loop(loop)
         if self.sock is not None:
             self.metrics.listen(loop, self.sock, self.path)
             where = self.sock.getsockname()[:2]
