@@ -20,6 +20,17 @@ Message = Union[str, bytes, bytearray, memoryview]
 NODE_ID_BYTES = 8     # random id of this hub (process): routes send_to, skips own echoes
 
 
+def _handler(connection: Any) -> WebSocketHandler:
+    """The callback-API object of ``connection``: itself, or the ``core`` of a
+    coroutine-API :class:`fastsock.coroutine.Connection`."""
+    if isinstance(connection, WebSocketHandler):
+        return connection
+    core = getattr(connection, "core", None)
+    if isinstance(core, WebSocketHandler):
+        return core
+    raise TypeError(f"not a WebSocket connection: {connection!r}")
+
+
 def _as_set(held: Union[str, set[str], None]) -> set[str]:
     if held is None:
         return set()
@@ -60,8 +71,9 @@ class Hub:
         """Like :meth:`aclose`, without waiting (e.g. from a shutdown hook)."""
 
     # -- connections ----------------------------------------------------------------------
-    def connection_id(self, connection: WebSocketHandler) -> str:
+    def connection_id(self, connection: Any) -> str:
         """A string that names ``connection`` in every process (for :meth:`send_to`)."""
+        connection = _handler(connection)
         number = self._ids.get(connection)
         if number is None:
             number = next(self._next_id)
@@ -69,8 +81,11 @@ class Hub:
             self._by_id[number] = connection
         return f"{self.node_id}-{number}"
 
-    def subscribe(self, connection: WebSocketHandler, topic: str) -> None:
-        """Deliver what is published on ``topic`` to ``connection`` from now on."""
+    def subscribe(self, connection: Any, topic: str) -> None:
+        """Deliver what is published on ``topic`` to ``connection`` from now on.
+        ``connection``: a :class:`~fastsock.websocket.WebSocketHandler` or a
+        coroutine-API :class:`fastsock.coroutine.Connection`."""
+        connection = _handler(connection)
         members = self._topics.get(topic)
         if members is None:
             members = self._topics[topic] = set()
@@ -88,9 +103,11 @@ class Hub:
             self._remote_topic_added(topic)
         self._remote_presence_changed(topic)
 
-    def unsubscribe(self, connection: WebSocketHandler, topic: Optional[str] = None) -> None:
+    def unsubscribe(self, connection: Any, topic: Optional[str] = None) -> None:
         """Stop delivering ``topic`` to ``connection``; with no topic, every topic,
-        and forget its id (call this in ``on_close``)."""
+        and forget its id (call this in ``on_close``, or in a ``finally`` of a
+        coroutine handler)."""
+        connection = _handler(connection)
         held = self._subscriptions.get(connection)
         if topic is None:
             self._subscriptions.pop(connection, None)
@@ -116,11 +133,11 @@ class Hub:
             self._remote_topic_removed(topic)
         self._remote_presence_changed(topic)
 
-    def topics(self, connection: Optional[WebSocketHandler] = None) -> frozenset[str]:
+    def topics(self, connection: Any = None) -> frozenset[str]:
         """The topics of ``connection``, or every topic with a local subscriber."""
         if connection is None:
             return frozenset(self._topics)
-        return frozenset(_as_set(self._subscriptions.get(connection)))
+        return frozenset(_as_set(self._subscriptions.get(_handler(connection))))
 
     def local_presence(self, topic: str) -> int:
         """Subscribers of ``topic`` in this process."""

@@ -64,6 +64,7 @@ PING_INTERVAL = 5.0            # a silent subscriber connection is PINGed after 
 ALIVE_TTL = 30                 # seconds a process's presence counts without a refresh
 ALIVE_REFRESH = ALIVE_TTL / 3
 CONNECT_TIMEOUT = 2.0
+CLEANUP_ATTEMPTS = 2           # aclose(): removing our presence from Redis
 COMMAND_TIMEOUT = 5.0
 _NETWORK_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
@@ -143,7 +144,9 @@ class RedisHub(Hub):
                 await pubsub.aclose()
             except _NETWORK_ERRORS:
                 pass
-        if self._pub is not None:
+        # Two tries: a loop's shutdown may have closed the pooled connection
+        # under redis-py, which notices on the first use and reconnects.
+        for _ in range(CLEANUP_ATTEMPTS if self._pub is not None else 0):
             try:
                 async with asyncio.timeout(COMMAND_TIMEOUT):
                     pipe = self._pub.pipeline(transaction=False)
@@ -153,8 +156,9 @@ class RedisHub(Hub):
                     pipe.delete(self._alive_key)
                     await pipe.execute()
                 self._presence_written.clear()
+                break
             except _NETWORK_ERRORS:
-                pass
+                continue
         for client in (self._pub, self._sub):
             if client is not None:
                 await client.aclose()
@@ -272,14 +276,16 @@ class RedisHub(Hub):
             for channel, payload in batch:
                 pipe.publish(channel, payload)
             dirty, self._presence_dirty = self._presence_dirty, set()
+            removed = []
             for topic in dirty:
                 count = self.local_presence(topic)
                 if count:
                     pipe.hset(self._presence_key(topic), self.node_id, count)
+                    # before the reply: a count may be in Redis once the command is sent
                     self._presence_written.add(topic)
                 else:
                     pipe.hdel(self._presence_key(topic), self.node_id)
-                    self._presence_written.discard(topic)
+                    removed.append(topic)
             refresh = time.monotonic() >= self._alive_due
             if refresh:
                 pipe.set(self._alive_key, b"1", ex=ALIVE_TTL)
@@ -295,6 +301,8 @@ class RedisHub(Hub):
                 queue.extendleft(reversed(batch))
                 self._presence_dirty |= dirty
                 raise
+            # only now: an HDEL that never ran must be retried by aclose()
+            self._presence_written.difference_update(removed)
             if refresh:
                 self._alive_due = time.monotonic() + ALIVE_REFRESH
             if batch:

@@ -172,4 +172,4 @@ def test_a_stopped_app_closes_its_hub_cleanly(redis_process: Any, loop: str) -> 
         assert proc.stderr is not None
         log = proc.stderr.read()
     assert "Traceback" not in log and "Task was destroyed" not in log, log
-    assert r.keys("fastsock:alive:*") == [] and r.hvals("fastsock:p:chat:room") == []
+    assert r.keys("fastsock:alive:*") == [] and r.hvals("fastsock:p:chat:room") == [], log

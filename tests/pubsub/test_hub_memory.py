@@ -173,3 +173,74 @@ def test_one_connection_in_several_topics() -> None:
         assert ask(a, "unsub-all") == "unsubscribed all"
         assert srv.call(hub.topics) == frozenset()
         assert srv.call(hub.snapshot)["subscriptions"] == 0
+
+
+@pytest.mark.parametrize("loop_kind", ["fastsock", "asyncio", "uvloop"])
+@pytest.mark.timeout(60)
+def test_coroutine_api_handlers_use_the_hub(loop_kind: str) -> None:
+    """``async def handler(ws)`` subscribes its Connection, publishes what it
+    receives, and unsubscribes in ``finally``; send_to reaches a Connection."""
+    import asyncio
+    import threading
+
+    import fastsock
+
+    hub = MemoryHub()
+    box: dict[str, Any] = {}
+    ready = threading.Event()
+
+    async def handler(ws: Any) -> None:
+        hub.subscribe(ws, "room")
+        try:
+            async for message in ws:
+                if message == "id":
+                    await ws.send("id " + hub.connection_id(ws))
+                elif message.startswith("to "):
+                    _, target, text = message.split(" ", 2)
+                    hub.send_to(target, text)
+                else:
+                    hub.publish("room", message)
+        finally:
+            hub.unsubscribe(ws)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        hub.start(loop)
+        async with fastsock.serve(handler, "127.0.0.1", 0) as server:
+            box["port"], box["loop"], box["stop"] = server.port, loop, loop.create_future()
+            ready.set()
+            await box["stop"]
+
+    def run() -> None:
+        if loop_kind == "fastsock":
+            fastsock.run(main())
+        elif loop_kind == "uvloop":
+            import uvloop
+            uvloop.run(main())
+        else:
+            asyncio.run(main())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        with contextlib.ExitStack() as stack:
+            a, b = (stack.enter_context(connect(f"ws://127.0.0.1:{box['port']}/")) for _ in range(2))
+            b_id = ask(b, "id").split()[1]
+            deadline = time.monotonic() + RECV
+            while hub.local_presence("room") < 2:       # read-only peek from this thread
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            a.send("hello")
+            assert a.recv(timeout=RECV) == "hello" and b.recv(timeout=RECV) == "hello"
+            a.send(f"to {b_id} just you")
+            assert b.recv(timeout=RECV) == "just you"
+            with pytest.raises(TimeoutError):
+                a.recv(timeout=0.3)
+        deadline = time.monotonic() + RECV
+        while hub.local_presence("room"):               # the handlers' finally ran
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set_result, None)
+        thread.join(10)

@@ -191,3 +191,46 @@ def test_redis_restart_resubscribes_and_counts_what_was_dropped(redis_process: A
                      r"2 dropped during the outage", a_log), a_log
     assert re.search(r"subscriber reconnected to Redis .*: re-subscribed to 1 topics", b_log), b_log
     assert "Traceback" not in a_log + b_log
+
+
+COROUTINE_APP = Path(__file__).with_name("coroutine_hub_app.py")
+
+
+@pytest.mark.needs_redis
+@pytest.mark.timeout(60)
+def test_a_coroutine_api_process_and_a_callback_api_process_share_a_topic(redis_process: Any) -> None:
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen([sys.executable, str(COROUTINE_APP), redis_process.url], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        line = proc.stdout.readline().strip() if sel.select(START_TIMEOUT) else ""
+        sel.close()
+        m = re.fullmatch(r"ready (\d+)", line)
+        assert m, line
+        r = redis.Redis(port=redis_process.port)
+        with hub_process(redis_process.url) as callback_side, contextlib.ExitStack() as stack:
+            cb = callback_side.client(stack)
+            assert ask(cb, "sub room") == "subscribed room"
+            co = stack.enter_context(connect(f"ws://127.0.0.1:{m.group(1)}/"))
+            wait_until(lambda: numsub(r, "room") == 2, 5, "both processes subscribed")
+            co.send("from the coroutine side")
+            assert co.recv(timeout=RECV) == "from the coroutine side"   # its own subscriber too
+            assert cb.recv(timeout=RECV) == "from the coroutine side"
+            assert ask(cb, "pubbin room \x01\x02") == b"\x01\x02"   # delivered before the reply
+            assert cb.recv(timeout=RECV) == "published 1"
+            assert co.recv(timeout=RECV) == b"\x01\x02"
+        proc.terminate()
+        assert proc.wait(10) == 0
+        assert proc.stderr is not None
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
