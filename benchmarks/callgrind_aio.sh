@@ -6,7 +6,7 @@
 #   benchmarks/callgrind_aio.sh LOOP [MODE] [MESSAGES] [SIZE] [tls] [TOP]
 # LOOP asyncio|uvloop|fastsock, MODE protocol|streams (protocol), MESSAGES
 # echoes counted (20000), SIZE bytes (64), "tls" to serve TLS, TOP functions
-# to list by self cost (0). 50 connections, 1 in flight.
+# to list by self cost in the second load (0). 50 connections, 1 in flight.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 LOOP=${1:?LOOP: asyncio, uvloop or fastsock}; MODE=${2:-protocol}; COUNT=${3:-20000}; SIZE=${4:-64}
@@ -29,22 +29,28 @@ VP=$!
 trap 'kill -INT $VP 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$OUT"' EXIT
 for _ in $(seq 120); do grep -q listening "$OUT/server.log" && break; sleep 0.5; done
 grep -q listening "$OUT/server.log" || { echo "server did not start: $(tail -3 "$OUT/server.log")" >&2; exit 1; }
-# connect and complete the handshakes first, so only the echoes are counted
-"$TCPLOAD" --port "$PORT" --connections 50 --size "$SIZE" --duration 60 --warmup 0 --max-messages 500 \
-    "${LOAD_TLS[@]}" > /dev/null
+# Two counted loads, MESSAGES and then 2 x MESSAGES echoes, each on 50 new
+# connections: the difference is the cost of MESSAGES echoes alone, without
+# the accepts and TLS handshakes (callgrind_control -d dumps and zeroes).
 callgrind_control -z "$VP" > /dev/null 2>&1
 "$TCPLOAD" --port "$PORT" --connections 50 --size "$SIZE" --duration 120 --warmup 0 --max-messages "$COUNT" \
-    "${LOAD_TLS[@]}" > "$OUT/load.json"
+    "${LOAD_TLS[@]}" > "$OUT/load1.json"
+callgrind_control -d "$VP" > /dev/null 2>&1
+"$TCPLOAD" --port "$PORT" --connections 50 --size "$SIZE" --duration 240 --warmup 0 \
+    --max-messages "$((2 * COUNT))" "${LOAD_TLS[@]}" > "$OUT/load2.json"
 callgrind_control -d "$VP" > /dev/null 2>&1
 kill -INT "$VP"; wait "$VP" || true
-DONE=$("$PY" -c "import json; print(json.load(open('$OUT/load.json'))['messages_total'])")
-TOTAL=$(callgrind_annotate "$OUT/cg.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-[ -z "${KEEP:-}" ] || echo "callgrind output kept in $OUT/cg.out.1"
-echo "$LOOP $MODE${TLS:+ tls} $SIZE B: $TOTAL user instructions for $DONE echoes ($((TOTAL / DONE)) per message)"
+total() { callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'; }
+done_n() { "$PY" -c "import json; print(json.load(open('$1'))['messages_total'])"; }
+T1=$(total "$OUT/cg.out.1"); T2=$(total "$OUT/cg.out.2")
+N1=$(done_n "$OUT/load1.json"); N2=$(done_n "$OUT/load2.json")
+[ -z "${KEEP:-}" ] || echo "callgrind output kept in $OUT/cg.out.2"
+echo "$LOOP $MODE${TLS:+ tls} $SIZE B: $(( (T2 - T1) / (N2 - N1) )) user instructions per message" \
+     "($T1 for $N1 echoes, $T2 for $N2, each with 50 connections set up)"
 if [ "$TOP" -gt 0 ]; then
     # self cost per function, paths shortened; frames that were on the stack
     # when the counters were zeroed show ~100% and are left out
-    callgrind_annotate --inclusive=no --threshold=100 "$OUT/cg.out.1" 2>/dev/null | grep -E '^ *[0-9,]+ ' \
+    callgrind_annotate --inclusive=no --threshold=100 "$OUT/cg.out.2" 2>/dev/null | grep -E '^ *[0-9,]+ ' \
         | grep -vE '\((99|100)\.[0-9]%\)' \
         | sed -E 's#/tmp/python-build[^ ]*/Python-[0-9.]+/##; s# \[[^]]*\]$##' | head -n "$TOP"
 fi
