@@ -8,7 +8,9 @@ differs.  Also: the run-time TLS certificate the TLS scenarios use.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
+import shutil
 import ssl
 import tempfile
 from dataclasses import dataclass
@@ -59,12 +61,17 @@ class CertFiles:
 
 def make_cert(directory: Path | None = None) -> CertFiles:
     """A fresh CA and a server certificate for 127.0.0.1 and localhost
-    (``trustme``), written as PEM files into ``directory`` (a new temporary
-    directory by default).  Made at run time, so no key is ever committed."""
+    (``trustme``), written as PEM files into ``directory`` (by default a new
+    temporary directory, removed when the process exits).  Made at run time,
+    so no key is ever committed."""
     import trustme
 
-    out = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="fastsock-bench-tls-"))
-    out.mkdir(parents=True, exist_ok=True)
+    if directory is None:
+        out = Path(tempfile.mkdtemp(prefix="fastsock-bench-tls-"))
+        atexit.register(shutil.rmtree, out, True)    # the key lives no longer than the run
+    else:
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     leaf = ca.issue_cert("127.0.0.1", "localhost")
     files = CertFiles(out / "server.pem", out / "server.key", out / "ca.pem")
