@@ -105,7 +105,7 @@ ECHO_CONNECTIONS = 100
 ECHO_INFLIGHT = 8
 
 
-def echo_run(argv: list[str], seconds: float) -> dict[str, Any]:
+def echo_run(argv: list[str], seconds: float, connections: int = ECHO_CONNECTIONS) -> dict[str, Any]:
     """wsload echo against the server ``argv`` (which gets --host/--port): msgs/s
     and msgs per CPU-second of the server's process tree."""
     from benchmarks.procs import run_loadgen, tool
@@ -115,7 +115,7 @@ def echo_run(argv: list[str], seconds: float) -> dict[str, Any]:
         time.sleep(0.3)
         before = server.sample()
         res = run_loadgen([str(tool("wsload")), "--port", str(port), "--connections",
-                           str(ECHO_CONNECTIONS), "--inflight", str(ECHO_INFLIGHT), "--size", "64",
+                           str(connections), "--inflight", str(ECHO_INFLIGHT), "--size", "64",
                            "--duration", str(seconds), "--warmup", "0"], core=None,
                           timeout=seconds + 60)
         after = server.sample()
@@ -127,17 +127,8 @@ def echo_run(argv: list[str], seconds: float) -> dict[str, Any]:
             "loadgen_cpu_pct": res.get("loadgen_cpu_pct"), "errors": res.get("errors")}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.scaleout", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--connections", type=int, default=10_000)
-    p.add_argument("--broadcasts", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--echo-seconds", type=float, default=0.0,
-                   help="also compare serve echo with 1 and 2 workers for this long (0: skip)")
-    p.add_argument("--out", type=Path, help="write the results as JSON here")
-    args = p.parse_args(argv)
-    build_loadgen()
+def broadcast_runs(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """wsload c10k against 1 process and against 2 workers + Redis, args.rounds times."""
     c10k.raise_nofile(args.connections + c10k.FD_MARGIN)
     cargs = c10k.build_parser().parse_args([
         "--connections", str(args.connections), "--broadcasts", str(args.broadcasts),
@@ -169,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             redis_proc.terminate()
             redis_proc.wait(10)
-    summary = {name: c10k.combine(rows) for name, rows in results.items()}
+    return results
+
+
+def print_broadcast(summary: dict[str, dict[str, Any]]) -> None:
     one, two = summary["1 process"], summary["2 workers + Redis"]
     print(f"\n{'':<22}{'last p50 ms':>12}{'last p99 ms':>12}{'CPU µs/delivery':>17}{'delivered':>11}")
     for name, row in summary.items():
@@ -186,23 +180,54 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Redis: {two['redis_publish_per_broadcast']:.2f} PUBLISH per broadcast, each to one "
               f"subscriber per worker (2): {2 * two['redis_publish_per_broadcast']:.2f} messages "
               f"out of Redis per broadcast")
+
+
+def echo_runs(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    base = [PYTHON, "-m", "fastsock", "serve", "echo", "--quiet"]
+    configs: list[tuple[str, list[str], int]] = [
+        (f"echo, 1 process, {ECHO_CONNECTIONS} conns", [], ECHO_CONNECTIONS),
+        (f"echo, 2 workers, {ECHO_CONNECTIONS} conns", ["--workers", "2"], ECHO_CONNECTIONS)]
+    if args.echo_half_load:
+        configs.append((f"echo, 1 process, {ECHO_CONNECTIONS // 2} conns", [],
+                        ECHO_CONNECTIONS // 2))
     echo: dict[str, list[dict[str, Any]]] = {}
-    if args.echo_seconds > 0:
-        base = [PYTHON, "-m", "fastsock", "serve", "echo", "--quiet"]
-        for _ in range(args.rounds):
-            for name, extra in (("echo, 1 process", []), ("echo, 2 workers", ["--workers", "2"])):
-                echo.setdefault(name, []).append(echo_run(base + extra, args.echo_seconds))
-        print(f"\n{'':<22}{'msgs/s':>10}{'msgs/CPU-s':>12}{'server CPU s':>14}{'p99 µs':>9}")
-        medians = {}
-        for name, rows in echo.items():
-            row = c10k.combine(rows)
-            medians[name] = row
-            print(f"{name:<22}{row['msgs_per_s']:>10.0f}{row['msgs_per_cpu_s']:>12.0f}"
-                  f"{row['server_cpu_s']:>14.2f}{row['p99_us']:>9.0f}")
-        one_e, two_e = medians["echo, 1 process"], medians["echo, 2 workers"]
-        print(f"messages per server CPU-second, 2 workers / 1: "
-              f"{two_e['msgs_per_cpu_s'] / one_e['msgs_per_cpu_s']:.2f}x; throughput "
-              f"{two_e['msgs_per_s'] / one_e['msgs_per_s']:.2f}x")
+    for _ in range(args.rounds):
+        for name, extra, connections in configs:
+            echo.setdefault(name, []).append(echo_run(base + extra, args.echo_seconds, connections))
+    print(f"\n{'':<30}{'msgs/s':>10}{'msgs/CPU-s':>12}{'server CPU s':>14}{'p99 µs':>9}")
+    medians = {name: c10k.combine(rows) for name, rows in echo.items()}
+    for name, row in medians.items():
+        print(f"{name:<30}{row['msgs_per_s']:>10.0f}{row['msgs_per_cpu_s']:>12.0f}"
+              f"{row['server_cpu_s']:>14.2f}{row['p99_us']:>9.0f}")
+    one_e, two_e = medians[configs[0][0]], medians[configs[1][0]]
+    print(f"messages per server CPU-second, 2 workers / 1: "
+          f"{two_e['msgs_per_cpu_s'] / one_e['msgs_per_cpu_s']:.2f}x; throughput "
+          f"{two_e['msgs_per_s'] / one_e['msgs_per_s']:.2f}x")
+    return echo
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scaleout", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--connections", type=int, default=10_000)
+    p.add_argument("--broadcasts", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--echo-seconds", type=float, default=0.0,
+                   help="also compare serve echo with 1 and 2 workers for this long (0: skip)")
+    p.add_argument("--echo-half-load", action="store_true",
+                   help="with --echo-seconds, also run 1 process at half the connections "
+                        "(the load each of 2 workers gets)")
+    p.add_argument("--skip-broadcast", action="store_true", help="only the echo comparison")
+    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    build_loadgen()
+    results: dict[str, list[dict[str, Any]]] = {}
+    summary: dict[str, dict[str, Any]] = {}
+    if not args.skip_broadcast:
+        results = broadcast_runs(args)
+        summary = {name: c10k.combine(rows) for name, rows in results.items()}
+        print_broadcast(summary)
+    echo = echo_runs(args) if args.echo_seconds > 0 else {}
     if args.out:
         args.out.write_text(json.dumps({"machine": machine_info(), "results": summary,
                                         "rounds": results, "echo": echo}, indent=1))
