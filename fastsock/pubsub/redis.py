@@ -47,6 +47,7 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
+    from redis.utils import HIREDIS_AVAILABLE
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fastsock.pubsub.redis needs redis-py: pip install 'fastsock[redis]'") from exc
 
@@ -422,6 +423,7 @@ class RedisHub(Hub):
     def snapshot(self) -> dict[str, Any]:
         out = super().snapshot()
         out["queued"] = len(self._queue)
+        out["hiredis"] = bool(HIREDIS_AVAILABLE)   # redis-py parses replies with hiredis (C)
         out["connected"] = self._pub_down_since is None and self._sub_down_since is None \
             and self._pubsub is not None
         return out

@@ -111,6 +111,7 @@ def test_two_processes_share_topics_routed_one_message_per_process(redis_process
         for ws in a_clients + b_clients:
             assert ws.recv(timeout=RECV) == b"\x00\x01"
         b_after = b.stats(b_clients[0])
+        assert b_after["hiredis"] is True          # replies parsed by hiredis (the redis extra)
         # One Redis message per publish reached b, written to its 5 connections.
         assert b_after["received"] - b_before["received"] == 2
         assert b_after["delivered"] - b_before["delivered"] == 2 * 5
