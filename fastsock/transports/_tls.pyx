@@ -129,7 +129,9 @@ class SSLProtocol(_SSLProtocolBase):
             self._fatal_error(ex, "Fatal error on SSL protocol")
 
     def _do_read__copied(self):
-        read = self._sslobj.read
+        sslobj = self._sslobj
+        incoming = self._incoming
+        read = sslobj.read
         max_size = self.max_size
         chunk = b"1"
         first = None
@@ -145,6 +147,12 @@ class SSLProtocol(_SSLProtocolBase):
                     parts = [first, chunk]
                 else:
                     parts.append(chunk)
+                if not incoming.pending and not sslobj.pending():
+                    # every record received is decrypted: another read would
+                    # only raise SSLWantReadError (about a tenth of a small
+                    # message's cost); a close_notify still waiting in the
+                    # BIO keeps the loop going, so EOF is seen as before
+                    break
         except _SSL_AGAIN:
             pass
         if parts is not None:
