@@ -1,7 +1,7 @@
 """``python -m fastsock``: the limits report, the connection table and the example servers.
 
     python -m fastsock limits [--json] [--raise]
-    python -m fastsock stat [--pid P | --port N] [--state S] [--json] [--watch SECONDS]
+    python -m fastsock stat [--pid P | --port N] [--state S] [--server URL] [--json] [--watch SECONDS]
     python -m fastsock serve APP [options]      (python -m fastsock serve --help lists apps)
 
 Exit codes: 0 success (including a server stopped by SIGINT/SIGTERM), 1 a
@@ -93,6 +93,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     st.add_argument("--state", type=_states, action="append", default=[], metavar="S",
                     help="only these states, e.g. TIME_WAIT or time-wait,close-wait "
                          "(repeatable)")
+    st.add_argument("--server", metavar="URL",
+                    help="also ask a running fastsock server for its own bookkeeping "
+                         "(WebSocket state, age, messages and bytes, buffered) and add it "
+                         "to its rows: URL is its metrics URL, e.g. "
+                         "http://127.0.0.1:8765/metrics (served with --metrics or "
+                         "--metrics-port); without --pid/--port, its ports are shown")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.add_argument("--watch", type=_seconds, metavar="SECONDS",
                     help="print again every SECONDS until Ctrl-C (--json: one object a line)")
@@ -189,13 +195,28 @@ _CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 
 def _stat(args: argparse.Namespace) -> int:
+    from fastsock.limits.bookkeeping import BookkeepingError, connections_url, fetch_bookkeeping
     from fastsock.limits.table import Filter, connection_table, format_stat
 
-    flt = Filter(pid=args.pid, ports=frozenset(args.port), peer_ports=frozenset(args.peer_port),
-                 states=frozenset(s for group in args.state for s in group))
+    asked = Filter(pid=args.pid, ports=frozenset(args.port), peer_ports=frozenset(args.peer_port),
+                   states=frozenset(s for group in args.state for s in group))
+    flt = asked
+    if args.server is not None:
+        try:
+            connections_url(args.server)
+        except ValueError as exc:
+            raise AppError(str(exc), EXIT_USAGE) from None
     shown = 0
     try:
         while True:
+            book = None
+            if args.server is not None:
+                try:   # first, so that the default filter can be the server's ports
+                    book = fetch_bookkeeping(args.server)
+                except BookkeepingError as exc:
+                    raise AppError(str(exc)) from None
+                if asked.pid is None and not asked.ports and not asked.peer_ports:
+                    flt = dataclasses.replace(asked, ports=book.ports())
             try:
                 report = connection_table(flt)
             except ProcessLookupError as exc:
@@ -208,6 +229,8 @@ def _stat(args: argparse.Namespace) -> int:
                                f"(Linux only): {exc.filename}") from None
             if args.json:
                 data = report.as_dict()
+                if book is not None:
+                    data = book.merge(data, report.rows)
                 if args.watch is None:
                     json.dump(data, sys.stdout, indent=2)
                 else:
@@ -219,7 +242,10 @@ def _stat(args: argparse.Namespace) -> int:
                                      ("\n" if shown else ""))
                     sys.stdout.write(f"-- {time.strftime('%Y-%m-%d %H:%M:%S')}, every "
                                      f"{args.watch:g} s (Ctrl-C stops) --\n")
-                sys.stdout.write(format_stat(report) + "\n")
+                text = format_stat(report, columns=book)
+                if book is not None:
+                    text += "\n" + "\n".join(book.summary_lines(report.rows))
+                sys.stdout.write(text + "\n")
             sys.stdout.flush()
             shown += 1
             if args.watch is None:

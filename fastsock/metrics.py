@@ -20,11 +20,16 @@ connections it counts::
     # or a port of its own: metrics.listen(reactor, metrics.bind("127.0.0.1", 9100))
 
 The metric set, types, labels and the measured cost are in docs/metrics.md.
+Next to the scrape path, ``<path>/connections`` answers one JSON row per
+live connection (fastsock.connections), which ``python -m fastsock stat
+--server`` merges into the kernel's connection table.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import urllib.parse
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Union
 
 from prometheus_client.exposition import choose_encoder
@@ -37,6 +42,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .connections import connections_path, connections_snapshot
 from .server import ServerState, default_http_handler
 from .websocket.handshake import Request, Response
 
@@ -301,15 +307,25 @@ class Metrics:
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
 
+    def connections(self, limit: Optional[int] = None) -> dict[str, Any]:
+        """Every live connection of the servers added, one row each (what
+        ``python -m fastsock stat --server`` merges into the kernel's table;
+        fastsock.connections.connections_snapshot)."""
+        return connections_snapshot(self.collector._servers, limit=limit)
+
     def http_handler(self, path: str = DEFAULT_PATH,
                      fallback: Optional[HttpHandler] = default_http_handler) -> HttpHandler:
-        """A server ``http_handler`` that answers ``GET path`` with a scrape and
-        hands every other plain-HTTP request to ``fallback``."""
+        """A server ``http_handler`` that answers ``GET path`` with a scrape,
+        ``GET path/connections[?limit=N]`` with :meth:`connections` as JSON,
+        and hands every other plain-HTTP request to ``fallback``."""
+        table_path = connections_path(path)
 
         def handle(request: Request) -> Optional[Response]:
-            if request.path == path:
+            if request.path == path or request.path == table_path:
                 if request.method not in ("GET", "HEAD"):
                     return Response(405, [("Allow", "GET, HEAD")], "405 Method Not Allowed\n")
+                if request.path == table_path:
+                    return _connections_response(self, request.query)
                 body, content_type = self.render(request.headers.get("Accept"))
                 return Response(200, [("Content-Type", content_type)], body)
             return fallback(request) if fallback is not None else None
@@ -358,6 +374,18 @@ class Metrics:
             else:
                 listener.close()
         self._listeners.clear()
+
+
+def _connections_response(metrics: Metrics, query: str) -> Response:
+    limit: Optional[int] = None
+    for key, value in urllib.parse.parse_qsl(query):
+        if key == "limit":
+            if not value.isdigit():
+                return Response(400, [], "400 Bad Request: limit is a number of rows\n")
+            limit = int(value)
+    body = json.dumps(metrics.connections(limit), separators=(",", ":")).encode()
+    return Response(200, [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+                    body)
 
 
 def _not_found(request: Request) -> Response:

@@ -28,12 +28,13 @@ import socket
 import struct
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 from fastsock.limits.report import PROC, UNLIMITED, WARN_THRESHOLD, nofile_warning
 
 __all__ = [
     "EXPLANATIONS",
+    "Columns",
     "Filter",
     "ProcessDescriptors",
     "SocketRow",
@@ -679,14 +680,35 @@ def _limit(value: int | None) -> str:
     return "unlimited" if value == UNLIMITED else str(value)
 
 
-def format_stat(report: StatReport, *, summary: bool = True) -> str:
+class Columns(Protocol):
+    """More columns for :func:`format_stat`, from another source than the
+    kernel (``stat --server``: fastsock.limits.bookkeeping.ServerBookkeeping)."""
+
+    @property
+    def header(self) -> tuple[str, ...]: ...
+
+    @property
+    def right(self) -> frozenset[int]:
+        """Indexes (in ``header``) of the right-aligned columns: numbers."""
+
+    def cells(self, row: SocketRow) -> tuple[str, ...]: ...
+
+
+def format_stat(report: StatReport, *, summary: bool = True,
+                columns: Columns | None = None) -> str:
     """The table, then (unless ``summary=False``) the summary: counts by state
-    with what each means, by local port, descriptor use, warnings."""
-    table = [_HEADER] + [
-        (r.proto, r.local, r.foreign, r.state, str(r.rx_queue), str(r.tx_queue),
-         _owner(r), _accept(r)) for r in report.rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(_HEADER))]
+    with what each means, by local port, descriptor use, warnings.
+    ``columns`` are added after the kernel's."""
+    header: tuple[str, ...] = _HEADER
     right = {4, 5}  # the queue columns are numbers
+    if columns is not None:
+        header += columns.header
+        right |= {len(_HEADER) + i for i in columns.right}
+    table = [header] + [
+        (r.proto, r.local, r.foreign, r.state, str(r.rx_queue), str(r.tx_queue),
+         _owner(r), _accept(r)) + (columns.cells(r) if columns is not None else ())
+        for r in report.rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join((c.rjust(w) if i in right else c.ljust(w))
                        for i, (c, w) in enumerate(zip(row, widths))).rstrip()
              for row in table]

@@ -227,7 +227,8 @@ class WebSocketHandler(HandlerCore):
     Actions: :meth:`send`, :meth:`ping`, :meth:`close`, :meth:`abort`, and
     :func:`broadcast` for one frame to many connections. State and
     measurements: ``state``, ``path``, ``request``, ``subprotocol``,
-    ``remote_address``, ``latency``, ``buffered_amount``, ``close_code``.
+    ``remote_address``, ``latency``, ``buffered_amount``, ``close_code``,
+    ``opened_at`` (``time.monotonic()`` when it opened; 0.0 before).
     """
 
     # HandlerCore holds _parser, _transport, _out, _writer, _batching, _fast,
@@ -238,7 +239,7 @@ class WebSocketHandler(HandlerCore):
         "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency", "_next_ping_at",
         "_extensions", "_options", "_reading_paused", "messages_dropped",
         "request", "subprotocol", "_eof_sent", "_fail_code", "_fail_reason",
-        "server", "_drain_waiters",
+        "server", "_drain_waiters", "opened_at",
     )
 
     def __init__(self) -> None:
@@ -282,6 +283,7 @@ class WebSocketHandler(HandlerCore):
         self._flusher = None
         self._queued = False
         self.server: Any = None                    # the ServerState on a server
+        self.opened_at = 0.0                       # time.monotonic() at attach (stat's age)
 
     # ------------------------------------------------------------ callbacks
 
@@ -343,6 +345,7 @@ class WebSocketHandler(HandlerCore):
             except (AttributeError, NotImplementedError):
                 pass
         self._state = OPEN
+        self.opened_at = time.monotonic()
         self._fast = not client and not self._extensions and transport is not None
         self._writer = _writer_for(transport) if self._fast else None
         self._rx_fast = not self._extensions and opts.validate_utf8
