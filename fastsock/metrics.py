@@ -112,6 +112,40 @@ def _labelled(family: Union[CounterMetricFamily, GaugeMetricFamily],
     return family
 
 
+# The hub's counters (fastsock.pubsub): snapshot key -> help text. A key the
+# hub in use does not keep (the in-process hub has no Redis) is left out.
+HUB_COUNTERS = {
+    "published": "Messages published through the hub (publish calls in this process).",
+    "delivered": "Frames the hub wrote to this process's connections.",
+    "sent_to": "send_to calls (one connection, in any process).",
+    "received": "Messages received from the broker (other processes' publishes and send_to).",
+    "redis_published": "Messages this process sent to the broker.",
+    "dropped": "Publishes dropped while the broker was unreachable (the queue was full).",
+    "resent": "Messages sent again after a broken connection (may arrive twice).",
+    "reconnects": "Reconnections to the broker.",
+}
+HUB_GAUGES = {
+    "topics": "Topics held by this process's connections.",
+    "subscriptions": "Topic subscriptions of this process's connections.",
+    "queued": "Publishes waiting for the broker.",
+    "connected": "1 while the hub is connected to its broker.",
+}
+
+
+def _hub_families(snap: dict[str, Any]) -> Iterator[Metric]:
+    n = NAMESPACE
+    for key, doc in HUB_COUNTERS.items():
+        if key in snap:
+            yield CounterMetricFamily(f"{n}_pubsub_{key}", doc, value=snap[key])
+    for key, doc in HUB_GAUGES.items():
+        if key in snap:
+            yield GaugeMetricFamily(f"{n}_pubsub_{key}", doc, value=int(snap[key]))
+    if "lag_seconds" in snap:
+        yield _histogram(f"{n}_pubsub_lag_seconds",
+                         "From publish in another process (its wall clock) to delivery here.",
+                         snap["lag_seconds"])
+
+
 class FastsockCollector(Collector):
     """Reads the counters of WebSocket servers and UDP endpoints at scrape time.
 
@@ -124,6 +158,7 @@ class FastsockCollector(Collector):
         self._servers: list[StatsSource] = list(servers)
         self._udp: list[tuple[str, Any]] = list(udp)
         self._loops: list[Any] = []
+        self._hubs: list[Any] = []
 
     def add_loop(self, loop: Any) -> None:
         """Export the event loop's counters (fastsock's reactor keeps them in
@@ -141,6 +176,12 @@ class FastsockCollector(Collector):
     def add_udp(self, transport: Any, name: str = "udp") -> None:
         """Export a UDP transport's ``stats`` (fastsock's UDPTransport) as ``endpoint=name``."""
         self._udp.append((name, transport))
+
+    def add_hub(self, hub: Any) -> None:
+        """Export a pub/sub hub's counters (``fastsock.pubsub``; ``hub.snapshot()``)
+        and, for the Redis hub, the pub/sub lag histogram."""
+        if hub not in self._hubs:
+            self._hubs.append(hub)
 
     def describe(self) -> Iterable[Metric]:
         # The same families as a scrape; lets a registry reject duplicate names.
@@ -163,6 +204,8 @@ class FastsockCollector(Collector):
             for key, doc in LOOP_COUNTERS.items():
                 if key in totals:
                     yield CounterMetricFamily(f"{NAMESPACE}_loop_{key}", doc, value=totals[key])
+        for hub in self._hubs:
+            yield from _hub_families(hub.snapshot())
 
     def _websocket(self, s: dict[str, Any]) -> Iterator[Metric]:
         n = NAMESPACE
@@ -298,6 +341,9 @@ class Metrics:
 
     def add_udp(self, transport: Any, name: str = "udp") -> None:
         self.collector.add_udp(transport, name)
+
+    def add_hub(self, hub: Any) -> None:
+        self.collector.add_hub(hub)
 
     def add_loop(self, loop: Any) -> None:
         self.collector.add_loop(loop)

@@ -53,4 +53,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     hub = hub_from(args)
     return serve_ws(getattr(args, "app", "broadcast"), lambda: BroadcastHandler(hub), args,
-                    on_start=lambda server: start_hub(hub, server), on_shutdown=hub.aclose)
+                    on_start=lambda server: start_hub(hub, server), on_shutdown=hub.aclose,
+                    hub=hub)

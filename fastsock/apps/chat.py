@@ -139,4 +139,4 @@ def run(args: argparse.Namespace) -> int:
     return serve_ws(getattr(args, "app", "chat"), lambda: ChatHandler(chat), args,
                     http_handler=page_handler, process_request=chat.refuse_unknown_paths,
                     on_start=lambda server: start_hub(chat.hub, server),
-                    on_shutdown=chat.hub.aclose)
+                    on_shutdown=chat.hub.aclose, hub=chat.hub)

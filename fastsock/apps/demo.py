@@ -28,4 +28,4 @@ def run(args: argparse.Namespace) -> int:
     routes = {"/chat": lambda: ChatHandler(chat), "*": EchoHandler}
     return serve_ws(getattr(args, "app", "demo"), routes, args, http_handler=page_handler,
                     on_start=lambda server: start_hub(chat.hub, server),
-                    on_shutdown=chat.hub.aclose)
+                    on_shutdown=chat.hub.aclose, hub=chat.hub)

@@ -109,10 +109,12 @@ def options_from(args: argparse.Namespace) -> WebSocketOptions:
 
 
 def serve_ws(app: str, handler: Any, args: argparse.Namespace, *,
-             on_start: Optional[Callable[[Any], None]] = None, **kwargs: Any) -> int:
+             on_start: Optional[Callable[[Any], None]] = None, hub: Any = None,
+             **kwargs: Any) -> int:
     """Run a WebSocket server for an app on ``args.loop`` until SIGINT/SIGTERM;
     print the ready line; close every connection with 1001 on the way out.
-    ``on_start(server)`` runs once it listens (e.g. to start a hub on its loop)."""
+    ``on_start(server)`` runs once it listens (e.g. to start a hub on its loop);
+    ``hub``'s counters join the metrics (``--metrics``)."""
     prepare(args)
     _, host = resolve_host(args.host, args.port)
     ssl_context = server_ssl_context(args)
@@ -125,7 +127,8 @@ def serve_ws(app: str, handler: Any, args: argparse.Namespace, *,
     from fastsock.coroutine import is_coroutine_handler
     if ssl_context is not None or is_coroutine_handler(handler):
         try:
-            return _serve_on_loop(app, handler, args, host, ssl_context, metrics, on_start, kwargs)
+            return _serve_on_loop(app, handler, args, host, ssl_context, metrics, on_start, kwargs,
+                                  hub)
         finally:
             metrics.close()
 
@@ -136,6 +139,8 @@ def serve_ws(app: str, handler: Any, args: argparse.Namespace, *,
             bound_host, bound_port = server.sockets[0].getsockname()[:2]
         if metrics.metrics is not None:
             metrics.metrics.add_server(server)
+            if hub is not None:
+                metrics.metrics.add_hub(hub)
             metrics.start(app, server.state.loop, (bound_host, bound_port))
         if on_start is not None:
             on_start(server)
@@ -163,7 +168,8 @@ def serve_ws(app: str, handler: Any, args: argparse.Namespace, *,
 
 def _serve_on_loop(app: str, handler: Any, args: argparse.Namespace, host: str,
                    ssl_context: Any, metrics: MetricsSetup,
-                   on_start: Optional[Callable[[Any], None]], kwargs: dict[str, Any]) -> int:
+                   on_start: Optional[Callable[[Any], None]], kwargs: dict[str, Any],
+                   hub: Any = None) -> int:
     """Serve through the loop's ``create_server`` (fastsock's, asyncio's or
     uvloop's): the path of coroutine handlers and of TLS. Stops like the
     others: SIGINT/SIGTERM, 1001 to every client, ``--shutdown-timeout``."""
@@ -185,6 +191,8 @@ def _serve_on_loop(app: str, handler: Any, args: argparse.Namespace, host: str,
         bound_host, bound_port = server.sockets[0].getsockname()[:2]
         if metrics.metrics is not None:
             metrics.metrics.add_server(server)
+            if hub is not None:
+                metrics.metrics.add_hub(hub)
             metrics.start(app, loop, (bound_host, bound_port))
         if on_start is not None:
             on_start(server)

@@ -5,8 +5,11 @@ Routing and wire format (``prefix`` defaults to ``fastsock:``):
 
 - ``{prefix}t:{topic}``: a process SUBSCRIBEs only while one of its own
   connections holds the topic. A publish is ONE Redis message, whatever the
-  number of subscribers: ``node (8 bytes) + frame``, where ``frame`` is the
-  WebSocket frame encoded once by the publisher. A receiving process writes
+  number of subscribers: ``node (8 bytes) + sent at (8 bytes, the
+  publisher's wall clock, a big-endian double) + frame``, where ``frame`` is
+  the WebSocket frame encoded once by the publisher; the receiver's clock
+  minus "sent at" is the pub/sub lag (``lag``, a histogram; across hosts it
+  includes their clock difference). A receiving process writes
   that frame as it is to its local subscribers (no decoding, no
   re-encoding); its own messages come back from Redis and are skipped by
   the node prefix (it delivered locally at once).
@@ -37,9 +40,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import struct
 import time
 from typing import Any, Optional
 
+from ..server import Histogram
 from .memory import NODE_ID_BYTES, Hub
 
 try:
@@ -56,6 +61,13 @@ __all__ = ["RedisHub"]
 log = logging.getLogger("fastsock.pubsub")
 
 DEFAULT_PREFIX = "fastsock:"
+# A topic message: node id, the publisher's time.time() as a big-endian double, the frame.
+_SENT_AT = struct.Struct(">d")
+_FRAME_AT = NODE_ID_BYTES + _SENT_AT.size
+# Histogram bounds (seconds) of the pub/sub lag: a Redis round trip is about
+# a tenth of a millisecond on one host; an outage's queue drains in seconds.
+PUBSUB_LAG_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                      0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DEFAULT_MAX_QUEUE = 10_000     # messages kept while Redis is unreachable
 BATCH_MAX = 1_000              # commands in one pipeline
 RECONNECT_MIN = 0.1            # seconds before the first reconnect attempt
@@ -88,6 +100,7 @@ class RedisHub(Hub):
         self.resume_delay = resume_delay
         self.ping_interval = ping_interval
         self._node_channel = f"{prefix}n:{self.node_id}".encode()
+        self.lag = Histogram(PUBSUB_LAG_BUCKETS)   # publish (other process) -> delivery here
         self._alive_key = f"{prefix}alive:{self.node_id}"
         self._queue: collections.deque[tuple[bytes, bytes]] = collections.deque()
         self._presence_dirty: set[str] = set()
@@ -186,7 +199,7 @@ class RedisHub(Hub):
         self._wake.set()
 
     def _remote_publish(self, topic: str, frame: bytes) -> None:
-        self._enqueue(self._topic_channel(topic), self.node + frame)
+        self._enqueue(self._topic_channel(topic), self.node + _SENT_AT.pack(time.time()) + frame)
 
     def _remote_send(self, node: str, number: int, frame: bytes) -> bool:
         self._enqueue(f"{self.prefix}n:{node}".encode(), number.to_bytes(8, "big") + frame)
@@ -381,7 +394,9 @@ class RedisHub(Hub):
             if data.startswith(self.node):
                 self.stats["own_skipped"] += 1   # delivered locally when published
                 continue
-            self._deliver(topic, data[NODE_ID_BYTES:])
+            (sent_at,) = _SENT_AT.unpack_from(data, NODE_ID_BYTES)
+            self.lag.observe(max(0.0, time.time() - sent_at))
+            self._deliver(topic, data[_FRAME_AT:])
 
     async def _syncer(self) -> None:
         """Bring Redis's subscriptions in line with the topics local connections hold."""
@@ -423,6 +438,7 @@ class RedisHub(Hub):
     def snapshot(self) -> dict[str, Any]:
         out = super().snapshot()
         out["queued"] = len(self._queue)
+        out["lag_seconds"] = self.lag.snapshot()
         out["hiredis"] = bool(HIREDIS_AVAILABLE)   # redis-py parses replies with hiredis (C)
         out["connected"] = self._pub_down_since is None and self._sub_down_since is None \
             and self._pubsub is not None

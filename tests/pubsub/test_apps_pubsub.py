@@ -173,3 +173,34 @@ def test_a_stopped_app_closes_its_hub_cleanly(redis_process: Any, loop: str) -> 
         log = proc.stderr.read()
     assert "Traceback" not in log and "Task was destroyed" not in log, log
     assert r.keys("fastsock:alive:*") == [] and r.hvals("fastsock:p:chat:room") == [], log
+
+
+@pytest.mark.needs_redis
+@pytest.mark.timeout(60)
+def test_the_hubs_counters_and_pubsub_lag_are_in_the_metrics(redis_process: Any) -> None:
+    """Process A publishes N messages; B's /metrics (parsed with prometheus_client)
+    counts N received and delivered, and its lag histogram has N observations."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    count = 5
+    url = redis_process.url
+    with serve("broadcast", "--pubsub", url) as (_, port_a), \
+            serve("broadcast", "--pubsub", url, "--metrics", "/metrics") as (_, port_b), \
+            connect(f"ws://127.0.0.1:{port_a}/") as sender, \
+            connect(f"ws://127.0.0.1:{port_b}/") as listener:
+        wait_subscribed(redis_process.port, "fastsock:t:broadcast", 2)
+        for i in range(count):
+            sender.send(f"message {i}")
+        assert [listener.recv(timeout=RECV) for _ in range(count)] == [f"message {i}" for i in range(count)]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port_b}/metrics", timeout=RECV) as answer:
+            text = answer.read().decode()
+    samples = {s.name: s for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples["fastsock_pubsub_received_total"].value == count
+    assert samples["fastsock_pubsub_delivered_total"].value == count
+    assert samples["fastsock_pubsub_published_total"].value == 0     # B published nothing
+    assert samples["fastsock_pubsub_connected"].value == 1
+    assert samples["fastsock_pubsub_lag_seconds_count"].value == count
+    # one host, one clock: each message took well under a second from A to B
+    assert 0 <= samples["fastsock_pubsub_lag_seconds_sum"].value < count * 1.0
