@@ -421,6 +421,17 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def _end_leftovers(proc: subprocess.Popen[bytes]) -> None:
+    # The child has exited, but a test may have left a subprocess of its own
+    # behind (asyncio's subprocess tests start `python -c "time.sleep(3600)"`):
+    # its process group still has the child's number (Linux does not reuse a
+    # pid while a group of that id lives), so this ends exactly those.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _run_child(loop: str, module: str, done: set[str], deadline: float,
                results: dict[str, Outcome], plan: list[str],
                only: set[str] | None) -> tuple[str, str | None, str]:
@@ -508,6 +519,8 @@ def _run_child(loop: str, module: str, done: set[str], deadline: float,
         finally:
             if proc.poll() is None:
                 _kill_group(proc)
+            else:
+                _end_leftovers(proc)
 
 
 def run_module(module: str, loop: str, only: set[str] | None = None) -> ModuleResult:
