@@ -825,6 +825,12 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc]
             # a TLS connection closes through asyncio's TLS transport on top
             # of ours: what the TLS layer holds is flushed, then close_notify
             target = _outermost(transport)
+            if getattr(transport, "_started", True) is False:
+                # accepted just now, connection_made still queued: close it
+                # after that (FIFO), so its protocol can answer it first (a
+                # reload's old worker would otherwise drop such a client)
+                self.call_soon(target.close)
+                continue
             try:
                 target.close()
             except (SystemExit, KeyboardInterrupt):

@@ -149,3 +149,38 @@ def test_shutdown_in_process_flushes_and_closes_every_transport(reactor):
     assert not reactor.transports
     assert not server.is_serving()
     assert transport.is_closing()
+
+
+class Greeter(Protocol):
+    """Greets in connection_made and closes: a server that answers at once."""
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        transport.write(b"hello\n")
+        transport.close()
+
+
+def test_shutdown_lets_a_connection_accepted_just_before_it_be_answered(reactor) -> None:
+    """A connection accepted in the turn the shutdown starts (its connection_made
+    still queued) is answered, then closed: an old worker in a rolling reload
+    must not drop a client it has already accepted."""
+    from fastsock.transports.stream import StreamTransport
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname(), timeout=5)
+    try:
+        conn, _ = listener.accept()
+        conn.setblocking(False)
+        StreamTransport(reactor, conn, Greeter())   # connection_made is now queued
+        reactor.shutdown(2.0)                       # ...and the shutdown starts before it runs
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = client.recv(64)
+            assert chunk, f"closed before the greeting (got {data!r})"
+            data += chunk
+        assert data == b"hello\n"
+        assert client.recv(64) == b""               # then a clean close
+    finally:
+        client.close()
+        listener.close()
