@@ -490,9 +490,6 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc]
         mask = (self._rmask if entry[0] is not None else 0) | (self._wmask if entry[2] is not None else 0)
         self._backend.modify(fd, mask)
 
-    def _process_events(self, event_list: Any) -> None:  # pragma: no cover - not used
-        raise NotImplementedError("fastsock's loop dispatches events in _run_once")
-
     def _stale_event(self, fd: int) -> None:
         # An event for an fd nobody registered: see the essay in _epoll.py.
         if self._backend.unregister(fd):
