@@ -50,6 +50,9 @@ from typing import Any, Callable, Iterable
 
 from .._switch import compiled
 from ..exceptions import ReactorClosedError
+# the EMFILE policy of fastsock's own TCP server, for asyncio's servers too
+from ..transports.listener import ACCEPT_RETRY_MAX, ACCEPT_RETRY_MIN
+from ..transports.listener import _EXHAUSTED as _ACCEPT_EXHAUSTED
 
 __all__ = ["Reactor"]
 
@@ -63,11 +66,6 @@ _MAXIMUM_POLL_TIMEOUT = 24 * 3600
 # The loop-owned receive buffer every compiled stream transport reads into.
 RECV_BUFFER_SIZE = 256 * 1024
 
-# accept() errors that mean "out of descriptors/memory": back off, don't spin
-_ACCEPT_EXHAUSTED = frozenset(e for e in (
-    errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM) if e is not None)
-ACCEPT_RETRY_MIN = 0.05   # first back-off after EMFILE (seconds)
-ACCEPT_RETRY_MAX = 1.0    # cap of the doubling back-off
 
 _monotonic = time.monotonic
 
