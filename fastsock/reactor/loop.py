@@ -34,7 +34,6 @@ compiled transports share, and :attr:`Reactor.stats`.
 from __future__ import annotations
 
 import asyncio
-import errno
 import heapq
 import logging
 import socket
