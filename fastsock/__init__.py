@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "connect": "fastsock.coroutine",
     "Connection": "fastsock.coroutine",
     "Server": "fastsock.coroutine",
+    "CloseCode": "fastsock.frame",
     "ConnectionClosed": "fastsock.exceptions",
     "ConnectionClosedOK": "fastsock.exceptions",
     "ConnectionClosedError": "fastsock.exceptions",

@@ -26,6 +26,8 @@ errors, "cannot ... while ..." for local misuse.
 """
 from __future__ import annotations
 
+from ._close_code import CloseCode
+
 __all__ = [
     "FastsockError",
     "ReactorClosedError",
@@ -65,7 +67,7 @@ class ConnectTimeoutError(FastsockError, TimeoutError):
 class ProtocolError(FastsockError):
     """The peer broke the protocol. ``close_code`` is the RFC 6455 code to send."""
 
-    close_code: int = 1002
+    close_code: int = CloseCode.PROTOCOL_ERROR
 
     def __init__(self, message: str, close_code: int | None = None) -> None:
         super().__init__(message)
@@ -76,31 +78,31 @@ class ProtocolError(FastsockError):
 class FrameError(ProtocolError):
     """A malformed frame: reserved opcode or bits, bad length, masking rule."""
 
-    close_code = 1002
+    close_code = CloseCode.PROTOCOL_ERROR
 
 
 class InvalidUTF8Error(ProtocolError):
     """A text message or close reason is not valid UTF-8."""
 
-    close_code = 1007
+    close_code = CloseCode.INVALID_DATA
 
 
 class PolicyViolationError(ProtocolError):
     """The data violates the endpoint's policy."""
 
-    close_code = 1008
+    close_code = CloseCode.POLICY_VIOLATION
 
 
 class MessageTooBigError(ProtocolError):
     """A frame or message is larger than the configured maximum."""
 
-    close_code = 1009
+    close_code = CloseCode.MESSAGE_TOO_BIG
 
 
 class UnsupportedDataError(ProtocolError):
     """The endpoint does not accept this kind of data."""
 
-    close_code = 1003
+    close_code = CloseCode.UNSUPPORTED_DATA
 
 
 class HandshakeError(FastsockError):
@@ -125,7 +127,7 @@ class InvalidResponseError(HandshakeError):
 class ConnectionClosed(FastsockError):
     """The WebSocket connection is closed."""
 
-    def __init__(self, code: int = 1006, reason: str = "") -> None:
+    def __init__(self, code: int = CloseCode.ABNORMAL_CLOSURE, reason: str = "") -> None:
         super().__init__(f"connection closed: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._close_code import CloseCode
 from ._switch import compiled
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ mask_inplace = _impl.mask_inplace
 validate_utf8 = _impl.validate_utf8
 
 __all__ = [
-    "IMPLEMENTATION",
+    "IMPLEMENTATION", "CloseCode",
     "OP_CONTINUATION", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG",
     "RSV1", "RSV2", "RSV3",
     "Frame", "FrameParser", "Utf8Validator",
