@@ -16,12 +16,21 @@ Two objects make one connection:
   what the glue, the keep-alive timer and ``ServerState.close_all`` call.
 
 Works on any asyncio loop: fastsock's, asyncio's and uvloop's.
+
+Logging (standard :mod:`logging`, ``fastsock.server`` or ``fastsock.client``
+unless ``logger=``): INFO when a connection opens and when it closes, with
+its id, peer and close code. DEBUG lines per message and control frame are
+decided once, when the :class:`Connection` is made: if the logger is enabled
+for DEBUG then, the core and the connection get subclasses that log
+(:class:`_DebugCore`, :class:`_DebugConnection`); otherwise the per-message
+path is exactly the one without logging.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import json
+import logging
 import os
 import time
 import uuid
@@ -31,7 +40,8 @@ from ..exceptions import ConnectionClosedOK
 from ..frame import OP_BINARY, OP_CONTINUATION, OP_TEXT, build_frame
 from ..websocket.protocol import CLOSED, OPEN, State, WebSocketHandler
 
-__all__ = ["Connection", "ConnectionCore", "DEFAULT_MAX_QUEUE", "Data", "Dumps", "Loads"]
+__all__ = ["Connection", "ConnectionCore", "DEFAULT_MAX_QUEUE", "Data", "Dumps", "Loads",
+           "LoggerLike", "get_logger"]
 
 # Received messages held before reading pauses (websockets' default is 16).
 DEFAULT_MAX_QUEUE = 16
@@ -44,6 +54,23 @@ Data = Union[str, bytes]
 Fragment = Union[str, bytes, bytearray, memoryview]
 Dumps = Callable[[Any], Union[str, bytes]]
 Loads = Callable[[Union[str, bytes]], Any]
+# A logging.Logger, or the name of one.
+LoggerLike = Union[logging.Logger, str]
+
+# Default logger names of each side.
+SERVER_LOGGER = "fastsock.server"
+CLIENT_LOGGER = "fastsock.client"
+# Characters of a message shown in a DEBUG line.
+_DEBUG_PREVIEW = 60
+
+
+def get_logger(logger: Optional[LoggerLike], default: str) -> logging.Logger:
+    """``logger`` itself, the logger of that name, or the ``default`` one."""
+    if logger is None:
+        return logging.getLogger(default)
+    if isinstance(logger, str):
+        return logging.getLogger(logger)
+    return logger
 
 
 class ConnectionCore(WebSocketHandler):
@@ -54,7 +81,7 @@ class ConnectionCore(WebSocketHandler):
     """
 
     __slots__ = ("messages", "max_queue", "_resume_at", "_queue_paused", "waiter",
-                 "_closed_waiter", "pong_waiters", "_on_start")
+                 "_closed_waiter", "pong_waiters", "_on_start", "_log_ctx")
 
     def __init__(self, max_queue: int = DEFAULT_MAX_QUEUE,
                  on_start: Optional[Callable[["ConnectionCore"], None]] = None) -> None:
@@ -70,6 +97,8 @@ class ConnectionCore(WebSocketHandler):
         # ping payload -> (future resolved with the latency, perf_counter when sent)
         self.pong_waiters: Optional[dict[bytes, tuple[asyncio.Future[float], float]]] = None
         self._on_start = on_start
+        # (logger, connection id, peer), set by Connection: for the close line
+        self._log_ctx: Optional[tuple[logging.Logger, str, Any]] = None
 
     # ------------------------------------------------------------ callbacks
 
@@ -106,6 +135,10 @@ class ConnectionCore(WebSocketHandler):
                 break
 
     def on_close(self, code: int, reason: str) -> None:
+        ctx = self._log_ctx
+        if ctx is not None and ctx[0].isEnabledFor(logging.INFO):
+            ctx[0].info("connection closed id=%s peer=%s code=%s reason=%r",
+                        ctx[1], _peer(ctx[2]), code, reason)
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -153,12 +186,17 @@ class Connection:
     :meth:`close`, :meth:`wait_closed`. Attributes: ``id``, ``request``,
     ``subprotocol``, ``remote_address``, ``latency``, ``close_code``,
     ``close_reason``, ``state``, ``core`` (the callback-API object underneath).
+
+    ``logger`` (a :class:`logging.Logger` or a name; default
+    ``fastsock.server`` or ``fastsock.client`` by side) gets the INFO open
+    and close lines and, if enabled for DEBUG when the connection is made,
+    a DEBUG line per message and control frame.
     """
 
     __slots__ = ("core", "id", "dumps", "loads", "_fragmenting", "_receiving", "__weakref__")
 
     def __init__(self, core: ConnectionCore, *, dumps: Dumps = json.dumps,
-                 loads: Loads = json.loads) -> None:
+                 loads: Loads = json.loads, logger: Optional[LoggerLike] = None) -> None:
         self.core = core
         self.id = uuid.uuid4()
         self.dumps = dumps
@@ -166,6 +204,18 @@ class Connection:
         # done when the fragmented message being sent is complete
         self._fragmenting: Optional[asyncio.Future[None]] = None
         self._receiving = False
+        log = get_logger(logger, CLIENT_LOGGER if core._client else SERVER_LOGGER)
+        peer = core.remote_address
+        core._log_ctx = (log, str(self.id), peer)
+        if log.isEnabledFor(logging.INFO):
+            request = core.request
+            log.info("connection open id=%s peer=%s path=%s subprotocol=%s", self.id,
+                     _peer(peer), request.path if request is not None else "-",
+                     core.subprotocol)
+        if log.isEnabledFor(logging.DEBUG) and type(core) is ConnectionCore:
+            # Decided once: without DEBUG the classes stay the ones without logging.
+            core.__class__ = _DebugCore
+            self.__class__ = _DebugConnection
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.core.state.name} {self.remote_address}>"
@@ -376,6 +426,84 @@ class Connection:
     async def wait_closed(self) -> None:
         """Wait until the connection is closed (TCP gone)."""
         await asyncio.shield(self.core.closed_waiter())
+
+
+def _peer(address: Any) -> str:
+    """``host:port`` of a peer address tuple (``[host]:port`` for IPv6)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = address[0]
+        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
+    return str(address)
+
+
+def _describe(data: Union[str, bytes, bytearray, memoryview]) -> tuple[str, str, int]:
+    """(kind, preview, size in bytes) of a message or fragment for a DEBUG line."""
+    if isinstance(data, str):
+        size = len(data.encode())
+        preview = data if len(data) <= _DEBUG_PREVIEW else data[:_DEBUG_PREVIEW] + "..."
+        return "TEXT", repr(preview), size
+    raw = bytes(data[:_DEBUG_PREVIEW])
+    return "BINARY", raw.hex(" ") + (" ..." if len(data) > _DEBUG_PREVIEW else ""), len(data)
+
+
+class _DebugCore(ConnectionCore):
+    """A :class:`ConnectionCore` that logs each message and control frame at DEBUG."""
+
+    __slots__ = ()
+
+    def _debug(self, direction: str, kind: str, detail: str, size: int) -> None:
+        ctx = self._log_ctx
+        if ctx is not None:
+            ctx[0].debug("%s %s %s %s [%d bytes]", ctx[1], direction, kind, detail, size)
+
+    def on_message(self, data: Union[str, bytes]) -> None:
+        self._debug("<", *_describe(data))
+        ConnectionCore.on_message(self, data)
+
+    def on_ping(self, payload: bytes) -> None:
+        self._debug("<", "PING", payload.hex(" "), len(payload))
+        ConnectionCore.on_ping(self, payload)
+
+    def on_pong(self, payload: bytes) -> None:
+        self._debug("<", "PONG", payload.hex(" "), len(payload))
+        ConnectionCore.on_pong(self, payload)
+
+    def ping(self, payload: Union[bytes, str] = b"") -> None:
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        self._debug(">", "PING", data.hex(" "), len(data))
+        ConnectionCore.ping(self, payload)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._state is OPEN:
+            self._debug(">", "CLOSE", f"{code} {reason!r}", len(reason.encode()) + 2)
+        ConnectionCore.close(self, code, reason)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        if self._state is OPEN:
+            self._debug(">", "CLOSE", f"{code} {reason!r} (failing)", len(reason.encode()) + 2)
+        ConnectionCore.fail(self, code, reason)
+
+
+class _DebugConnection(Connection):
+    """A :class:`Connection` that logs each message or fragment it sends at DEBUG."""
+
+    __slots__ = ()
+
+    async def send(self, message: Union[Fragment, Iterable[Fragment], AsyncIterable[Fragment]]) -> None:
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            ctx = self.core._log_ctx
+            if ctx is not None:
+                kind, detail, size = _describe(message)
+                ctx[0].debug("%s > %s %s [%d bytes]", ctx[1], kind, detail, size)
+        await Connection.send(self, message)
+
+    def _write_frame(self, opcode: int, payload: bytes, *, fin: bool) -> None:
+        ctx = self.core._log_ctx
+        if ctx is not None:
+            kind = "TEXT" if opcode == OP_TEXT else "BINARY" if opcode == OP_BINARY else "CONT"
+            ctx[0].debug("%s > %s fragment fin=%s %s [%d bytes]", ctx[1], kind, fin,
+                         payload[:_DEBUG_PREVIEW].hex(" "), len(payload))
+        Connection._write_frame(self, opcode, payload, fin=fin)
 
 
 async def _aiter(items: Union[Iterable[Fragment], AsyncIterable[Fragment]]) -> AsyncIterator[Fragment]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import logging
 import ssl as _ssl
 from typing import (Any, Awaitable, Callable, Generator, Mapping, Optional, Sequence, Union,
                     cast, overload)
@@ -32,11 +31,10 @@ from ..exceptions import ConnectionClosed
 from ..server import ServerState, WebSocketServer
 from ..server import serve as _callback_serve
 from ..websocket.protocol import OPEN, WebSocketHandler, WebSocketOptions
-from .connection import DEFAULT_MAX_QUEUE, Connection, ConnectionCore, Dumps, Loads
+from .connection import (DEFAULT_MAX_QUEUE, SERVER_LOGGER, Connection, ConnectionCore, Dumps,
+                         LoggerLike, Loads, get_logger)
 
 __all__ = ["Handler", "Server", "serve", "is_coroutine_handler"]
-
-log = logging.getLogger("fastsock.server")
 
 Handler = Callable[[Connection], Awaitable[Any]]
 # Close code and reason when the application's handler raises.
@@ -66,7 +64,7 @@ class Server:
                  port: int, *, ssl: Optional[_ssl.SSLContext] = None, backlog: int = 1024,
                  reuse_port: bool = False, sock: Any = None,
                  max_queue: int = DEFAULT_MAX_QUEUE, dumps: Dumps = json.dumps,
-                 loads: Loads = json.loads, logger: Optional[logging.Logger] = None,
+                 loads: Loads = json.loads, logger: Optional[LoggerLike] = None,
                  options: Optional[WebSocketOptions] = None, **state_kwargs: Any) -> None:
         self._handler = handler
         self._host = host
@@ -78,7 +76,7 @@ class Server:
         self._max_queue = max_queue
         self._dumps = dumps
         self._loads = loads
-        self._log = logger or log
+        self._log = get_logger(logger, SERVER_LOGGER)
         self._options = options or WebSocketOptions()
         self._state_kwargs = state_kwargs
         self.state: Optional[ServerState] = None
@@ -127,7 +125,7 @@ class Server:
         return lambda: ConnectionCore(max_queue, on_start)
 
     def _start_handler(self, handler: Handler, core: ConnectionCore) -> None:
-        conn = Connection(core, dumps=self._dumps, loads=self._loads)
+        conn = Connection(core, dumps=self._dumps, loads=self._loads, logger=self._log)
         self._connections[core] = conn
         task = asyncio.ensure_future(self._run(handler, conn), loop=core._loop)
         self._tasks.add(task)
@@ -244,7 +242,7 @@ _POLL_INTERVAL = 0.01
 def serve(handler: Union[Handler, Mapping[str, Handler]], host: Optional[str] = ...,
           port: int = ..., *, ssl: Optional[_ssl.SSLContext] = ..., backlog: int = ...,
           reuse_port: bool = ..., sock: Any = ..., max_queue: int = ...,
-          dumps: Dumps = ..., loads: Loads = ..., logger: Optional[logging.Logger] = ...,
+          dumps: Dumps = ..., loads: Loads = ..., logger: Optional[LoggerLike] = ...,
           options: Optional[WebSocketOptions] = ..., origins: Optional[Sequence[Optional[str]]] = ...,
           subprotocols: Sequence[str] = ..., **kwargs: Any) -> Server: ...
 
