@@ -10,6 +10,8 @@
     hub.send_to(other_id, "psst")         # one connection, wherever it is
     n = await hub.presence("room:42")     # subscribers in every process
     hub.unsubscribe(ws)                   # in on_close: every topic, and its id
+    async for message in hub.listen("room:42"):   # code that is not a connection
+        ...
 
 The same calls work from the callback API (``WebSocketHandler``) and from
 coroutines: ``subscribe``/``publish``/``send_to`` never block, ``presence``
@@ -26,9 +28,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .memory import Hub, MemoryHub
+from .memory import Hub, Listener, MemoryHub
 
-__all__ = ["Hub", "MemoryHub", "create_hub"]
+__all__ = ["Hub", "Listener", "MemoryHub", "create_hub"]
 
 
 def create_hub(url: Optional[str] = None, **options: Any) -> Hub:

@@ -8,16 +8,122 @@ other process: the default.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
+import logging
 import os
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from ..websocket.protocol import WebSocketHandler, broadcast, encode_message
 
-__all__ = ["Hub", "MemoryHub", "Message"]
+__all__ = ["Hub", "Listener", "MemoryHub", "Message"]
+
+log = logging.getLogger("fastsock.pubsub")
 
 Message = Union[str, bytes, bytearray, memoryview]
 NODE_ID_BYTES = 8     # random id of this hub (process): routes send_to, skips own echoes
+LISTEN_QUEUE = 1_000  # messages a listener's iterator keeps before dropping the oldest
+_OPCODE_TEXT = 0x1
+
+
+def frame_message(frame: bytes) -> Union[str, bytes]:
+    """The message in one unmasked frame made by ``encode_message``: str for a
+    text frame, bytes for a binary one (for listeners of a topic published
+    by another process, which arrives as that frame)."""
+    length = frame[1] & 0x7F
+    start = 2
+    if length == 126:
+        start = 4
+    elif length == 127:
+        start = 10
+    payload = frame[start:]
+    return payload.decode() if frame[0] & 0x0F == _OPCODE_TEXT else bytes(payload)
+
+
+class Listener:
+    """A topic's messages for code that is not a connection (``hub.listen(topic)``).
+
+    Without a callback it is an async iterator (``async for message in
+    listener``) over a queue of up to ``maxsize`` messages: the hub never
+    waits for it, so when the queue is full the OLDEST message is dropped and
+    counted in ``dropped`` (and the hub's ``stats["listen_dropped"]``). With a
+    callback, ``callback(message)`` runs on the loop for each message, at
+    once; an exception it raises is logged and delivery goes on.
+    ``close()`` (or leaving ``async with``) stops it; an iteration then ends.
+    """
+
+    __slots__ = ("hub", "topic", "dropped", "closed", "_callback", "_queue", "_maxsize",
+                 "_waiter")
+
+    def __init__(self, hub: "Hub", topic: str, callback: Optional[Callable[[Any], Any]],
+                 maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        self.hub = hub
+        self.topic = topic
+        self.dropped = 0
+        self.closed = False
+        self._callback = callback
+        self._queue: collections.deque[Union[str, bytes]] = collections.deque()
+        self._maxsize = maxsize
+        self._waiter: Optional[asyncio.Future[None]] = None
+
+    def _put(self, message: Union[str, bytes]) -> None:
+        """From the hub: never waits."""
+        if self._callback is not None:
+            try:
+                self._callback(message)
+            except Exception:
+                log.exception("pubsub: listener of %r failed", self.topic)
+            return
+        if len(self._queue) >= self._maxsize:
+            self._queue.popleft()
+            self.dropped += 1
+            self.hub.stats["listen_dropped"] += 1
+        self._queue.append(message)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Union[str, bytes]:
+        """The next message; raises StopAsyncIteration once closed and drained."""
+        while not self._queue:
+            if self.closed:
+                raise StopAsyncIteration
+            if self._callback is not None:
+                raise RuntimeError("a listener with a callback has no queue to read")
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+        return self._queue.popleft()
+
+    def __aiter__(self) -> "Listener":
+        return self
+
+    async def __anext__(self) -> Union[str, bytes]:
+        return await self.get()
+
+    def close(self) -> None:
+        """Stop receiving (what is queued can still be read)."""
+        if not self.closed:
+            self.closed = True
+            self.hub._unlisten(self)
+            self._wake()
+
+    async def __aenter__(self) -> "Listener":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.topic!r} queued={len(self._queue)} dropped={self.dropped}>"
 
 
 def _handler(connection: Any) -> WebSocketHandler:
@@ -55,8 +161,10 @@ class Hub:
         self._ids: dict[WebSocketHandler, int] = {}
         self._by_id: dict[int, WebSocketHandler] = {}
         self._next_id = itertools.count(1)
+        self._listeners: dict[str, list[Listener]] = {}
         self.loop: Optional[asyncio.AbstractEventLoop] = None
-        self.stats: dict[str, int] = {"published": 0, "delivered": 0, "sent_to": 0}
+        self.stats: dict[str, int] = {"published": 0, "delivered": 0, "sent_to": 0,
+                                      "listened": 0, "listen_dropped": 0}
 
     # -- life -----------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -99,7 +207,7 @@ class Hub:
             self._subscriptions[connection] = {held, topic}
         else:
             held.add(topic)
-        if len(members) == 1:
+        if len(members) == 1 and topic not in self._listeners:
             self._remote_topic_added(topic)
         self._remote_presence_changed(topic)
 
@@ -130,13 +238,49 @@ class Hub:
         members.discard(connection)
         if not members:
             del self._topics[topic]
-            self._remote_topic_removed(topic)
+            if topic not in self._listeners:
+                self._remote_topic_removed(topic)
         self._remote_presence_changed(topic)
 
+    # -- listeners (code that is not a connection) ----------------------------------------
+    def listen(self, topic: str, callback: Optional[Callable[[Any], Any]] = None, *,
+               maxsize: int = LISTEN_QUEUE) -> Listener:
+        """Receive ``topic``'s messages (str or bytes, as published) in this
+        process, from local publishes and from other processes, without a
+        connection: ``async for message in hub.listen(topic)``, or
+        ``hub.listen(topic, callback)``. See :class:`Listener`. A listener
+        makes this process subscribe to the topic in the backend like a
+        connection does; it is not counted by :meth:`presence`."""
+        listener = Listener(self, topic, callback, maxsize)
+        listeners = self._listeners.get(topic)
+        if listeners is None:
+            self._listeners[topic] = [listener]
+            if topic not in self._topics:
+                self._remote_topic_added(topic)
+        else:
+            listeners.append(listener)
+        return listener
+
+    def _unlisten(self, listener: Listener) -> None:
+        listeners = self._listeners.get(listener.topic)
+        if listeners is None or listener not in listeners:
+            return
+        listeners.remove(listener)
+        if not listeners:
+            del self._listeners[listener.topic]
+            if listener.topic not in self._topics:
+                self._remote_topic_removed(listener.topic)
+
+    def _notify(self, topic: str, message: Union[str, bytes]) -> None:
+        for listener in tuple(self._listeners[topic]):   # a callback may close one
+            listener._put(message)
+            self.stats["listened"] += 1
+
     def topics(self, connection: Any = None) -> frozenset[str]:
-        """The topics of ``connection``, or every topic with a local subscriber."""
+        """The topics of ``connection``, or every topic with a local subscriber
+        (a connection or a listener)."""
         if connection is None:
-            return frozenset(self._topics)
+            return frozenset(self._topics.keys() | self._listeners.keys())
         return frozenset(_as_set(self._subscriptions.get(_handler(connection))))
 
     def local_presence(self, topic: str) -> int:
@@ -158,6 +302,8 @@ class Hub:
         members = self._topics.get(topic)
         delivered = broadcast(members, frame=frame) if members else 0
         self.stats["delivered"] += delivered
+        if topic in self._listeners:
+            self._notify(topic, message if isinstance(message, (str, bytes)) else bytes(message))
         self._remote_publish(topic, frame)
         return delivered
 
@@ -190,6 +336,8 @@ class Hub:
         members = self._topics.get(topic)
         if members:
             self.stats["delivered"] += broadcast(members, frame=frame)
+        if topic in self._listeners:
+            self._notify(topic, frame_message(frame))   # decoded once for all listeners
 
     # -- backend hooks (no other process here) --------------------------------------------
     def _remote_topic_added(self, topic: str) -> None:

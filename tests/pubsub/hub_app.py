@@ -11,6 +11,10 @@ of 127.0.0.1 with ``create_hub(URL)`` and prints ``ready PORT``. Commands
     to ID MESSAGE                    hub.send_to(ID, MESSAGE); reply "sent True|False"
     presence T                       reply "presence T N"
     stats                            reply "stats {json}" (hub.snapshot())
+    listen T                         hub.listen(T) iterated by a task: each message M
+                                     is sent to this connection as "heard T M"
+    listen-cb T                      the same with hub.listen(T, callback)
+    unlisten T                       close this connection's listener of T
 """
 from __future__ import annotations
 
@@ -19,16 +23,17 @@ import json
 import sys
 from typing import Any, Union
 
-from fastsock.pubsub import Hub, create_hub
+from fastsock.pubsub import Hub, Listener, create_hub
 from fastsock.websocket import WebSocketHandler, WebSocketOptions
 
 
 class Commands(WebSocketHandler):
-    __slots__ = ("hub",)
+    __slots__ = ("hub", "listeners")
 
     def __init__(self, hub: Hub) -> None:
         super().__init__()
         self.hub = hub
+        self.listeners: dict[str, Listener] = {}
 
     def on_message(self, data: Union[str, bytes]) -> None:
         assert isinstance(data, str)
@@ -54,6 +59,16 @@ class Commands(WebSocketHandler):
             self.send(f"sent {hub.send_to(target, message)}")
         elif word == "presence":
             asyncio.ensure_future(self._presence(rest), loop=hub.loop)
+        elif word == "listen":
+            listener = self.listeners[rest] = hub.listen(rest)
+            asyncio.ensure_future(self._heard(listener), loop=hub.loop)
+            self.send(f"listening {rest}")
+        elif word == "listen-cb":
+            self.listeners[rest] = hub.listen(rest, lambda m: self._tell(rest, m))
+            self.send(f"listening {rest}")
+        elif word == "unlisten":
+            self.listeners.pop(rest).close()
+            self.send(f"unlistened {rest}")
         elif word == "stats":
             self.send("stats " + json.dumps(hub.snapshot()))
         else:
@@ -63,8 +78,20 @@ class Commands(WebSocketHandler):
         n = await self.hub.presence(topic)
         self.send(f"presence {topic} {n}")
 
+    async def _heard(self, listener: Listener) -> None:
+        async for message in listener:
+            self._tell(listener.topic, message)
+
+    def _tell(self, topic: str, message: Union[str, bytes]) -> None:
+        if isinstance(message, bytes):
+            self.send(f"heard {topic} bytes {message.hex()}")
+        else:
+            self.send(f"heard {topic} {message}")
+
     def on_close(self, code: int, reason: str) -> None:
         self.hub.unsubscribe(self)
+        for listener in self.listeners.values():
+            listener.close()
 
 
 def main(argv: list[str]) -> int:

@@ -2,6 +2,7 @@
 127.0.0.1 (fastsock's reactor and asyncio's loop)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any, Iterator
@@ -244,3 +245,81 @@ def test_coroutine_api_handlers_use_the_hub(loop_kind: str) -> None:
     finally:
         box["loop"].call_soon_threadsafe(box["stop"].set_result, None)
         thread.join(10)
+
+
+# -- hub.listen(topic): code that is not a connection ------------------------------------
+
+@pytest.mark.parametrize("loop", ["fastsock", "asyncio"])
+def test_listen_iterator_and_callback_receive_local_publishes(loop: str) -> None:
+    with hub_server(loop) as (srv, hub), contextlib.ExitStack() as stack:
+        it, cb, pub = client(srv, stack), client(srv, stack), client(srv, stack)
+        assert ask(it, "listen news") == "listening news"
+        assert ask(cb, "listen-cb news") == "listening news"
+        assert srv.call(hub.topics) == frozenset({"news"})   # a listener holds the topic
+        assert srv.call(hub.local_presence, "news") == 0     # but is not a subscriber
+        assert ask(pub, "pub news hello") == "published 0"
+        assert it.recv(timeout=RECV) == "heard news hello"
+        assert cb.recv(timeout=RECV) == "heard news hello"
+        assert ask(pub, "pubbin news \x00\x01") == "published 0"
+        assert it.recv(timeout=RECV) == "heard news bytes 0001"
+        assert cb.recv(timeout=RECV) == "heard news bytes 0001"
+        assert ask(it, "unlisten news") == "unlistened news"
+        assert ask(pub, "pub news after") == "published 0"
+        assert cb.recv(timeout=RECV) == "heard news after"
+        assert nothing_pending(it)
+        assert ask(cb, "unlisten news") == "unlistened news"
+        assert srv.call(hub.topics) == frozenset()
+        assert srv.call(lambda: hub.snapshot()["listened"]) == 5
+
+
+def test_listen_queue_is_bounded_drops_the_oldest_and_ends_on_close() -> None:
+    async def main() -> None:
+        hub = MemoryHub()
+        hub.start(asyncio.get_running_loop())
+        listener = hub.listen("t", maxsize=3)
+        for i in range(5):                 # nobody reads: the hub must not wait
+            hub.publish("t", f"m{i}")
+        assert listener.dropped == 2 and hub.snapshot()["listen_dropped"] == 2
+        assert [await listener.get() for _ in range(3)] == ["m2", "m3", "m4"]
+        got: list[Any] = []
+
+        async def consume() -> None:
+            async for message in listener:
+                got.append(message)
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0)
+        hub.publish("t", b"\x07")
+        await asyncio.sleep(0)
+        listener.close()                   # the iteration ends after what was queued
+        await asyncio.wait_for(task, RECV)
+        assert got == [b"\x07"]
+        assert hub.topics() == frozenset()
+
+    asyncio.run(main())
+
+
+def test_a_failing_listener_callback_is_logged_and_delivery_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    hub = MemoryHub()
+    heard: list[Any] = []
+
+    def bad(message: Any) -> None:
+        raise RuntimeError("boom")
+
+    hub.listen("t", bad)
+    hub.listen("t", heard.append)
+    with caplog.at_level("ERROR", logger="fastsock.pubsub"):
+        hub.publish("t", "x")
+        hub.publish("t", "y")
+    assert heard == ["x", "y"]
+    assert caplog.text.count("listener of 't' failed") == 2
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_frame_message_reads_back_what_encode_message_made(size: int) -> None:
+    from fastsock.websocket.protocol import encode_message
+    text = "é" * (size // 2) + "x" * (size % 2)
+    assert memory.frame_message(encode_message(text)) == text
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert memory.frame_message(encode_message(data)) == data

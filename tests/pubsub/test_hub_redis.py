@@ -235,3 +235,26 @@ def test_a_coroutine_api_process_and_a_callback_api_process_share_a_topic(redis_
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.mark.needs_redis
+@pytest.mark.timeout(60)
+def test_listen_receives_another_processes_publishes_through_redis(redis_process: Any) -> None:
+    r = redis.Redis(port=redis_process.port)
+    with hub_process(redis_process.url) as a, hub_process(redis_process.url) as b, \
+            contextlib.ExitStack() as stack:
+        pub, listening = a.client(stack), b.client(stack)
+        assert ask(listening, "listen feed") == "listening feed"
+        # a listener alone makes b subscribe in Redis (and a, with none, does not)
+        wait_until(lambda: numsub(r, "feed") == 1, 5, "b subscribed for its listener")
+        big = "x" * 70_000                         # the frame's 8-byte length form
+        assert ask(pub, "pub feed hello") == "published 0"
+        assert ask(pub, "pubbin feed \x00\x01") == "published 0"
+        assert ask(pub, f"pub feed {big}") == "published 0"
+        assert listening.recv(timeout=RECV) == "heard feed hello"
+        assert listening.recv(timeout=RECV) == "heard feed bytes 0001"
+        assert listening.recv(timeout=RECV) == f"heard feed {big}"
+        stats = b.stats(listening)
+        assert stats["received"] == 3 and stats["listened"] == 3
+        assert ask(listening, "unlisten feed") == "unlistened feed"
+        wait_until(lambda: numsub(r, "feed") == 0, 5, "b unsubscribed")
