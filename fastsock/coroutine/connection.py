@@ -184,6 +184,7 @@ class Connection:
     Receiving: :meth:`recv`, ``async for message in ws``, :meth:`recv_json`.
     Sending: :meth:`send`, :meth:`send_json`. Control: :meth:`ping`,
     :meth:`close`, :meth:`wait_closed`. Attributes: ``id``, ``request``,
+    ``response`` (client side: the server's 101, status and headers),
     ``subprotocol``, ``remote_address``, ``latency``, ``close_code``,
     ``close_reason``, ``state``, ``core`` (the callback-API object underneath).
 
@@ -193,7 +194,8 @@ class Connection:
     a DEBUG line per message and control frame.
     """
 
-    __slots__ = ("core", "id", "dumps", "loads", "_fragmenting", "_receiving", "__weakref__")
+    __slots__ = ("core", "id", "dumps", "loads", "response", "_fragmenting", "_receiving",
+                 "__weakref__")
 
     def __init__(self, core: ConnectionCore, *, dumps: Dumps = json.dumps,
                  loads: Loads = json.loads, logger: Optional[LoggerLike] = None) -> None:
@@ -201,6 +203,8 @@ class Connection:
         self.id = uuid.uuid4()
         self.dumps = dumps
         self.loads = loads
+        # the handshake Response (client side; set by fastsock.connect)
+        self.response: Any = None
         # done when the fragmented message being sent is complete
         self._fragmenting: Optional[asyncio.Future[None]] = None
         self._receiving = False
