@@ -261,6 +261,15 @@ class Connection:
     def transport(self) -> Any:
         return self.core.transport
 
+    @property
+    def server(self) -> Any:
+        """The server's :class:`~fastsock.server.ServerState` (``None`` on a client)."""
+        return self.core.server
+
+    def _broadcast_frame(self, frame: bytes) -> bool:
+        # fastsock.broadcast's fast path, through the core (see protocol.broadcast)
+        return self.core._broadcast_frame(frame)
+
     # ------------------------------------------------------------ receiving
 
     async def recv(self, decode: Optional[bool] = None) -> Data:

@@ -26,7 +26,7 @@ import enum
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol, Sequence, Union
 
 from .._switch import PURE
 from ..exceptions import (
@@ -938,8 +938,21 @@ def _frame_message(frame: bytes) -> Data:
     return payload.decode() if frame[0] & 0x0F == 0x1 else payload
 
 
-def broadcast(connections: Iterable[WebSocketHandler], message: Optional[Data] = None, *,
-              frame: Optional[bytes] = None) -> int:
+class Wrapped(Protocol):
+    """What :func:`broadcast` takes besides a :class:`WebSocketHandler`: an
+    object over one (a coroutine ``fastsock.coroutine.Connection``)."""
+
+    @property
+    def core(self) -> WebSocketHandler: ...
+
+    @property
+    def server(self) -> Any: ...
+
+    def _broadcast_frame(self, frame: bytes) -> bool: ...
+
+
+def broadcast(connections: Iterable[Union[WebSocketHandler, Wrapped]],
+              message: Optional[Data] = None, *, frame: Optional[bytes] = None) -> int:
     """Encode ``message`` once and write the same frame to every open
     server-side connection. With ``frame`` (the output of
     :func:`encode_message`, e.g. received from another process by
@@ -948,6 +961,8 @@ def broadcast(connections: Iterable[WebSocketHandler], message: Optional[Data] =
     ``write_limit`` follow their ``slow_peer`` policy (a dropped message is
     counted in their ``messages_dropped``). Client-side connections must mask
     each frame, so they get their own ``send``. Returns how many got it.
+    Coroutine ``Connection`` objects may be passed too, mixed with handlers:
+    they take the same fast path through their core.
 
     The frame is queued, not written: every connection that got frames in
     this loop turn is written once at the end of the turn by its
@@ -961,11 +976,13 @@ def broadcast(connections: Iterable[WebSocketHandler], message: Optional[Data] =
             raise TypeError("broadcast() needs a message or a frame")
         frame = encode_message(message)
     sent = 0
-    conn: Optional[WebSocketHandler] = None
+    conn: Union[WebSocketHandler, Wrapped, None] = None
     for conn in connections:
         if conn._broadcast_frame(frame):   # open, a server's, not paused: the common case, in C
             sent += 1
             continue
+        if not isinstance(conn, WebSocketHandler):
+            conn = conn.core               # a coroutine Connection: its handler (off the fast path)
         if conn._state is not OPEN:
             continue
         if conn._client:
