@@ -1,95 +1,96 @@
-"""WebSocket client glue: connect, send the opening handshake, check the answer.
+"""WebSocket client glue: open the connection (proxy, TLS, redirects), move the handshake's bytes.
 
-:class:`ClientHandshakeProtocol` (asyncio protocol shape) writes the upgrade
-request, reads the response head, checks ``101`` and
-``Sec-WebSocket-Accept``, then hands the transport to the handler with
-``transport.set_protocol``. :func:`connect` runs it on fastsock's reactor;
-:func:`fastsock.adapters.aio.connect` on asyncio/uvloop.
+The handshake itself is sans-I/O (:class:`~fastsock.websocket.client_handshake.ClientHandshake`):
+:class:`ClientHandshakeProtocol` (asyncio protocol shape) only writes its
+request, feeds it the response and, once it accepts, hands the transport
+to the handler with ``transport.set_protocol``.
+
+:func:`open_connection` is the one opening procedure both APIs use, on any
+asyncio loop (fastsock's reactor, asyncio's, uvloop's): proxy tunnel
+(``CONNECT``), TLS for wss:// (SNI and verification by default), the
+handshake, redirects (at most ``max_redirects``), all within
+``open_timeout``. :func:`connect` is the callback API's entry point.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, Callable, Optional, Sequence
+import ssl as _ssl
+from typing import Any, Callable, NamedTuple, Optional, Sequence, TypeVar, Union, cast
 
 from .exceptions import ConnectTimeoutError, InvalidResponseError
-from .websocket.handshake import (
-    MAX_HEAD_SIZE,
-    Headers,
-    WebSocketURI,
-    check_response,
-    client_request,
-    parse_extension_header,
-    parse_response,
-    parse_uri,
+from .proxy import ProxySetting, open_tunnel, select_proxy
+from .websocket.client_handshake import (
+    DEFAULT_MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    USER_AGENT,
+    ClientExtensionFactory,
+    ClientHandshake,
+    ClientURI,
+    InvalidStatus,
+    TooManyRedirects,
+    parse_client_uri,
+    redirect_url,
+    same_origin,
+    strip_credentials,
 )
+from .websocket.handshake import Response, WebSocketURI
 from .websocket.protocol import WebSocketHandler, WebSocketOptions, check_handler
 
-__all__ = ["ClientHandshakeProtocol", "connect"]
+__all__ = ["ClientHandshakeProtocol", "Opened", "connect", "open_connection",
+           "DEFAULT_OPEN_TIMEOUT", "USER_AGENT"]
 
 log = logging.getLogger("fastsock.client")
 
+DEFAULT_OPEN_TIMEOUT = 10.0   # seconds for proxy, TCP, TLS, handshake and redirects together
+
+H = TypeVar("H", bound=WebSocketHandler)
+HeaderList = Sequence[tuple[str, str]]
+
 
 class ClientHandshakeProtocol:
-    """Does the client side of the opening handshake; resolves ``future``
-    with the open handler, or fails it with :class:`InvalidResponseError`
-    (carrying the HTTP status) or :class:`ConnectTimeoutError`."""
+    """Moves the bytes of one :class:`ClientHandshake`; resolves ``future``
+    with the open handler, or fails it with what the handshake raised
+    (:class:`InvalidStatus`, :class:`InvalidResponseError`) or
+    :class:`ConnectTimeoutError` (its own ``timeout``, 0 for none)."""
 
     def __init__(self, uri: WebSocketURI, factory: Callable[[], WebSocketHandler], loop: Any,
                  future: Any, *, subprotocols: Sequence[str] = (),
-                 headers: Sequence[tuple[str, str]] = (), origin: Optional[str] = None,
+                 headers: HeaderList = (), origin: Optional[str] = None,
                  options: Optional[WebSocketOptions] = None, timeout: float = 10.0,
-                 extensions: Sequence[Any] = ()) -> None:
+                 extensions: Sequence[Any] = (), handshake: Optional[ClientHandshake] = None) -> None:
         self.uri = uri
         self.factory = factory
         self.loop = loop
         self.future = future
-        self.subprotocols = tuple(subprotocols)
         self.options = options
-        self.extensions = tuple(extensions)
-        offers = ", ".join(factory.offer() for factory in self.extensions) or None
-        self.key, self.request = client_request(uri, subprotocols=self.subprotocols,
-                                                extensions=offers, origin=origin, headers=headers)
+        self.handshake = handshake if handshake is not None else ClientHandshake(
+            uri, subprotocols=subprotocols, extensions=extensions, origin=origin, headers=headers,
+            user_agent_header=None)
         self.transport: Any = None
-        self.buffer = b""
         self.timer = loop.call_later(timeout, self._timed_out) if timeout else None
         self.done = False
+
+    @property
+    def response(self) -> Optional[Response]:
+        return self.handshake.response
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         if self.done:          # timed out while connecting
             transport.abort()
             return
-        transport.write(self.request)
+        transport.write(self.handshake.data_to_send())
 
     def data_received(self, data: bytes) -> None:
         if self.done:
             return
-        start = max(0, len(self.buffer) - 3)
-        self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n", start)
-        if end < 0:
-            if len(self.buffer) > MAX_HEAD_SIZE:
-                self._fail(InvalidResponseError("server sent a response head that is too large", 0))
-            return
-        end += 4
-        head, rest = self.buffer[:end], self.buffer[end:]
-        self.buffer = b""
+        handshake = self.handshake
         try:
-            response = parse_response(head)
-            if response.status != 101:
-                # Include the start of the body: it usually says why.
-                body = rest[:200].decode("utf-8", "replace").strip()
-                raise InvalidResponseError(
-                    f"server rejected the WebSocket connection: HTTP {response.status}"
-                    + (f": {body}" if body else ""), response.status)
-            subprotocol = check_response(response, self.key, self.subprotocols)
-            extensions = self._accept_extensions(
-                Headers(response.headers).get("Sec-WebSocket-Extensions"))
+            if not handshake.receive_data(data):
+                return
             handler = self.factory()
             check_handler(handler)
-        except InvalidResponseError as exc:
-            self._fail(exc)
-            return
         except Exception as exc:
             self._fail(exc)
             return
@@ -98,7 +99,7 @@ class ClientHandshakeProtocol:
         transport.set_protocol(handler)
         try:
             handler.attach(transport, self.loop, client=True, options=self.options,
-                           subprotocol=subprotocol, extensions=extensions)
+                           subprotocol=handshake.subprotocol, extensions=handshake.extensions)
         except Exception as exc:
             log.exception("error in %s.on_open", type(handler).__name__)
             handler.fail(1011, "internal error")
@@ -107,22 +108,11 @@ class ClientHandshakeProtocol:
             return
         if not self.future.done():
             self.future.set_result(handler)
-        if rest:
-            handler.data_received(rest)
+        if handshake.rest:
+            handler.data_received(handshake.rest)
 
     def _accept_extensions(self, header: Optional[str]) -> list[Any]:
-        """The extensions the server accepted, each checked by the factory that offered it."""
-        accepted: list[Any] = []
-        used: set[str] = set()
-        for name, params in parse_extension_header(header):
-            factory = next((f for f in self.extensions if f.name == name and name not in used), None)
-            ext = factory.accept(params) if factory is not None else None
-            if ext is None:
-                raise InvalidResponseError(
-                    f"server accepted extension {name!r}, which was not offered like that", 101)
-            used.add(name)
-            accepted.append(ext)
-        return accepted
+        return self.handshake.accept_extensions(header)
 
     def eof_received(self) -> bool:
         return False
@@ -159,40 +149,163 @@ class ClientHandshakeProtocol:
                                            f"did not finish in time"))
 
 
-def connect(uri: str, handler: Callable[[], WebSocketHandler], *, reactor: Any,
-            subprotocols: Sequence[str] = (), headers: Sequence[tuple[str, str]] = (),
-            origin: Optional[str] = None, options: Optional[WebSocketOptions] = None,
-            timeout: float = 10.0, extensions: Sequence[Any] = ()) -> Any:
-    """Open a WebSocket to ``uri`` (``ws://host:port/path?query``) on ``reactor``.
+class Opened(NamedTuple):
+    """What :func:`open_connection` returns."""
 
-    Returns a reactor Future resolved with the open handler (``on_open``
-    has run), or failed with :class:`InvalidResponseError` (``.status``),
-    :class:`ConnectTimeoutError` or the ``OSError`` of the TCP connect.
-    ``timeout`` bounds TCP connect plus handshake. ``extensions`` are client
-    extension factories: ``name``, ``offer() -> str`` (the offer for the
-    request header) and ``accept(params) -> Extension | None`` (check the
-    server's answer).
+    handler: WebSocketHandler
+    response: Response        # the server's 101
+    url: str                  # the URL finally connected to (after redirects)
+
+
+def _ssl_context(uri: WebSocketURI, ssl: Optional[_ssl.SSLContext]) -> Optional[_ssl.SSLContext]:
+    if not uri.secure:
+        return None
+    return ssl if ssl is not None else _ssl.create_default_context()
+
+
+async def _attempt(loop: asyncio.AbstractEventLoop, target: ClientURI,
+                   factory: Callable[[], WebSocketHandler], *, ssl: Optional[_ssl.SSLContext],
+                   server_hostname: Optional[str], proxy: ProxySetting, headers: HeaderList,
+                   subprotocols: Sequence[str], extensions: Sequence[ClientExtensionFactory],
+                   origin: Optional[str], user_agent_header: Optional[str],
+                   options: Optional[WebSocketOptions]) -> Opened:
+    """One connection and handshake, no redirects."""
+    uri = target.uri
+    handshake = ClientHandshake(target, subprotocols=subprotocols, extensions=extensions,
+                                origin=origin, headers=headers, user_agent_header=user_agent_header)
+    future: asyncio.Future[WebSocketHandler] = loop.create_future()
+    proto = ClientHandshakeProtocol(uri, factory, loop, future, options=options, timeout=0,
+                                    handshake=handshake)
+    context = _ssl_context(uri, ssl)
+    hostname = (server_hostname or uri.host) if context is not None else None
+    tunnel = select_proxy(proxy, uri)
+    transport: Any = None
+    try:
+        if tunnel is None:
+            await loop.create_connection(cast(Callable[[], asyncio.Protocol], lambda: proto),
+                                         uri.host, uri.port, ssl=context,
+                                         server_hostname=hostname)
+        else:
+            transport, rest = await open_tunnel(loop, tunnel, uri, user_agent=user_agent_header)
+            if context is not None:
+                # TLS with the target, inside the tunnel; SNI names the target.
+                transport = await loop.start_tls(transport, cast(asyncio.Protocol, proto), context,
+                                                 server_hostname=hostname)
+                proto.connection_made(transport)
+            else:
+                transport.set_protocol(cast(asyncio.Protocol, proto))
+                proto.connection_made(transport)
+                if rest:
+                    proto.data_received(rest)
+                transport.resume_reading()
+        handler = await future
+    except BaseException as exc:
+        # Drop the half-open connection; nobody waits for `future` any more.
+        future.cancel()
+        proto._fail(exc)
+        if transport is not None and proto.transport is None:
+            transport.abort()
+        raise
+    assert handshake.response is not None
+    return Opened(handler, handshake.response, target.url)
+
+
+async def open_connection(url: str, factory: Callable[[], WebSocketHandler], *,
+                          ssl: Optional[_ssl.SSLContext] = None,
+                          server_hostname: Optional[str] = None,
+                          proxy: ProxySetting = True,
+                          open_timeout: Optional[float] = DEFAULT_OPEN_TIMEOUT,
+                          max_redirects: int = DEFAULT_MAX_REDIRECTS,
+                          headers: HeaderList = (),
+                          subprotocols: Sequence[str] = (),
+                          extensions: Sequence[ClientExtensionFactory] = (),
+                          origin: Optional[str] = None,
+                          user_agent_header: Optional[str] = USER_AGENT,
+                          options: Optional[WebSocketOptions] = None) -> Opened:
+    """Open a WebSocket to ``url`` on the running loop; see :func:`connect` for the arguments.
+
+    Follows 301/302/303/307/308 redirects (ws:// -> wss:// yes, wss:// -> ws://
+    never; credentials headers are dropped on a redirect to another origin).
     """
-    from .transports.tcp import create_tcp_connection
+    target = parse_client_uri(url)
+    if not target.uri.secure and ssl is not None:
+        raise ValueError("ssl= needs a wss:// URI")
+    if max_redirects < 0:
+        raise ValueError("max_redirects must be >= 0")
+    loop = asyncio.get_running_loop()
+    extra = list(headers)
+    last: Optional[Response] = None
+    try:
+        async with asyncio.timeout(open_timeout):
+            for _ in range(max_redirects + 1):
+                try:
+                    return await _attempt(loop, target, factory, ssl=ssl,
+                                          server_hostname=server_hostname, proxy=proxy,
+                                          headers=extra, subprotocols=subprotocols,
+                                          extensions=extensions, origin=origin,
+                                          user_agent_header=user_agent_header, options=options)
+                except InvalidStatus as exc:
+                    if exc.response.status not in REDIRECT_STATUSES:
+                        raise
+                    last = exc.response
+                    new = parse_client_uri(redirect_url(target, exc.response))
+                    log.debug("redirected from %s to %s (HTTP %d)", target.url, new.url,
+                              exc.response.status)
+                    if not same_origin(target.uri, new.uri):
+                        extra = strip_credentials(extra)
+                    if new.uri.secure and not target.uri.secure:
+                        server_hostname = None     # the old one named the old host
+                    target = new
+            assert last is not None
+            raise TooManyRedirects(f"more than {max_redirects} redirects in a row "
+                                   f"(last to {target.url})", last)
+    except TimeoutError as exc:
+        if isinstance(exc, ConnectTimeoutError):
+            raise
+        raise ConnectTimeoutError(f"opening {target.url} did not finish within "
+                                  f"{open_timeout} s") from None
 
-    parsed = parse_uri(uri)
-    if parsed.secure:
-        raise ValueError("wss:// needs TLS, which fastsock's WebSocket client does not do yet")
-    future = reactor.create_future()
-    proto = ClientHandshakeProtocol(parsed, handler, reactor, future, subprotocols=subprotocols,
-                                    headers=headers, origin=origin, options=options,
-                                    timeout=timeout, extensions=extensions)
-    tcp = create_tcp_connection(reactor, lambda: proto, parsed.host, parsed.port, timeout=timeout)
 
-    def tcp_done(f: Any) -> None:
-        if f.cancelled():
-            if not future.done():
-                future.cancel()
-            proto._finish()
-        elif f.exception() is not None:
-            proto._finish()
-            if not future.done():
-                future.set_exception(f.exception())
+def connect(uri: str, handler: Callable[[], H], *, reactor: Optional[asyncio.AbstractEventLoop] = None,
+            ssl: Optional[_ssl.SSLContext] = None, server_hostname: Optional[str] = None,
+            proxy: Union[str, bool, None] = True,
+            open_timeout: Optional[float] = DEFAULT_OPEN_TIMEOUT,
+            max_redirects: int = DEFAULT_MAX_REDIRECTS,
+            headers: HeaderList = (), subprotocols: Sequence[str] = (),
+            extensions: Sequence[ClientExtensionFactory] = (), origin: Optional[str] = None,
+            user_agent_header: Optional[str] = USER_AGENT,
+            options: Optional[WebSocketOptions] = None) -> "asyncio.Future[H]":
+    """Open a WebSocket to ``uri`` (``ws://`` or ``wss://``) for the callback API.
 
-    tcp.add_done_callback(tcp_done)
-    return future
+    Returns a Future on ``reactor`` (default: the running loop) resolved with
+    the open handler (``on_open`` has run), typed as ``handler`` returns.
+    Failures: :class:`~fastsock.websocket.client_handshake.InvalidStatus`
+    (``.response``), :class:`InvalidResponseError`, ``TooManyRedirects``,
+    :class:`~fastsock.proxy.ProxyError`, :class:`ConnectTimeoutError`, the
+    ``OSError`` of the TCP connect or ``ssl.SSLError``. A malformed URI
+    raises ``InvalidURI`` (a ``ValueError``) at once.
+
+    ``ssl``: the context for wss:// (default: verify, SNI ``server_hostname``
+    or the host). ``proxy``: a ``http://`` proxy URL, True (from the
+    environment, the default) or None. ``headers``: extra request headers.
+    ``user_agent_header``: None sends none. ``extensions``: client extension
+    factories (``name``, ``offer()``, ``accept(params)``). ``open_timeout``
+    covers everything up to the open handler (None: no limit).
+    """
+    parse_client_uri(uri)      # a bad URI fails here, not in the future
+    if reactor is None:
+        try:
+            reactor = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("fastsock.client.connect needs reactor= when no loop is "
+                               "running") from None
+
+    async def opening() -> H:
+        opened = await open_connection(
+            uri, handler, ssl=ssl, server_hostname=server_hostname, proxy=proxy,
+            open_timeout=open_timeout, max_redirects=max_redirects, headers=headers,
+            subprotocols=subprotocols, extensions=extensions, origin=origin,
+            user_agent_header=user_agent_header, options=options)
+        return cast(H, opened.handler)
+
+    return reactor.create_task(opening())

@@ -134,7 +134,7 @@ def test_handshake_timeout_when_the_server_never_answers(loop: Reactor) -> None:
     try:
         url = f"ws://127.0.0.1:{lsock.getsockname()[1]}/"
         with pytest.raises(ConnectTimeoutError):
-            loop.run_until_complete(connect(url, Client, reactor=loop, timeout=0.3), timeout=10)
+            loop.run_until_complete(connect(url, Client, reactor=loop, open_timeout=0.3), timeout=10)
     finally:
         lsock.close()
 

@@ -6,111 +6,168 @@
         await ws.send("hello")
         print(await ws.recv())
 
-It runs on the running loop (fastsock's, asyncio's or uvloop's) with the
-same handshake glue as the callback client
-(:class:`fastsock.client.ClientHandshakeProtocol`). For wss:// the default
+    async for ws in fastsock.connect("wss://example.com/feed"):   # reconnects
+        try:
+            async for message in ws:
+                ...
+        except fastsock.ConnectionClosed:
+            continue
+
+It runs on the running loop (fastsock's, asyncio's or uvloop's) through the
+same opening procedure as the callback client
+(:func:`fastsock.client.open_connection`): proxy (``CONNECT``), TLS,
+handshake, redirects, all within ``open_timeout``. For wss:// the default
 ``ssl.create_default_context()`` verifies the certificate and the host
-name, and SNI carries the URI's host; pass ``ssl=`` for another context
-(e.g. your own CA, or one with verification turned off on purpose).
+name, and SNI carries the URI's host; pass ``ssl=`` for another context.
 
 How an opening can fail, each with its own exception:
 
 ======================================  =============================================
+a malformed URI                         ``InvalidURI`` (a ``ValueError``)
 TCP connect refused / unreachable       ``OSError`` (``ConnectionRefusedError``...)
 TLS: certificate or host name rejected  ``ssl.SSLCertVerificationError``
 TLS: other handshake failure            ``ssl.SSLError``
-the server answered, but not 101        ``InvalidResponseError`` (``.status``)
+the server answered, but not 101        ``InvalidStatus`` (``.status``, ``.response``)
+a redirect that cannot be followed      ``RedirectError`` (wss:// -> ws://, no Location)
+more than ``max_redirects`` redirects   ``TooManyRedirects``
 bad ``Sec-WebSocket-Accept``, an
 unoffered subprotocol or extension      ``InvalidResponseError`` (``.status`` 101)
 the server closed during the handshake  ``InvalidResponseError`` (``.status`` 0)
+a bad proxy URL                         ``InvalidProxy`` (a ``ValueError``)
+the proxy refused the tunnel            ``ProxyError`` (``.status``: 407, 403, 502...)
 not done within ``open_timeout``        ``ConnectTimeoutError`` (also ``TimeoutError``)
-a malformed URI, ``ssl=`` on ws://      ``ValueError``
 ======================================  =============================================
 
 :func:`connect` also keeps the callback form: given a handler factory it is
-:func:`fastsock.client.connect` on ``reactor=``.
+:func:`fastsock.client.connect`, returning a Future typed with the handler.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import random
 import ssl as _ssl
-from typing import Any, Callable, Generator, Optional, Sequence, Union, cast
+from typing import (Any, AsyncIterator, Callable, Generator, Iterator, Optional, Sequence,
+                    TypeVar, Union, overload)
 
-from ..client import ClientHandshakeProtocol
+from ..client import DEFAULT_OPEN_TIMEOUT, open_connection
 from ..client import connect as _callback_connect
-from ..exceptions import ConnectTimeoutError
-from ..websocket.handshake import parse_uri
+from ..exceptions import InvalidResponseError
+from ..proxy import ProxyError
+from ..websocket.client_handshake import (
+    DEFAULT_MAX_REDIRECTS,
+    USER_AGENT,
+    ClientExtensionFactory,
+    InvalidStatus,
+    parse_client_uri,
+)
 from ..websocket.protocol import WebSocketHandler, WebSocketOptions
-from .connection import DEFAULT_MAX_QUEUE, Connection, ConnectionCore, Dumps, Loads
+from .connection import DEFAULT_MAX_QUEUE, Connection, ConnectionCore, Dumps, LoggerLike, Loads
 
-__all__ = ["Connect", "connect", "DEFAULT_OPEN_TIMEOUT"]
+__all__ = ["Connect", "connect", "backoff", "retryable", "DEFAULT_OPEN_TIMEOUT",
+           "BACKOFF_INITIAL_DELAY", "BACKOFF_MIN_DELAY", "BACKOFF_MAX_DELAY", "BACKOFF_FACTOR"]
 
-DEFAULT_OPEN_TIMEOUT = 10.0   # seconds for TCP connect, TLS and the WebSocket handshake
+log = logging.getLogger("fastsock.client")
+
+# Reconnection delays, as websockets': a random first delay in [0, initial)
+# (RFC 6455 7.2.3: spread the clients of a restarted server), then min,
+# min * factor, ... up to max, then max for ever.
+BACKOFF_INITIAL_DELAY = 5.0
+BACKOFF_MIN_DELAY = 3.1
+BACKOFF_MAX_DELAY = 90.0
+BACKOFF_FACTOR = 1.618
+# Statuses worth retrying: the server or a proxy in front of it is in trouble.
+_RETRY_STATUSES = range(500, 600)
+
+H = TypeVar("H", bound=WebSocketHandler)
+HeaderList = Sequence[tuple[str, str]]
+ProcessException = Callable[[Exception], Optional[Exception]]
+
+
+def backoff(initial: float = BACKOFF_INITIAL_DELAY, minimum: float = BACKOFF_MIN_DELAY,
+            maximum: float = BACKOFF_MAX_DELAY, factor: float = BACKOFF_FACTOR) -> Iterator[float]:
+    """The delays between reconnection attempts (see the constants above)."""
+    yield random.random() * initial
+    delay = minimum
+    while delay < maximum:
+        yield delay
+        delay *= factor
+    while True:
+        yield maximum
+
+
+def retryable(exc: Exception) -> Optional[Exception]:
+    """The default ``process_exception``: None (retry) for network errors,
+    timeouts, a server that closed during the handshake and 5xx answers of
+    the server or the proxy; else ``exc`` itself (give up: 4xx, a bad URI or
+    proxy URL, a TLS verification failure, a protocol violation)."""
+    if isinstance(exc, _ssl.SSLCertVerificationError):
+        return exc
+    if isinstance(exc, (OSError, TimeoutError)):
+        return None
+    if isinstance(exc, InvalidStatus):
+        return None if exc.status in _RETRY_STATUSES else exc
+    if isinstance(exc, ProxyError):
+        return None if exc.status == 0 or exc.status in _RETRY_STATUSES else exc
+    if type(exc) is InvalidResponseError and exc.status == 0:
+        return None        # EOF or a malformed answer from a server going down
+    return exc
 
 
 class Connect:
     """A connection being opened: ``await`` it for the :class:`Connection`,
-    or ``async with`` it to close the connection on the way out."""
+    ``async with`` it to close the connection on the way out, or ``async
+    for`` over it to reconnect for ever (with back-off) when a connection
+    ends or an attempt fails for a reason worth retrying
+    (``process_exception``, default :func:`retryable`)."""
 
     def __init__(self, uri: str, *, ssl: Optional[_ssl.SSLContext] = None,
                  server_hostname: Optional[str] = None,
+                 proxy: Union[str, bool, None] = True,
                  open_timeout: Optional[float] = DEFAULT_OPEN_TIMEOUT,
-                 subprotocols: Sequence[str] = (), headers: Sequence[tuple[str, str]] = (),
-                 origin: Optional[str] = None, options: Optional[WebSocketOptions] = None,
-                 extensions: Sequence[Any] = (), max_queue: int = DEFAULT_MAX_QUEUE,
-                 dumps: Dumps = json.dumps, loads: Loads = json.loads) -> None:
-        self.uri = parse_uri(uri)
+                 max_redirects: int = DEFAULT_MAX_REDIRECTS,
+                 headers: HeaderList = (), subprotocols: Sequence[str] = (),
+                 extensions: Sequence[ClientExtensionFactory] = (),
+                 origin: Optional[str] = None, user_agent_header: Optional[str] = USER_AGENT,
+                 options: Optional[WebSocketOptions] = None, max_queue: int = DEFAULT_MAX_QUEUE,
+                 dumps: Dumps = json.dumps, loads: Loads = json.loads,
+                 logger: Optional[LoggerLike] = None,
+                 process_exception: ProcessException = retryable,
+                 backoff_initial: float = BACKOFF_INITIAL_DELAY,
+                 backoff_min: float = BACKOFF_MIN_DELAY, backoff_max: float = BACKOFF_MAX_DELAY,
+                 backoff_factor: float = BACKOFF_FACTOR,
+                 max_retries: Optional[int] = None) -> None:
+        self.uri = parse_client_uri(uri).uri     # InvalidURI (a ValueError) here, at once
         if not self.uri.secure and ssl is not None:
             raise ValueError("ssl= needs a wss:// URI")
-        self._ssl = ssl
-        self._server_hostname = server_hostname
-        self._open_timeout = open_timeout
-        self._subprotocols = subprotocols
-        self._headers = headers
-        self._origin = origin
-        self._options = options
-        self._extensions = extensions
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
+        self.url = uri
+        self._open_kwargs: dict[str, Any] = dict(
+            ssl=ssl, server_hostname=server_hostname, proxy=proxy, open_timeout=open_timeout,
+            max_redirects=max_redirects, headers=headers, subprotocols=subprotocols,
+            extensions=extensions, origin=origin, user_agent_header=user_agent_header,
+            options=options)
         self._max_queue = max_queue
         self._dumps = dumps
         self._loads = loads
+        self._logger = logger
+        self._process_exception = process_exception
+        self._backoff = (backoff_initial, backoff_min, backoff_max, backoff_factor)
+        self._max_retries = max_retries
         self.connection: Optional[Connection] = None
 
     async def _open(self) -> Connection:
-        loop = asyncio.get_running_loop()
-        uri = self.uri
-        ssl_context: Optional[_ssl.SSLContext] = None
-        server_hostname: Optional[str] = None
-        if uri.secure:
-            ssl_context = self._ssl if self._ssl is not None else _ssl.create_default_context()
-            server_hostname = self._server_hostname or uri.host
-        future: asyncio.Future[WebSocketHandler] = loop.create_future()
         max_queue = self._max_queue
-        # The handshake's own timer is off: one deadline covers TCP, TLS and HTTP.
-        proto = ClientHandshakeProtocol(uri, lambda: ConnectionCore(max_queue), loop, future,
-                                        subprotocols=self._subprotocols, headers=self._headers,
-                                        origin=self._origin, options=self._options, timeout=0,
-                                        extensions=self._extensions)
-        factory = cast(Callable[[], asyncio.Protocol], lambda: proto)
-        try:
-            async with asyncio.timeout(self._open_timeout):
-                if ssl_context is not None:
-                    await loop.create_connection(factory, uri.host, uri.port, ssl=ssl_context,
-                                                 server_hostname=server_hostname)
-                else:
-                    await loop.create_connection(factory, uri.host, uri.port)
-                core = await future
-        except BaseException as exc:
-            # Drop the half-open connection; nobody waits for `future` any more.
-            future.cancel()
-            proto._fail(exc)
-            if isinstance(exc, TimeoutError) and not isinstance(exc, ConnectTimeoutError):
-                raise ConnectTimeoutError(f"opening {uri.host_header} did not finish within "
-                                          f"{self._open_timeout} s") from None
-            raise
+        opened = await open_connection(self.url, lambda: ConnectionCore(max_queue),
+                                       **self._open_kwargs)
+        core = opened.handler
         assert isinstance(core, ConnectionCore)
-        self.connection = Connection(core, dumps=self._dumps, loads=self._loads)
-        return self.connection
+        connection = Connection(core, dumps=self._dumps, loads=self._loads, logger=self._logger)
+        connection.response = opened.response
+        self.connection = connection
+        return connection
 
     def __await__(self) -> Generator[Any, None, Connection]:
         return self._open().__await__()
@@ -122,23 +179,117 @@ class Connect:
         if self.connection is not None:
             await self.connection.close()
 
+    def __aiter__(self) -> AsyncIterator[Connection]:
+        return self._reconnecting()
 
-def connect(uri: str, handler: Optional[Callable[[], WebSocketHandler]] = None, *,
-            reactor: Any = None, **kwargs: Any) -> Union[Connect, Any]:
-    """Open a WebSocket to ``uri`` (``ws://`` or ``wss://``).
+    async def _reconnecting(self) -> AsyncIterator[Connection]:
+        delays: Optional[Iterator[float]] = None
+        failures = 0
+        while True:
+            try:
+                connection = await self._open()
+            except Exception as exc:
+                fatal = self._process_exception(exc)
+                if fatal is not None:
+                    if fatal is exc:
+                        raise
+                    raise fatal from exc
+                failures += 1
+                if self._max_retries is not None and failures > self._max_retries:
+                    raise
+                if delays is None:
+                    delays = backoff(*self._backoff)
+                delay = next(delays)
+                log.info("connect to %s failed (%s: %s); retrying in %.1f s", self.url,
+                         type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            delays = None
+            failures = 0
+            try:
+                yield connection
+            finally:
+                # The loop body is done with it (or left the loop): close it.
+                await connection.close()
+
+
+@overload
+def connect(uri: str, handler: None = None, *, ssl: Optional[_ssl.SSLContext] = None,
+            server_hostname: Optional[str] = None, proxy: Union[str, bool, None] = True,
+            open_timeout: Optional[float] = DEFAULT_OPEN_TIMEOUT,
+            max_redirects: int = DEFAULT_MAX_REDIRECTS, headers: HeaderList = (),
+            subprotocols: Sequence[str] = (), extensions: Sequence[ClientExtensionFactory] = (),
+            origin: Optional[str] = None, user_agent_header: Optional[str] = USER_AGENT,
+            options: Optional[WebSocketOptions] = None, max_queue: int = DEFAULT_MAX_QUEUE,
+            dumps: Dumps = json.dumps, loads: Loads = json.loads,
+            logger: Optional[LoggerLike] = None, process_exception: ProcessException = retryable,
+            backoff_initial: float = BACKOFF_INITIAL_DELAY, backoff_min: float = BACKOFF_MIN_DELAY,
+            backoff_max: float = BACKOFF_MAX_DELAY, backoff_factor: float = BACKOFF_FACTOR,
+            max_retries: Optional[int] = None) -> Connect: ...
+
+
+@overload
+def connect(uri: str, handler: Callable[[], H], *,
+            reactor: Optional[asyncio.AbstractEventLoop] = None,
+            ssl: Optional[_ssl.SSLContext] = None, server_hostname: Optional[str] = None,
+            proxy: Union[str, bool, None] = True,
+            open_timeout: Optional[float] = DEFAULT_OPEN_TIMEOUT,
+            max_redirects: int = DEFAULT_MAX_REDIRECTS, headers: HeaderList = (),
+            subprotocols: Sequence[str] = (), extensions: Sequence[ClientExtensionFactory] = (),
+            origin: Optional[str] = None, user_agent_header: Optional[str] = USER_AGENT,
+            options: Optional[WebSocketOptions] = None) -> "asyncio.Future[H]": ...
+
+
+def connect(uri: str, handler: Optional[Callable[[], H]] = None, *,
+            reactor: Optional[asyncio.AbstractEventLoop] = None,
+            ssl: Optional[_ssl.SSLContext] = None, server_hostname: Optional[str] = None,
+            proxy: Union[str, bool, None] = True,
+            open_timeout: Optional[float] = DEFAULT_OPEN_TIMEOUT,
+            max_redirects: int = DEFAULT_MAX_REDIRECTS, headers: HeaderList = (),
+            subprotocols: Sequence[str] = (), extensions: Sequence[ClientExtensionFactory] = (),
+            origin: Optional[str] = None, user_agent_header: Optional[str] = USER_AGENT,
+            options: Optional[WebSocketOptions] = None, max_queue: int = DEFAULT_MAX_QUEUE,
+            dumps: Dumps = json.dumps, loads: Loads = json.loads,
+            logger: Optional[LoggerLike] = None, process_exception: ProcessException = retryable,
+            backoff_initial: float = BACKOFF_INITIAL_DELAY, backoff_min: float = BACKOFF_MIN_DELAY,
+            backoff_max: float = BACKOFF_MAX_DELAY, backoff_factor: float = BACKOFF_FACTOR,
+            max_retries: Optional[int] = None) -> "Union[Connect, asyncio.Future[H]]":
+    """Open a WebSocket to ``uri`` (``ws://`` or ``wss://``; ``user:password@``
+    in it sends ``Authorization: Basic``).
 
     Without ``handler``: the coroutine API, on the running loop. Returns a
-    :class:`Connect`: ``ws = await connect(uri)`` or ``async with
-    connect(uri) as ws``. Keywords: ``ssl``, ``server_hostname``,
-    ``open_timeout`` (default 10 s; ``None``: no limit), ``subprotocols``,
-    ``headers``, ``origin``, ``options``, ``extensions``, ``max_queue``,
-    ``dumps``/``loads``.
+    :class:`Connect`: ``ws = await connect(uri)``, ``async with connect(uri)
+    as ws`` or ``async for ws in connect(uri)`` (reconnecting).
 
     With ``handler`` (a :class:`WebSocketHandler` factory): the callback
-    API, :func:`fastsock.client.connect` on ``reactor=``; returns a Future.
+    API, :func:`fastsock.client.connect` on ``reactor=`` (default: the
+    running loop); returns a Future of the open handler.
+
+    Keywords: ``ssl``/``server_hostname`` (wss://), ``proxy`` (a ``http://``
+    URL, True: from the environment, the default, None: never),
+    ``open_timeout`` (default 10 s for everything; None: no limit),
+    ``max_redirects`` (default 10), ``headers`` (extra request headers),
+    ``subprotocols``, ``extensions`` (client extension factories),
+    ``origin``, ``user_agent_header`` (None: no User-Agent), ``options``
+    (:class:`WebSocketOptions`). Coroutine API only: ``max_queue``,
+    ``dumps``/``loads``, ``logger`` and, for ``async for``,
+    ``process_exception`` (default :func:`retryable`), ``backoff_*``
+    (seconds; see :func:`backoff`) and ``max_retries`` (consecutive failed
+    attempts before the last error is raised; None: no limit).
     """
     if handler is None:
         if reactor is not None:
             raise TypeError("the coroutine client runs on the running loop: drop reactor=")
-        return Connect(uri, **kwargs)
-    return _callback_connect(uri, handler, reactor=reactor, **kwargs)
+        return Connect(uri, ssl=ssl, server_hostname=server_hostname, proxy=proxy,
+                       open_timeout=open_timeout, max_redirects=max_redirects, headers=headers,
+                       subprotocols=subprotocols, extensions=extensions, origin=origin,
+                       user_agent_header=user_agent_header, options=options,
+                       max_queue=max_queue, dumps=dumps, loads=loads, logger=logger,
+                       process_exception=process_exception, backoff_initial=backoff_initial,
+                       backoff_min=backoff_min, backoff_max=backoff_max,
+                       backoff_factor=backoff_factor, max_retries=max_retries)
+    return _callback_connect(uri, handler, reactor=reactor, ssl=ssl,
+                             server_hostname=server_hostname, proxy=proxy,
+                             open_timeout=open_timeout, max_redirects=max_redirects,
+                             headers=headers, subprotocols=subprotocols, extensions=extensions,
+                             origin=origin, user_agent_header=user_agent_header, options=options)
