@@ -10,6 +10,8 @@ import pathlib
 from setuptools import setup
 
 HERE = pathlib.Path(__file__).parent
+# C libraries a module links with (zlib1g-dev provides zlib's header).
+LIBRARIES = {"fastsock.websocket._deflate": ["z"]}
 
 
 def extensions():
@@ -24,7 +26,8 @@ def extensions():
     for pyx in sorted(HERE.glob("fastsock/**/*.pyx")):
         rel = pyx.relative_to(HERE)
         name = ".".join(rel.with_suffix("").parts)
-        mods.append(Extension(name, [str(rel)], extra_compile_args=cflags))
+        mods.append(Extension(name, [str(rel)], extra_compile_args=cflags,
+                              libraries=LIBRARIES.get(name, [])))
     return cythonize(
         mods,
         compiler_directives={
