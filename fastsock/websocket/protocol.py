@@ -981,25 +981,29 @@ def broadcast(connections: Iterable[Union[WebSocketHandler, Wrapped]],
         if conn._broadcast_frame(frame):   # open, a server's, not paused: the common case, in C
             sent += 1
             continue
-        if not isinstance(conn, WebSocketHandler):
-            conn = conn.core               # a coroutine Connection: its handler (off the fast path)
-        if conn._state is not OPEN:
+        try:
+            state = conn._state                # type: ignore[union-attr]
+            handler: WebSocketHandler = conn   # type: ignore[assignment]
+        except AttributeError:                 # a coroutine Connection: look through it
+            handler = conn.core                # type: ignore[union-attr]
+            state = handler._state
+        if state is not OPEN:
             continue
-        if conn._client:
-            conn.send(message if message is not None else _frame_message(frame))
+        if handler._client:
+            handler.send(message if message is not None else _frame_message(frame))
             sent += 1
             continue
-        if conn._writing_paused:
-            policy = conn._options.slow_peer
+        if handler._writing_paused:
+            policy = handler._options.slow_peer
             if policy == "drop":
-                conn._dropped()
+                handler._dropped()
                 continue
             if policy == "disconnect":
-                conn._dropped()
-                conn.abort()
+                handler._dropped()
+                handler.abort()
                 continue
-        conn._count_frame_out(frame)
-        conn._queue_frame(frame)
+        handler._count_frame_out(frame)
+        handler._queue_frame(frame)
         sent += 1
     # Recorded on the server of the connections (the last one's: a
     # broadcast spans one server's connections).
