@@ -5,7 +5,14 @@
  * Built with -DLG_TLS (the Makefile does so for tcpload when OpenSSL's headers
  * are installed), every connection can speak TLS instead: an OpenSSL client
  * driven by the same epoll loop with non-blocking SSL_do_handshake /
- * SSL_read / SSL_write.  Certificates are not verified (benchmark only). */
+ * SSL_read / SSL_write.  Certificates are not verified (benchmark only); SNI
+ * is sent (--sni, default "localhost").
+ *
+ * Built with -DLG_ZLIB (the Makefile does so for wsload when zlib's headers are
+ * installed), a WebSocket client can offer permessage-deflate (RFC 7692,
+ * --deflate): when the server accepts, every message it sends is compressed
+ * (its own zlib stream per connection, context takeover unless negotiated
+ * off) and every compressed message received is inflated and checked. */
 #ifndef FASTSOCK_CLIENT_H
 #define FASTSOCK_CLIENT_H
 
@@ -14,6 +21,10 @@
 #ifdef LG_TLS
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#endif
+#ifdef LG_ZLIB
+#define ZLIB_CONST
+#include <zlib.h>
 #endif
 
 /* C_TLS: TCP connected, TLS handshake in progress */
@@ -24,6 +35,12 @@ typedef struct conn {
 #ifdef LG_TLS
     SSL *ssl;                   /* NULL on plain TCP */
 #endif
+#ifdef LG_ZLIB
+    z_stream *zd, *zi;          /* permessage-deflate streams, NULL unless negotiated */
+#endif
+    uint8_t pmd;                /* permessage-deflate negotiated on this connection */
+    uint8_t pmd_creset;         /* client_no_context_takeover: reset our compressor per message */
+    uint8_t pmd_sreset;         /* server_no_context_takeover: every server message stands alone */
     uint8_t *in;                /* unparsed bytes kept between reads */
     size_t in_len, in_cap;
     uint8_t *out;               /* bytes the socket did not take yet */
@@ -31,6 +48,7 @@ typedef struct conn {
     char accept[29];            /* expected Sec-WebSocket-Accept */
     /* echo driver */
     uint64_t *ring;             /* send times of the messages in flight */
+    uint32_t *ring_off;         /* their offsets in the JSON pool (compressed JSON only) */
     uint32_t ring_head, ring_n;
     uint64_t rx_bytes, done;    /* raw TCP: bytes echoed, messages completed */
     /* c10k driver */
@@ -51,6 +69,14 @@ typedef struct {
     char last_error[160];
     int tls;                    /* 1: TLS over every connection (needs LG_TLS) */
     char tls_info[96];          /* negotiated version and cipher of the first connection */
+    const char *sni;            /* server name sent in the TLS ClientHello */
+    int deflate;                /* 1: offer permessage-deflate (needs LG_ZLIB) */
+    const char *deflate_offer;  /* the Sec-WebSocket-Extensions value offered */
+    int deflate_level;          /* zlib level of our compressor */
+    char ext_info[160];         /* the extension the first connection's server accepted */
+    uint64_t pmd_declined;      /* connections whose server answered without the extension */
+    uint8_t *zbuf;              /* inflate / deflate scratch */
+    size_t zbuf_cap;
 #ifdef LG_TLS
     SSL_CTX *ssl_ctx;
 #endif
@@ -89,6 +115,11 @@ static void conn_drop(conn_t *c, const char *why, int err) {
 #ifdef LG_TLS
     if (c->ssl) { SSL_free(c->ssl); c->ssl = NULL; }
 #endif
+#ifdef LG_ZLIB
+    if (c->zd) { deflateEnd(c->zd); free(c->zd); c->zd = NULL; }
+    if (c->zi) { inflateEnd(c->zi); free(c->zi); c->zi = NULL; }
+#endif
+    c->pmd = 0;
     epoll_ctl(CL.ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
@@ -279,16 +310,164 @@ static long ws_parse(const uint8_t *p, size_t n, int *b0, const uint8_t **pl, si
     return (long)(h + l);
 }
 
+/* ---- permessage-deflate (RFC 7692) ---- */
+static const uint8_t PMD_TAIL[4] = {0x00, 0x00, 0xFF, 0xFF};
+
+/* Takes the server's Sec-WebSocket-Extensions answer: one permessage-deflate
+ * with parameters we can honour.  Returns 0, or -1 to fail the connection as
+ * RFC 7692 section 5 asks. */
+static int pmd_accept(conn_t *c, const char *v, size_t vlen) {
+#ifdef LG_ZLIB
+    char buf[256];
+    if (vlen >= sizeof buf) return -1;
+    memcpy(buf, v, vlen);
+    buf[vlen] = 0;
+    int first = 1, cbits = 15;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ";", &save); tok; tok = strtok_r(NULL, ";", &save), first = 0) {
+        while (*tok == ' ' || *tok == '\t') tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && (end[-1] == ' ' || end[-1] == '\t')) *--end = 0;
+        if (first) { if (strcmp(tok, "permessage-deflate")) return -1; continue; }
+        char *eq = strchr(tok, '=');
+        if (eq) *eq++ = 0;
+        if (!strcmp(tok, "client_no_context_takeover") && !eq) c->pmd_creset = 1;
+        else if (!strcmp(tok, "server_no_context_takeover") && !eq) c->pmd_sreset = 1;
+        else if (!strcmp(tok, "client_max_window_bits") && eq) {
+            cbits = atoi(eq);
+            if (cbits < 8 || cbits > 15) return -1;
+        } else if (!strcmp(tok, "server_max_window_bits") && eq) {
+            int b = atoi(eq);          /* our inflater keeps 15 bits: any smaller window fits */
+            if (b < 8 || b > 15) return -1;
+        } else return -1;
+    }
+    if (first) return -1;
+    if (cbits == 8) cbits = 9;         /* zlib's raw deflate cannot make 8-bit windows; 9 is what it emits */
+    c->zd = calloc(1, sizeof *c->zd);
+    c->zi = calloc(1, sizeof *c->zi);
+    if (!c->zd || !c->zi || deflateInit2(c->zd, CL.deflate_level, Z_DEFLATED, -cbits, 8, Z_DEFAULT_STRATEGY) != Z_OK ||
+        inflateInit2(c->zi, -15) != Z_OK) return -1;
+    c->pmd = 1;
+    if (!CL.ext_info[0]) snprintf(CL.ext_info, sizeof CL.ext_info, "%.*s", (int)vlen, v);
+    return 0;
+#else
+    (void)c; (void)v; (void)vlen;
+    return -1;
+#endif
+}
+
+/* Compresses one message into out (room: pmd_room(n)); returns its size
+ * without the 00 00 FF FF tail, or 0 when zlib failed. */
+static size_t pmd_room(size_t n) { return n + n / 8 + 64; }
+static size_t pmd_deflate(conn_t *c, const uint8_t *in, size_t n, uint8_t *out, size_t cap) {
+#ifdef LG_ZLIB
+    z_stream *z = c->zd;
+    z->next_in = in; z->avail_in = (uInt)n;
+    z->next_out = out; z->avail_out = (uInt)cap;
+    int r = deflate(z, Z_SYNC_FLUSH);
+    if ((r != Z_OK && r != Z_BUF_ERROR) || z->avail_in || z->avail_out == 0) return 0;
+    size_t len = cap - z->avail_out;
+    if (len >= 4 && !memcmp(out + len - 4, PMD_TAIL, 4)) len -= 4;
+    if (c->pmd_creset) deflateReset(z);
+    return len;
+#else
+    (void)c; (void)in; (void)n; (void)out; (void)cap;
+    return 0;
+#endif
+}
+
+/* Inflates one compressed message into out.  prefix > 0: only its first
+ * `prefix` bytes are wanted (valid when the server resets its context per
+ * message).  Returns the inflated size (or the prefix size), -1 when the data
+ * is not valid deflate or does not fit in cap. */
+static long pmd_inflate(conn_t *c, const uint8_t *in, size_t n, uint8_t *out, size_t cap, size_t prefix) {
+#ifdef LG_ZLIB
+    z_stream *z = c->zi;
+    if (c->pmd_sreset || prefix) inflateReset(z);
+    size_t want = prefix ? prefix : cap;
+    z->next_out = out; z->avail_out = (uInt)want;
+    for (int part = 0; part < 2; part++) {
+        z->next_in = part ? PMD_TAIL : in;
+        z->avail_in = part ? 4 : (uInt)n;
+        while (z->avail_in) {
+            int r = inflate(z, Z_SYNC_FLUSH);
+            if (prefix && z->avail_out == 0) return (long)prefix;
+            if (r == Z_STREAM_END) break;
+            if (r == Z_BUF_ERROR && z->avail_out == 0) return -1;   /* bigger than cap */
+            if (r != Z_OK && r != Z_BUF_ERROR) return -1;
+            if (r == Z_BUF_ERROR) break;
+        }
+    }
+    return (long)(want - z->avail_out);
+#else
+    (void)c; (void)in; (void)n; (void)out; (void)cap; (void)prefix;
+    return -1;
+#endif
+}
+
+/* Room for one message's compressed or inflated bytes. */
+static void pmd_reserve(size_t n) {
+    if (grow(&CL.zbuf, &CL.zbuf_cap, pmd_room(n)) < 0) die("realloc");
+}
+
+/* Appends room for n bytes at the end of sbuf and returns where they go. */
+static uint8_t *sbuf_room(size_t n) {
+    if (grow(&sbuf, &sbuf_cap, sbuf_len + n) < 0) die("realloc");
+    return sbuf + sbuf_len;
+}
+
+/* Queues one data message (opcode op) on c: compressed when negotiated. */
+static void ws_put_message(conn_t *c, int op, const uint8_t *pl, size_t n, uint64_t *wire) {
+    if (c->pmd) {
+        pmd_reserve(n);
+        size_t z = pmd_deflate(c, pl, n, CL.zbuf, CL.zbuf_cap);
+        if (!z) { note_error("deflate failed", 0); return; }
+        sbuf_len += ws_build_masked(sbuf_room(z + 14), 0xC0 | op, CL.zbuf, z);
+        if (wire) *wire += z;
+    } else {
+        sbuf_len += ws_build_masked(sbuf_room(n + 14), 0x80 | op, pl, n);
+        if (wire) *wire += n;
+    }
+}
+
+/* JSON-like text (records with varied numbers and words, as an API would
+ * send): compresses about as well as real JSON does, unlike a repeated
+ * alphabet.  Deterministic for a given seed. */
+static void fill_json(uint8_t *p, size_t n, uint64_t seed) {
+    static const char *words[] = {"update", "create", "delete", "read", "subscribe", "price", "order",
+                                  "quote", "trade", "user", "session", "status"};
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    size_t o = 0;
+    char rec[256];
+    if (n) p[o++] = '[';
+    while (o < n) {
+        s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+        uint64_t r = s * 0x2545F4914F6CDD1Dull;
+        int k = snprintf(rec, sizeof rec,
+                         "{\"id\":%llu,\"user\":\"user_%llu\",\"action\":\"%s\",\"symbol\":\"%c%c%c\","
+                         "\"price\":%llu.%02llu,\"qty\":%llu,\"ok\":%s},",
+                         (unsigned long long)(r % 1000000), (unsigned long long)((r >> 20) % 5000),
+                         words[(r >> 8) % 12], 'A' + (int)((r >> 30) % 26), 'A' + (int)((r >> 35) % 26),
+                         'A' + (int)((r >> 40) % 26), (unsigned long long)((r >> 24) % 10000),
+                         (unsigned long long)((r >> 44) % 100), (unsigned long long)((r >> 50) % 500),
+                         (r >> 63) ? "true" : "false");
+        for (int i = 0; i < k && o < n; i++) p[o++] = (uint8_t)rec[i];
+    }
+    if (n > 1) p[n - 1] = ']';
+}
+
 static void ws_send_handshake(conn_t *c) {
     uint8_t raw[16];
     for (int i = 0; i < 16; i += 8) { uint64_t r = rng_next(); memcpy(raw + i, &r, 8); }
-    char key[32], req[512];
+    char key[32], req[1024];
     base64(raw, 16, key);
     ws_accept(key, strlen(key), c->accept);
+    char ext[300] = "";
+    if (CL.deflate) snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", CL.deflate_offer);
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     CL.path, CL.host, CL.port, key);
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                     CL.path, CL.host, CL.port, key, ext);
     conn_send(c, req, (size_t)n);
 }
 
@@ -305,6 +484,12 @@ static long ws_check_response(conn_t *c, uint8_t *p, size_t n) {
     size_t vlen;
     const char *v = find_header(head, "Sec-WebSocket-Accept", &vlen);
     if (!v || vlen != strlen(c->accept) || memcmp(v, c->accept, vlen) != 0) return -1;
+    const char *ext = find_header(head, "Sec-WebSocket-Extensions", &vlen);
+    if (ext) {
+        if (!CL.deflate || pmd_accept(c, ext, vlen) < 0) return -1;   /* not what we offered */
+    } else if (CL.deflate) {
+        CL.pmd_declined++;
+    }
     return (long)used;
 }
 
@@ -384,6 +569,7 @@ static void tls_start(conn_t *c, const hooks_t *hk) {
     c->ssl = SSL_new(CL.ssl_ctx);
     if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) { note_tls_error(c, "SSL_new", 0); hk->on_fail(c); return; }
     SSL_set_connect_state(c->ssl);
+    if (CL.sni && *CL.sni) SSL_set_tlsext_host_name(c->ssl, CL.sni);
     c->state = C_TLS;
     tls_handshake_step(c, hk);
 }
@@ -439,6 +625,11 @@ static void client_init(int ws, const char *prog) {
 #else
     if (CL.tls) usage_error(prog, "--tls: built without OpenSSL (install libssl-dev, then make -C benchmarks/loadgen)", NULL);
 #endif
+#ifndef LG_ZLIB
+    if (CL.deflate) usage_error(prog, "--deflate: built without zlib (install zlib1g-dev, then make -C benchmarks/loadgen)", NULL);
+#endif
+    if (!CL.deflate_offer) CL.deflate_offer = "permessage-deflate; client_max_window_bits";
+    if (!CL.sni) CL.sni = "localhost";
     CL.ep = epoll_create1(0);
     if (CL.ep < 0) die("epoll_create1");
     rng_seed();
@@ -513,12 +704,64 @@ static struct {
     uint64_t total, measured;   /* messages completed: all / inside the window */
     hist_t hist;
     int opened, failed;
+    int json;                   /* payload: JSON-like text instead of a repeated alphabet */
+    uint8_t *pool;              /* compressed JSON: each message is a SIZE-byte window of this */
+    size_t pool_len;
+    uint64_t tx_msgs, tx_wire;  /* messages sent and their payload bytes on the wire */
+    uint64_t rx_compressed;     /* replies that came compressed (RSV1) */
 } E;
 
+/* Parses the WebSocket-only options echo and c10k share; returns 1 when
+ * argv[*i] was one of them (with *i moved past its value). */
+static int ws_common_option(const char *prog, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    if (!strcmp(a, "--tls")) { CL.tls = 1; return 1; }
+    if (!strcmp(a, "--deflate")) { CL.deflate = 1; return 1; }
+    if (strcmp(a, "--sni") && strcmp(a, "--deflate-params") && strcmp(a, "--deflate-level")) return 0;
+    if (*i + 1 >= argc) usage_error(prog, "missing value for", a);
+    const char *v = argv[++*i];
+    if (!strcmp(a, "--sni")) CL.sni = v;
+    else if (!strcmp(a, "--deflate-level")) CL.deflate_level = (int)parse_long(prog, a, v, 0, 9);
+    else {   /* --deflate-params: the offer's parameters, e.g. "client_no_context_takeover" */
+        static char offer[256];
+        if (strlen(v) > 200 || strchr(v, '\r') || strchr(v, '\n')) usage_error(prog, "bad --deflate-params", v);
+        snprintf(offer, sizeof offer, "permessage-deflate%s%s", *v ? "; " : "", v);
+        CL.deflate_offer = offer;
+        CL.deflate = 1;
+    }
+    return 1;
+}
+
+/* The "deflate" and "tls" members of a result line (with a leading comma). */
+static void print_transport_json(FILE *f) {
+    if (CL.tls) { fprintf(f, ",\"tls\":"); json_str(f, CL.tls_info); }
+    if (CL.deflate) {
+        fprintf(f, ",\"deflate\":{\"offer\":");
+        json_str(f, CL.deflate_offer);
+        fprintf(f, ",\"accepted\":");
+        json_str(f, CL.ext_info);
+        fprintf(f, ",\"declined\":%llu,\"level\":%d}", (unsigned long long)CL.pmd_declined, CL.deflate_level);
+    }
+}
+
+/* The message a compressed send carries: with JSON, a window at a random
+ * offset of a large pool, so that the compressor's window never holds the
+ * same message again (every message identical would compress to one
+ * back-reference, which no real application sees). */
+static const uint8_t *echo_payload(conn_t *c, uint32_t slot) {
+    if (!E.pool) return E.payload;
+    uint32_t off = (uint32_t)(rng_next() % (E.pool_len - (size_t)E.size + 1));
+    c->ring_off[slot] = off;
+    return E.pool + off;
+}
+
 static void echo_send_one(conn_t *c) {
-    c->ring[(c->ring_head + c->ring_n) % (uint32_t)E.inflight] = now_ns();
+    uint32_t slot = (c->ring_head + c->ring_n) % (uint32_t)E.inflight;
+    c->ring[slot] = now_ns();
     c->ring_n++;
-    if (CL.ws) sbuf_put(E.frames[rng_next() & 15], E.frame_len);
+    E.tx_msgs++;
+    if (c->pmd) ws_put_message(c, E.binary ? 2 : 1, echo_payload(c, slot), (size_t)E.size, &E.tx_wire);
+    else if (CL.ws) { sbuf_put(E.frames[rng_next() & 15], E.frame_len); E.tx_wire += (uint64_t)E.size; }
     else sbuf_put(E.payload, (size_t)E.size);
 }
 
@@ -560,6 +803,16 @@ static size_t echo_on_data(conn_t *c, uint8_t *p, size_t n) {
         } else if (op == 0x8) {
             conn_drop(c, "server sent close", 0); return n;
         } else if (op == 1 || op == 2) {
+            if (b0 & 0x40) {        /* compressed: inflate and compare with what we sent */
+                if (!c->pmd) { conn_drop(c, "RSV1 without permessage-deflate", 0); return n; }
+                pmd_reserve((size_t)E.size);
+                long m = pmd_inflate(c, pl, len, CL.zbuf, CL.zbuf_cap, 0);
+                const uint8_t *sent = E.pool && c->ring_n ? E.pool + c->ring_off[c->ring_head] : E.payload;
+                if (m != E.size || memcmp(CL.zbuf, sent, (size_t)E.size) != 0)
+                    note_error("echo mismatch (inflated message differs)", 0);
+                E.rx_compressed++;
+                len = (size_t)m;
+            }
             if ((op == 2) != E.binary || len != (size_t)E.size || !(b0 & 0x80)) {
                 note_error("echo mismatch (type, size or fragmentation)", 0);
             }
@@ -571,22 +824,31 @@ static size_t echo_on_data(conn_t *c, uint8_t *p, size_t n) {
 
 static void echo_usage(const char *prog, int ws) {
     printf("usage: %s --port N [--host 127.0.0.1] [--connections 50] [--size 64] [--inflight 1]\n"
-           "       [--duration 5] [--warmup 1] [--max-messages N] [--connect-timeout 10]%s\n"
+           "       [--duration 5] [--warmup 1] [--max-messages N] [--connect-timeout 10] [--tls [--sni NAME]]%s\n"
            "Closed-loop echo load: every connection keeps INFLIGHT messages of SIZE bytes\n"
-           "outstanding; prints one JSON line with msgs/s, MB/s, latency percentiles, errors.\n%s",
-           prog, ws ? " [--text|--binary] [--path /]" : " [--tls]",
-           ws ? "" : "--tls: every connection speaks TLS (OpenSSL, certificate not verified)"
+           "outstanding; prints one JSON line with msgs/s, MB/s, latency percentiles, errors.\n"
+           "--tls: every connection speaks TLS (OpenSSL, certificate not verified, SNI NAME, default localhost)"
 #ifndef LG_TLS
-                     "; not in this build (no OpenSSL headers)"
+           "; not in this build (no OpenSSL headers)"
 #endif
-                     "\n");
+           "\n%s",
+           prog, ws ? "\n       [--text|--binary] [--payload alpha|json] [--path /]\n"
+                      "       [--deflate] [--deflate-params 'client_max_window_bits; ...'] [--deflate-level 6]" : "",
+           ws ? "--payload json: JSON-like text records instead of a repeated alphabet\n"
+                "--deflate: offer permessage-deflate (default offer: client_max_window_bits); when the server\n"
+                "  accepts, messages are compressed per connection and compressed replies inflated and checked;\n"
+                "  --deflate-params replaces the offer's parameters and implies --deflate"
+#ifndef LG_ZLIB
+                "; not in this build (no zlib headers)"
+#endif
+                "\n" : "");
 }
 
 static const hooks_t echo_hooks = {echo_on_open, echo_on_data, echo_on_fail};
 
 static int echo_main(int argc, char **argv, int ws) {
     const char *prog = ws ? "wsload" : "tcpload";
-    CL.host = "127.0.0.1"; CL.path = "/"; CL.port = -1;
+    CL.host = "127.0.0.1"; CL.path = "/"; CL.port = -1; CL.deflate_level = 6;
     E.conns = 50; E.size = 64; E.inflight = 1; E.duration = 5; E.warmup = 1;
     E.connect_timeout = 10; E.max_messages = UINT64_MAX;
     for (int i = 1; i < argc; i++) {
@@ -595,12 +857,18 @@ static int echo_main(int argc, char **argv, int ws) {
         if (ws && !strcmp(a, "--text")) { E.binary = 0; continue; }
         if (ws && !strcmp(a, "--binary")) { E.binary = 1; continue; }
         if (!ws && !strcmp(a, "--tls")) { CL.tls = 1; continue; }
+        if (!ws && !strcmp(a, "--sni")) { if (i + 1 >= argc) usage_error(prog, "missing value for", a); CL.sni = argv[++i]; continue; }
+        if (ws && ws_common_option(prog, argc, argv, &i)) continue;
         if (!strcmp(a, "--mode")) { i++; continue; }   /* "echo", checked by the caller */
         if (i + 1 >= argc) usage_error(prog, "missing value for", a);
         const char *v = argv[++i];
         if (!strcmp(a, "--host")) CL.host = v;
         else if (!strcmp(a, "--port")) CL.port = (int)parse_long(prog, a, v, 1, 65535);
         else if (!strcmp(a, "--path") && ws) CL.path = v;
+        else if (!strcmp(a, "--payload") && ws) {
+            if (!strcmp(v, "json")) E.json = 1;
+            else if (strcmp(v, "alpha")) usage_error(prog, "--payload must be alpha or json", v);
+        }
         else if (!strcmp(a, "--connections")) E.conns = (int)parse_long(prog, a, v, 1, 100000);
         else if (!strcmp(a, "--size")) E.size = (int)parse_long(prog, a, v, 1, 16 << 20);
         else if (!strcmp(a, "--inflight")) E.inflight = (int)parse_long(prog, a, v, 1, 4096);
@@ -616,6 +884,13 @@ static int echo_main(int argc, char **argv, int ws) {
 
     E.payload = malloc((size_t)E.size);
     for (int i = 0; i < E.size; i++) E.payload[i] = E.binary ? (uint8_t)(i * 31 + 7) : (uint8_t)('a' + i % 26);
+    if (E.json) fill_json(E.payload, (size_t)E.size, 1);
+    if (E.json && CL.deflate) {
+        E.pool_len = (size_t)E.size * 64 > (4u << 20) ? (size_t)E.size * 64 : (4u << 20);
+        E.pool = malloc(E.pool_len);
+        if (!E.pool) die("malloc");
+        fill_json(E.pool, E.pool_len, 2);
+    }
     if (ws) {
         for (int k = 0; k < 16; k++) {
             E.frames[k] = malloc((size_t)E.size + 14);
@@ -627,6 +902,7 @@ static int echo_main(int argc, char **argv, int ws) {
     for (int i = 0; i < E.conns; i++) {
         conns[i].idx = i;
         conns[i].ring = calloc((size_t)E.inflight, sizeof(uint64_t));
+        if (E.pool) conns[i].ring_off = calloc((size_t)E.inflight, sizeof(uint32_t));
         if (conn_start(&conns[i]) < 0) E.failed++;
     }
     struct epoll_event evs[1024];
@@ -677,7 +953,10 @@ static int echo_main(int argc, char **argv, int ws) {
     hist_print_json(stdout, &E.hist);
     printf(",\"errors\":%llu,\"last_error\":", (unsigned long long)CL.errors);
     json_str(stdout, CL.last_error);
-    if (CL.tls) { printf(",\"tls\":"); json_str(stdout, CL.tls_info); }
+    print_transport_json(stdout);
+    if (CL.deflate)
+        printf(",\"payload\":\"%s\",\"compressed_replies\":%llu,\"wire_ratio\":%.4f", E.json ? "json" : "alpha",
+               (unsigned long long)E.rx_compressed, E.tx_msgs ? (double)E.tx_wire / ((double)E.tx_msgs * E.size) : 0.0);
     printf("}\n");
     fflush(stdout);
     return E.opened == 0 ? 1 : 0;

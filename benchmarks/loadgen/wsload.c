@@ -19,7 +19,17 @@
  *                               each waits until all N have it (time to the last)
  *   flood_begin -> flood_end    FLOOD messages every FLOOD_INTERVAL seconds without
  *                               waiting; checks every connection gets each one, in order
- * and a final {"event":"result", ...} line. */
+ * and a final {"event":"result", ...} line.
+ *
+ * Hold mode: what an idle connection costs the server after it has been used.
+ *   wsload --mode hold --port 9000 --connections 2000 [--deflate] --size 1024 --idle 2
+ *   connecting -> established   open N connections; each sends one message and
+ *                               gets its echo (an echo server is needed)
+ *   idle_begin -> idle_end      hold them, exchanging nothing, for IDLE seconds
+ * and a final {"event":"result", ...} line.
+ *
+ * --tls, --sni, --deflate, --deflate-params, --deflate-level and --payload work
+ * in every mode (see --help of the echo mode). */
 #include "client.h"
 
 #define MAGIC 0x54534342u   /* "BCST" little-endian */
@@ -36,6 +46,10 @@ static struct {
     uint64_t lost_gaps, out_of_order, foreign;
     int bcast_phase;            /* 1 while latency goes into hist */
     hist_t hist;                /* per-delivery latency in the broadcast phase */
+    int json;                   /* message filler: JSON-like text (sent as text) */
+    uint64_t rx_compressed;     /* messages received with RSV1 */
+    uint64_t replies;           /* hold mode: echoes received */
+    uint8_t *hold_payload;
 } K;
 
 static conn_t *conns;
@@ -75,6 +89,14 @@ static size_t k_on_data(conn_t *c, uint8_t *p, size_t n) {
         } else if (op == 0x8) {
             conn_drop(c, "server sent close", 0); return n;
         } else if (op == 1 || op == 2) {
+            if (b0 & 0x40) {        /* compressed: the header is in the first 16 inflated bytes */
+                if (!c->pmd) { conn_drop(c, "RSV1 without permessage-deflate", 0); return n; }
+                pmd_reserve((size_t)K.size);
+                long m = pmd_inflate(c, pl, len, CL.zbuf, CL.zbuf_cap, c->pmd_sreset ? 16 : 0);
+                if (m < 0) { note_error("inflate failed", 0); continue; }
+                K.rx_compressed++;
+                pl = CL.zbuf; len = (size_t)m;
+            }
             uint32_t magic, seq;
             if (len < 16 || (memcpy(&magic, pl, 4), magic != MAGIC)) { K.foreign++; continue; }
             memcpy(&seq, pl + 4, 4);
@@ -119,15 +141,19 @@ static int trigger(void) {
     conn_t *c = first_open();
     if (!c) return -1;
     int seq = K.n_trig;
-    uint8_t *pl = calloc(1, (size_t)K.size), *fr = malloc((size_t)K.size + 14);
+    uint8_t *pl = calloc(1, (size_t)K.size);
+    if (K.json) fill_json(pl + 16, (size_t)K.size - 16, (uint64_t)seq + 1);
     uint32_t magic = MAGIC, s = (uint32_t)seq;
     uint64_t t = now_ns();
     memcpy(pl, &magic, 4); memcpy(pl + 4, &s, 4); memcpy(pl + 8, &t, 8);
     K.t_send[seq] = t;
     K.expected[seq] = (uint32_t)OPEN_NOW;
     K.n_trig++;
-    conn_send(c, fr, ws_build_masked(fr, 0x82, pl, (size_t)K.size));
-    free(pl); free(fr);
+    sbuf_len = 0;
+    ws_put_message(c, K.json ? 1 : 2, pl, (size_t)K.size, NULL);
+    conn_send(c, sbuf, sbuf_len);
+    sbuf_len = 0;
+    free(pl);
     return seq;
 }
 
@@ -149,7 +175,10 @@ static void usage(void) {
     printf("usage: wsload --mode c10k --port N [--host 127.0.0.1] [--path /] [--connections 10000]\n"
            "  [--concurrency 1000] [--sources 1] [--connect-timeout 30] [--idle 2]\n"
            "  [--ping-rounds 2] [--ping-spread 1] [--broadcasts 10] [--broadcast-gap 0.1]\n"
-           "  [--flood 40] [--flood-interval 0.05] [--size 64] [--phase-timeout 10]\n");
+           "  [--flood 40] [--flood-interval 0.05] [--size 64] [--phase-timeout 10]\n"
+           "  [--payload alpha|json] [--tls [--sni NAME]] [--deflate] [--deflate-params P] [--deflate-level 6]\n"
+           "usage: wsload --mode hold --port N [--connections 2000] [--concurrency 1000] [--size 1024]\n"
+           "  [--idle 2] [--payload alpha|json] [--tls] [--deflate] [--deflate-params P] [--sources 1]\n");
 }
 
 static int c10k_main(int argc, char **argv) {
@@ -157,10 +186,11 @@ static int c10k_main(int argc, char **argv) {
     CL.host = "127.0.0.1"; CL.path = "/"; CL.port = -1; CL.n_sources = 1;
     K.conns = 10000; K.concurrency = 1000; K.size = 64; K.ping_rounds = 2; K.broadcasts = 10;
     K.flood = 40; K.connect_timeout = 30; K.idle = 2; K.ping_spread = 1; K.gap = 0.1;
-    K.flood_interval = 0.05; K.phase_timeout = 10;
+    K.flood_interval = 0.05; K.phase_timeout = 10; CL.deflate_level = 6;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); exit(0); }
+        if (ws_common_option(prog, argc, argv, &i)) continue;
         if (i + 1 >= argc) usage_error(prog, "missing value for", a);
         const char *v = argv[++i];
         if (!strcmp(a, "--mode")) continue;
@@ -180,6 +210,10 @@ static int c10k_main(int argc, char **argv) {
         else if (!strcmp(a, "--flood-interval")) K.flood_interval = parse_double(prog, a, v, 0.001, 10);
         else if (!strcmp(a, "--size")) K.size = (int)parse_long(prog, a, v, 16, 65536);
         else if (!strcmp(a, "--phase-timeout")) K.phase_timeout = parse_double(prog, a, v, 0.1, 120);
+        else if (!strcmp(a, "--payload")) {
+            if (!strcmp(v, "json")) K.json = 1;
+            else if (strcmp(v, "alpha")) usage_error(prog, "--payload must be alpha or json", v);
+        }
         else usage_error(prog, "unknown option", a);
     }
     if (CL.port < 0) usage_error(prog, "--port is required", NULL);
@@ -326,6 +360,136 @@ static int c10k_main(int argc, char **argv) {
     printf("},\"flood\":{%s},\"foreign_messages\":%llu,\"errors\":%llu,\"last_error\":",
            x, (unsigned long long)K.foreign, (unsigned long long)CL.errors);
     json_str(stdout, CL.last_error);
+    print_transport_json(stdout);
+    if (CL.deflate) printf(",\"compressed_received\":%llu", (unsigned long long)K.rx_compressed);
+    printf("}\n");
+    fflush(stdout);
+    return K.opened ? 0 : 1;
+}
+
+/* ================= hold mode ================= */
+
+static size_t h_on_data(conn_t *c, uint8_t *p, size_t n) {
+    size_t off = 0;
+    while (off < n) {
+        int b0; const uint8_t *pl; size_t len;
+        long fl = ws_parse(p + off, n - off, &b0, &pl, &len);
+        if (fl == 0) break;
+        if (fl < 0) { conn_drop(c, "bad frame from server", 0); return n; }
+        off += (size_t)fl;
+        int op = b0 & 0x0F;
+        if (op == 0x9) {
+            uint8_t pong[140];
+            sbuf_put(pong, ws_build_masked(pong, 0x8A, pl, len > 125 ? 125 : len));
+        } else if (op == 0x8) {
+            conn_drop(c, "server sent close", 0); return n;
+        } else if (op == 1 || op == 2) {
+            if (b0 & 0x40) {
+                if (!c->pmd) { conn_drop(c, "RSV1 without permessage-deflate", 0); return n; }
+                pmd_reserve((size_t)K.size);
+                long m = pmd_inflate(c, pl, len, CL.zbuf, CL.zbuf_cap, 0);
+                if (m != K.size || memcmp(CL.zbuf, K.hold_payload, (size_t)K.size) != 0)
+                    note_error("echo mismatch (inflated message differs)", 0);
+                K.rx_compressed++;
+            } else if (len != (size_t)K.size) {
+                note_error("echo mismatch (size)", 0);
+            }
+            c->pongs_ok++;
+            K.replies++;
+        }
+    }
+    return off;
+}
+
+static void h_on_open(conn_t *c) {
+    K.opened++;
+    K.t_last_open = now_ns();
+    sbuf_len = 0;   /* conn_consume clears sbuf after on_open: send now */
+    ws_put_message(c, K.json ? 1 : 2, K.hold_payload, (size_t)K.size, NULL);
+    conn_send(c, sbuf, sbuf_len);
+    sbuf_len = 0;
+}
+
+static const hooks_t h_hooks = {h_on_open, h_on_data, k_on_fail};
+
+static void h_pump(int timeout_ms) {
+    static struct epoll_event evs[1024];
+    int n = epoll_wait(CL.ep, evs, 1024, timeout_ms);
+    if (n < 0) { if (errno == EINTR) return; die("epoll_wait"); }
+    for (int i = 0; i < n; i++) conn_event(evs[i].data.ptr, evs[i].events, &h_hooks);
+}
+
+static int hold_main(int argc, char **argv) {
+    const char *prog = "wsload";
+    CL.host = "127.0.0.1"; CL.path = "/"; CL.port = -1; CL.n_sources = 1; CL.deflate_level = 6;
+    K.conns = 2000; K.concurrency = 1000; K.size = 1024; K.idle = 2; K.connect_timeout = 30; K.phase_timeout = 10;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); exit(0); }
+        if (ws_common_option(prog, argc, argv, &i)) continue;
+        if (i + 1 >= argc) usage_error(prog, "missing value for", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--mode")) continue;
+        else if (!strcmp(a, "--host")) CL.host = v;
+        else if (!strcmp(a, "--port")) CL.port = (int)parse_long(prog, a, v, 1, 65535);
+        else if (!strcmp(a, "--path")) CL.path = v;
+        else if (!strcmp(a, "--connections")) K.conns = (int)parse_long(prog, a, v, 1, 1000000);
+        else if (!strcmp(a, "--concurrency")) K.concurrency = (int)parse_long(prog, a, v, 1, 1000000);
+        else if (!strcmp(a, "--sources")) CL.n_sources = (int)parse_long(prog, a, v, 1, 254);
+        else if (!strcmp(a, "--connect-timeout")) K.connect_timeout = parse_double(prog, a, v, 0.1, 300);
+        else if (!strcmp(a, "--idle")) K.idle = parse_double(prog, a, v, 0, 120);
+        else if (!strcmp(a, "--size")) K.size = (int)parse_long(prog, a, v, 1, 16 << 20);
+        else if (!strcmp(a, "--phase-timeout")) K.phase_timeout = parse_double(prog, a, v, 0.1, 120);
+        else if (!strcmp(a, "--payload")) {
+            if (!strcmp(v, "json")) K.json = 1;
+            else if (strcmp(v, "alpha")) usage_error(prog, "--payload must be alpha or json", v);
+        }
+        else usage_error(prog, "unknown option", a);
+    }
+    if (CL.port < 0) usage_error(prog, "--port is required", NULL);
+    client_init(1, prog);
+    long nofile = raise_nofile();
+    if (nofile >= 0 && nofile < K.conns + 16)
+        fprintf(stderr, "wsload: RLIMIT_NOFILE is %ld, too low for %d connections\n", nofile, K.conns);
+    K.hold_payload = malloc((size_t)K.size);
+    for (int i = 0; i < K.size; i++) K.hold_payload[i] = (uint8_t)('a' + i % 26);
+    if (K.json) fill_json(K.hold_payload, (size_t)K.size, 1);
+    conns = calloc((size_t)K.conns, sizeof *conns);
+    T0 = now_ns();
+    char x[512];
+    emit("connecting", NULL);
+    int next = 0;
+    uint64_t deadline = T0 + (uint64_t)(K.connect_timeout * 1e9);
+    while (!g_stop && (K.opened + K.failed < K.conns || K.replies < (uint64_t)OPEN_NOW) && now_ns() < deadline) {
+        while (next < K.conns && next - K.opened - K.failed < K.concurrency) {
+            conns[next].idx = next;
+            if (conn_start(&conns[next]) < 0) K.failed++;
+            next++;
+        }
+        h_pump(10);
+    }
+    int never = K.conns - K.opened - K.failed;
+    for (int i = 0; i < K.conns; i++)
+        if (conns[i].state == C_CONNECTING || conns[i].state == C_HANDSHAKE || conns[i].state == C_TLS)
+            conn_drop(&conns[i], "connect timeout", ETIMEDOUT);
+    double connect_s = K.opened ? (K.t_last_open - T0) / 1e9 : 0;
+    snprintf(x, sizeof x, "\"connected\":%d,\"failed\":%d,\"timed_out\":%d,\"replies\":%llu,\"connect_s\":%.4f",
+             K.opened, K.failed, never, (unsigned long long)K.replies, connect_s);
+    emit("established", x);
+    emit("idle_begin", NULL);
+    uint64_t t_end = now_ns() + (uint64_t)(K.idle * 1e9);
+    while (!g_stop && now_ns() < t_end) h_pump(ms_until(t_end));
+    snprintf(x, sizeof x, "\"open\":%d", OPEN_NOW);
+    emit("idle_end", x);
+    int open_at_end = OPEN_NOW;
+    close_all(conns, K.conns, 3.0);
+    printf("{\"event\":\"result\",\"tool\":\"wsload\",\"mode\":\"hold\",\"connections\":%d,\"connected\":%d,"
+           "\"failed\":%d,\"timed_out\":%d,\"connect_s\":%.4f,\"open_at_end\":%d,\"size\":%d,\"replies\":%llu,"
+           "\"compressed_received\":%llu,\"errors\":%llu,\"last_error\":",
+           K.conns, K.opened, K.failed, never, connect_s, open_at_end, K.size, (unsigned long long)K.replies,
+           (unsigned long long)K.rx_compressed, (unsigned long long)CL.errors);
+    json_str(stdout, CL.last_error);
+    print_transport_json(stdout);
     printf("}\n");
     fflush(stdout);
     return K.opened ? 0 : 1;
@@ -335,7 +499,8 @@ int main(int argc, char **argv) {
     for (int i = 1; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--mode")) {
             if (!strcmp(argv[i + 1], "c10k")) return c10k_main(argc, argv);
-            if (strcmp(argv[i + 1], "echo")) usage_error("wsload", "--mode must be echo or c10k", argv[i + 1]);
+            if (!strcmp(argv[i + 1], "hold")) return hold_main(argc, argv);
+            if (strcmp(argv[i + 1], "echo")) usage_error("wsload", "--mode must be echo, c10k or hold", argv[i + 1]);
         }
     }
     return echo_main(argc, argv, 1);
