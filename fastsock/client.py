@@ -226,10 +226,10 @@ async def open_connection(url: str, factory: Callable[[], WebSocketHandler], *,
 
     Follows 301/302/303/307/308 redirects (ws:// -> wss:// yes, wss:// -> ws://
     never; credentials headers are dropped on a redirect to another origin).
+    ``ssl`` is used for wss:// only: given with a ws:// URL, it serves a
+    redirect to wss://.
     """
     target = parse_client_uri(url)
-    if not target.uri.secure and ssl is not None:
-        raise ValueError("ssl= needs a wss:// URI")
     if max_redirects < 0:
         raise ValueError("max_redirects must be >= 0")
     loop = asyncio.get_running_loop()

@@ -139,8 +139,6 @@ class Connect:
                  backoff_factor: float = BACKOFF_FACTOR,
                  max_retries: Optional[int] = None) -> None:
         self.uri = parse_client_uri(uri).uri     # InvalidURI (a ValueError) here, at once
-        if not self.uri.secure and ssl is not None:
-            raise ValueError("ssl= needs a wss:// URI")
         if max_queue < 1:
             raise ValueError("max_queue must be >= 1")
         self.url = uri
