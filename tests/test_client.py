@@ -1,7 +1,9 @@
 """fastsock's WebSocket client on the reactor against a real ``websockets`` server."""
 from __future__ import annotations
 
+import asyncio
 import socket
+import ssl
 import threading
 from typing import Any, Iterator
 
@@ -152,3 +154,55 @@ def test_connection_refused(loop: Reactor) -> None:
 def test_bad_urls(url: str, loop: Reactor) -> None:
     with pytest.raises(ValueError):
         connect(url, Client, reactor=loop)
+
+
+@pytest.fixture
+def tls_peer(tls: Any) -> Iterator[int]:
+    """A websockets (sync) echo server over TLS (trustme certificate); yields its port."""
+    server = ws_serve(_echo, "127.0.0.1", 0, max_size=None, ssl=tls.server_context())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.socket.getsockname()[1]
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def test_callback_client_over_wss(tls_peer: int, tls: Any, loop: Reactor) -> None:
+    future = connect(f"wss://localhost:{tls_peer}/secure", Client, reactor=loop,
+                     ssl=tls.client_context(), options=BIG)
+    ws = loop.run_until_complete(future, timeout=10)
+    assert isinstance(ws, Client)
+    assert ws.transport.get_extra_info("ssl_object").server_hostname == "localhost"
+    big = b"\x07" * (3 << 20)                  # many TLS records
+    ws.send("over tls")
+    ws.send(big)
+    assert loop.run_until(lambda: len(ws.received) == 2, timeout=30)
+    assert ws.received == ["over tls", big]
+    ws.close(1000, "bye")
+    assert loop.run_until(lambda: ws.closed is not None, timeout=10)
+    assert ws.closed == (1000, "bye")
+
+
+def test_callback_client_verifies_the_certificate(tls_peer: int, loop: Reactor) -> None:
+    # The default context trusts the system CAs, not the test CA.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        loop.run_until_complete(connect(f"wss://localhost:{tls_peer}/", Client, reactor=loop),
+                                timeout=10)
+
+
+def test_callback_connect_uses_the_running_loop(peer: str, loop: Reactor) -> None:
+    async def main() -> Client:
+        ws = await connect(peer, Client)            # no reactor=: the running loop
+        ws.send("no reactor argument")
+        for _ in range(200):                        # bounded: 200 * 10 ms
+            if ws.received:
+                break
+            await asyncio.sleep(0.01)
+        return ws
+
+    ws = loop.run_until_complete(main(), timeout=10)
+    assert ws.received == ["no reactor argument"]
+    with pytest.raises(RuntimeError, match="reactor="):
+        connect(peer, Client)                       # no running loop, no reactor
