@@ -215,7 +215,7 @@ def _serve_on_loop(app: str, handler: Any, args: argparse.Namespace, host: str,
 
     if args.loop == "fastsock":
         import fastsock
-        event_loop = fastsock.new_event_loop()
+        event_loop: asyncio.AbstractEventLoop = fastsock.new_event_loop()
     else:
         if args.loop == "uvloop":
             try:
