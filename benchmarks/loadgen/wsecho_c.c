@@ -8,14 +8,29 @@
  * broadcast: every data frame goes to every open connection (sender included);
  *            the frame is built once and written to each socket.
  * Pings are answered with pongs, closes with closes.  Prints
- * "wsecho_c listening on ws://H:P" when ready; exits 0 on SIGINT/SIGTERM. */
+ * "wsecho_c listening on ws://H:P" when ready; exits 0 on SIGINT/SIGTERM.
+ *
+ *   wsecho_c --port 9000 --certfile server.pem [--keyfile server.key]
+ * serves wss:// instead (built with -DLG_TLS, as the Makefile does when
+ * OpenSSL's headers are installed): OpenSSL on the same epoll loop, with
+ * non-blocking SSL_do_handshake / SSL_read / SSL_write, the reference for
+ * the TLS echo. */
 #include "lg.h"
 #include <sys/epoll.h>
+#ifdef LG_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+static SSL_CTX *sctx;           /* NULL: plain ws:// */
+#endif
 
-enum { ST_HANDSHAKE, ST_OPEN, ST_DEAD };
+/* ST_TLS: TLS handshake in progress (before the HTTP upgrade) */
+enum { ST_TLS, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
 
 typedef struct conn {
     int fd, state, slot;        /* slot: index in the open-connection table */
+#ifdef LG_TLS
+    SSL *ssl;                   /* NULL on plain TCP */
+#endif
     char *in;                   /* unparsed bytes kept between reads */
     size_t in_len, in_cap;
     char *out;                  /* bytes the socket did not take yet */
@@ -53,6 +68,9 @@ static void conn_kill(conn_t *c) {
         last->slot = c->slot;
     }
     c->state = ST_DEAD;
+#ifdef LG_TLS
+    if (c->ssl) { SSL_free(c->ssl); c->ssl = NULL; }
+#endif
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->next_dead = dead_list;
@@ -67,6 +85,57 @@ static void reap(void) {
     }
 }
 
+/* Writes what the socket (or TLS) takes now: bytes written, 0 when it would
+ * block, -1 after killing the connection. */
+static ssize_t io_send(conn_t *c, const char *p, size_t n) {
+#ifdef LG_TLS
+    if (c->ssl) {
+        ERR_clear_error();
+        int w = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+        if (w > 0) return w;
+        int e = SSL_get_error(c->ssl, w);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return 0;
+        conn_kill(c);
+        return -1;
+    }
+#endif
+    for (;;) {
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (w >= 0) return w;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return 0;
+        conn_kill(c);
+        return -1;
+    }
+}
+
+/* Reads into buf: bytes read (> 0), 0 when nothing is there now, -1 after
+ * killing the connection (error or the peer's EOF).  TLS reads records until
+ * the buffer is full or OpenSSL wants more from the socket. */
+static ssize_t io_recv(conn_t *c, char *buf, size_t cap) {
+#ifdef LG_TLS
+    if (c->ssl) {
+        size_t got = 0;
+        while (got < cap) {
+            ERR_clear_error();
+            int r = SSL_read(c->ssl, buf + got, cap - got > INT_MAX ? INT_MAX : (int)(cap - got));
+            if (r > 0) { got += (size_t)r; continue; }
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+            if (got) break;             /* hand over the data; the end shows on the next call */
+            conn_kill(c);
+            return -1;
+        }
+        return (ssize_t)got;
+    }
+#endif
+    ssize_t r = recv(c->fd, buf, cap, 0);
+    if (r > 0) return r;
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    conn_kill(c);
+    return -1;
+}
+
 static void conn_send(conn_t *c, const char *p, size_t n) {
     if (c->state == ST_DEAD) return;
     if (c->out_len) {
@@ -74,12 +143,9 @@ static void conn_send(conn_t *c, const char *p, size_t n) {
         return;
     }
     while (n) {
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN) { conn_kill(c); return; }
-            break;
-        }
+        ssize_t w = io_send(c, p, n);
+        if (w < 0) return;
+        if (w == 0) break;
         p += w; n -= (size_t)w;
     }
     if (n) {
@@ -92,12 +158,9 @@ static void conn_send(conn_t *c, const char *p, size_t n) {
 static void conn_flush(conn_t *c) {
     size_t off = 0;
     while (off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + off, c->out_len - off, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN) { conn_kill(c); return; }
-            break;
-        }
+        ssize_t w = io_send(c, c->out + off, c->out_len - off);
+        if (w < 0) return;
+        if (w == 0) break;
         off += (size_t)w;
     }
     memmove(c->out, c->out + off, c->out_len - off);
@@ -134,7 +197,7 @@ static void handshake(conn_t *c, char *p, size_t n, size_t *used) {
     const char *key = find_header(p, "Sec-WebSocket-Key", &klen);
     if (!key || strncmp(p, "GET ", 4) != 0) {
         static const char bad[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        send(c->fd, bad, sizeof bad - 1, MSG_NOSIGNAL);
+        io_send(c, bad, sizeof bad - 1);
         conn_kill(c);
         return;
     }
@@ -213,10 +276,43 @@ static size_t frames(conn_t *c, char *p, size_t n) {
     return off;
 }
 
+static void on_bytes(conn_t *c, ssize_t r);
+
 static void on_readable(conn_t *c) {
-    ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
-    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) { conn_kill(c); return; }
-    if (r < 0) return;
+    for (;;) {
+        ssize_t r = io_recv(c, rbuf, sizeof rbuf);
+        if (r <= 0) return;
+        on_bytes(c, r);
+#ifdef LG_TLS
+        if (c->ssl && c->state != ST_DEAD) continue;   /* until OpenSSL has nothing more */
+#endif
+        return;
+    }
+}
+
+#ifdef LG_TLS
+/* One step of the non-blocking server handshake; reads on once it is done. */
+static void tls_step(conn_t *c) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->state = ST_HANDSHAKE;
+        struct epoll_event ev = {.events = EPOLLIN | (c->out_len ? EPOLLOUT : 0), .data.ptr = c};
+        epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+        on_readable(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        struct epoll_event ev = {.events = EPOLLIN | (e == SSL_ERROR_WANT_WRITE ? EPOLLOUT : 0), .data.ptr = c};
+        epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+        return;
+    }
+    conn_kill(c);     /* a failed handshake ends this connection only */
+}
+#endif
+
+static void on_bytes(conn_t *c, ssize_t r) {
     char *p = rbuf;
     size_t n = (size_t)r;
     if (c->in_len) {  /* join with the partial frame kept from the last read */
@@ -242,21 +338,41 @@ static void on_readable(conn_t *c) {
 }
 
 int main(int argc, char **argv) {
-    const char *host = "127.0.0.1";
+    const char *host = "127.0.0.1", *certfile = NULL, *keyfile = NULL;
     int port = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: wsecho_c [--host 127.0.0.1] [--port 0] [--mode echo|broadcast]\n");
+            printf("usage: wsecho_c [--host 127.0.0.1] [--port 0] [--mode echo|broadcast]\n"
+                   "                [--certfile PEM [--keyfile PEM]]   (wss://, OpenSSL)\n");
             return 0;
         }
         if (i + 1 >= argc) usage_error(argv[0], "missing value for", argv[i]);
         if (!strcmp(argv[i], "--host")) host = argv[++i];
         else if (!strcmp(argv[i], "--port")) port = (int)parse_long(argv[0], "--port", argv[++i], 0, 65535);
+        else if (!strcmp(argv[i], "--certfile")) certfile = argv[++i];
+        else if (!strcmp(argv[i], "--keyfile")) keyfile = argv[++i];
         else if (!strcmp(argv[i], "--mode")) {
             const char *m = argv[++i];
             if (!strcmp(m, "broadcast")) broadcast_mode = 1;
             else if (strcmp(m, "echo")) usage_error(argv[0], "--mode must be echo or broadcast", m);
         } else usage_error(argv[0], "unknown option", argv[i]);
+    }
+    if (keyfile && !certfile) usage_error(argv[0], "--keyfile needs --certfile", NULL);
+    if (certfile) {
+#ifdef LG_TLS
+        sctx = SSL_CTX_new(TLS_server_method());
+        if (!sctx || SSL_CTX_use_certificate_chain_file(sctx, certfile) != 1 ||
+            SSL_CTX_use_PrivateKey_file(sctx, keyfile ? keyfile : certfile, SSL_FILETYPE_PEM) != 1) {
+            char buf[200];
+            ERR_error_string_n(ERR_get_error(), buf, sizeof buf);
+            fprintf(stderr, "error: cannot load %s / %s: %s\n", certfile, keyfile ? keyfile : certfile, buf);
+            return 2;
+        }
+        SSL_CTX_set_mode(sctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_CTX_set_read_ahead(sctx, 1);     /* fewer recv() calls; on_readable drains what OpenSSL holds */
+#else
+        usage_error(argv[0], "--certfile: built without OpenSSL (install libssl-dev, then make -C benchmarks/loadgen)", NULL);
+#endif
     }
     install_stop_signals();
     raise_nofile();
@@ -272,7 +388,7 @@ int main(int argc, char **argv) {
     ep = epoll_create1(0);
     struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev);
-    printf("wsecho_c listening on ws://%s:%d\n", host, ntohs(sa.sin_port));
+    printf("wsecho_c listening on %s://%s:%d\n", certfile ? "wss" : "ws", host, ntohs(sa.sin_port));
     fflush(stdout);
 
     struct epoll_event evs[512];
@@ -289,12 +405,29 @@ int main(int argc, char **argv) {
                     conn_t *nc = calloc(1, sizeof *nc);
                     if (!nc) { close(fd); continue; }
                     nc->fd = fd;
+                    nc->state = ST_HANDSHAKE;
+#ifdef LG_TLS
+                    if (sctx) {
+                        nc->ssl = SSL_new(sctx);
+                        if (!nc->ssl || SSL_set_fd(nc->ssl, fd) != 1) {
+                            if (nc->ssl) SSL_free(nc->ssl);
+                            close(fd); free(nc); continue;
+                        }
+                        SSL_set_accept_state(nc->ssl);
+                        nc->state = ST_TLS;
+                    }
+#endif
                     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = nc};
                     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
                 }
                 continue;
             }
             if (c->state == ST_DEAD) continue;
+#ifdef LG_TLS
+            if (c->state == ST_TLS) { tls_step(c); continue; }
+            if (c->ssl && c->out_len) conn_flush(c);   /* a TLS write may wait on a read */
+            else
+#endif
             if (evs[i].events & EPOLLOUT) conn_flush(c);
             if (c->state != ST_DEAD && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_readable(c);
         }
