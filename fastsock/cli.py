@@ -3,6 +3,7 @@
     python -m fastsock limits [--json] [--raise]
     python -m fastsock stat [--pid P | --port N] [--state S] [--server URL] [--json] [--watch SECONDS]
     python -m fastsock serve APP [options]      (python -m fastsock serve --help lists apps)
+    python -m fastsock connect URL [options]   (interactive client: fastsock/cli_connect.py)
 
 Exit codes: 0 success (including a server stopped by SIGINT/SIGTERM), 1 a
 runtime failure (port in use, permission denied, an app that cannot load),
@@ -102,6 +103,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.add_argument("--watch", type=_seconds, metavar="SECONDS",
                     help="print again every SECONDS until Ctrl-C (--json: one object a line)")
+
+    from fastsock import cli_connect
+    conn = commands.add_parser("connect", help=cli_connect.DESCRIPTION,
+                               description=cli_connect.__doc__.split("\n\n")[1]
+                               if cli_connect.__doc__ else None)
+    cli_connect.add_arguments(conn)
+    conn.set_defaults(_run=cli_connect.run)
 
     serve = commands.add_parser(
         "serve", help="run an example server (serve --help lists them)",
