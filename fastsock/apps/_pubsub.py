@@ -1,8 +1,9 @@
 """``--pubsub URL`` for the apps that publish (broadcast, chat, demo).
 
-Without it an app uses the in-process hub; with ``redis://host:port`` its
-topics span every process started with the same URL (``--workers`` on one
-machine, or several machines).
+Without it an app uses the in-process hub; with ``redis://host:port`` (or
+``redis+cluster://host:port,...`` for a Redis Cluster) its topics span every
+process started with the same URL (``--workers`` on one machine, or several
+machines).
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def add_pubsub_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pub/sub (Redis needs: pip install fastsock[redis])")
     group.add_argument("--pubsub", metavar="URL", default=None,
                        help="share topics with every process using this broker, e.g. "
-                            "redis://127.0.0.1:6379 (default: within this process only)")
+                            "redis://127.0.0.1:6379, or a Redis Cluster through sharded "
+                            "pub/sub: redis+cluster://HOST:PORT[,HOST:PORT...] "
+                            "(default: within this process only)")
     group.add_argument("--pubsub-queue", type=_queue, default=DEFAULT_QUEUE, metavar="N",
                        help="messages kept while the broker is unreachable; beyond that the "
                             "oldest are dropped and counted (default: %(default)s)")

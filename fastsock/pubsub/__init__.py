@@ -21,8 +21,10 @@ publish; a message from another process arrives as that already encoded
 frame and is written as it is.
 
 Backends: :class:`~fastsock.pubsub.memory.MemoryHub` (the default, one
-process) and :class:`~fastsock.pubsub.redis.RedisHub` (``redis://`` or
-``rediss://``, needs ``pip install fastsock[redis]``). See docs/pubsub.md.
+process), :class:`~fastsock.pubsub.redis.RedisHub` (``redis://`` or
+``rediss://``) and :class:`~fastsock.pubsub.redis_cluster.RedisClusterHub`
+(``redis+cluster://``: Redis 7 sharded pub/sub); Redis needs
+``pip install fastsock[redis]``. See docs/pubsub.md.
 """
 from __future__ import annotations
 
@@ -35,12 +37,18 @@ __all__ = ["Hub", "Listener", "MemoryHub", "create_hub"]
 
 def create_hub(url: Optional[str] = None, **options: Any) -> Hub:
     """A hub for ``url``: None or ``memory://`` → :class:`MemoryHub`;
-    ``redis://host:port[/db]`` or ``rediss://`` → :class:`~fastsock.pubsub.redis.RedisHub`
-    (``options`` go to it: ``max_queue``, ``prefix``, ...)."""
+    ``redis://host:port[/db]`` or ``rediss://`` → :class:`~fastsock.pubsub.redis.RedisHub`;
+    ``redis+cluster://host:port[,host:port...]`` (``rediss+cluster://``) → a Redis
+    Cluster through sharded pub/sub, :class:`~fastsock.pubsub.redis_cluster.RedisClusterHub`
+    (``options`` go to either: ``max_queue``, ``prefix``, ...)."""
     if url is None or url == "memory://":
         return MemoryHub(**options)
     scheme = url.split(":", 1)[0].lower()
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        from .redis_cluster import RedisClusterHub
+        return RedisClusterHub(url, **options)
     if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisHub
         return RedisHub(url, **options)
-    raise ValueError(f"unknown pub/sub URL {url!r}: use redis://host:port or memory://")
+    raise ValueError(f"unknown pub/sub URL {url!r}: use redis://host:port, "
+                     f"redis+cluster://host:port[,host:port...] or memory://")

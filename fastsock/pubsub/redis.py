@@ -85,6 +85,8 @@ _NETWORK_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 class RedisHub(Hub):
     """A hub whose topics span every process connected to the same Redis."""
 
+    _PUBLISH = "publish"      # the pipeline method that publishes (SPUBLISH for a cluster)
+
     def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX,
                  max_queue: int = DEFAULT_MAX_QUEUE, reconnect_min: float = RECONNECT_MIN,
                  reconnect_max: float = RECONNECT_MAX, resume_delay: float = RESUME_DELAY,
@@ -220,6 +222,14 @@ class RedisHub(Hub):
                         "unreachable: dropping the oldest", self.max_queue, self.url)
         self._dropped_in_outage += n
 
+    # -- hooks for a cluster (redis_cluster.py) --------------------------------------------
+    async def _reachable(self) -> None:
+        """Raise unless Redis answers (the publisher's test before it resumes)."""
+        await self._pub.ping()
+
+    async def _get_many(self, keys: list[str]) -> list[Optional[bytes]]:
+        return list(await self._pub.mget(keys))
+
     # -- presence -------------------------------------------------------------------------
     async def presence(self, topic: str) -> int:
         """Subscribers in every live process; this process's own count when Redis
@@ -233,7 +243,7 @@ class RedisHub(Hub):
             others = [node for node in fields if node.decode() != self.node_id]
             if not others:
                 return local
-            alive = await self._pub.mget([f"{self.prefix}alive:{n.decode()}" for n in others])
+            alive = await self._get_many([f"{self.prefix}alive:{n.decode()}" for n in others])
             total, dead = local, []
             for node, flag in zip(others, alive):
                 if flag is None:
@@ -259,7 +269,7 @@ class RedisHub(Hub):
             self._wake.clear()
             try:
                 if self._pub_down_since is not None:
-                    await self._pub.ping()
+                    await self._reachable()
                     self._presence_dirty |= set(self._topics)   # Redis may have restarted empty
                     self._alive_due = 0.0
                     await asyncio.sleep(self.resume_delay)
@@ -287,8 +297,9 @@ class RedisHub(Hub):
         while queue or self._presence_dirty or time.monotonic() >= self._alive_due:
             pipe = self._pub.pipeline(transaction=False)
             batch = [queue.popleft() for _ in range(min(len(queue), BATCH_MAX))]
+            publish = getattr(pipe, self._PUBLISH)
             for channel, payload in batch:
-                pipe.publish(channel, payload)
+                publish(channel, payload)
             dirty, self._presence_dirty = self._presence_dirty, set()
             removed = []
             for topic in dirty:
@@ -370,7 +381,6 @@ class RedisHub(Hub):
             backoff = min(backoff * 2, self.reconnect_max)
 
     async def _read(self, pubsub: Any) -> None:
-        node_channel = self._node_channel
         waiting_pong = False
         while True:
             msg = await pubsub.get_message(timeout=self.ping_interval)
@@ -383,20 +393,23 @@ class RedisHub(Hub):
             waiting_pong = False
             if msg["type"] != "message":
                 continue
-            self.stats["received"] += 1
-            channel, data = msg["channel"], msg["data"]
-            if channel == node_channel:
-                self._deliver_to(int.from_bytes(data[:8], "big"), data[8:])
-                continue
-            topic = self._channel_topic.get(channel)
-            if topic is None:
-                continue
-            if data.startswith(self.node):
-                self.stats["own_skipped"] += 1   # delivered locally when published
-                continue
-            (sent_at,) = _SENT_AT.unpack_from(data, NODE_ID_BYTES)
-            self.lag.observe(max(0.0, time.time() - sent_at))
-            self._deliver(topic, data[_FRAME_AT:])
+            self._on_message(msg["channel"], msg["data"])
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        """A message from Redis on one of our channels: write its frame as it is."""
+        self.stats["received"] += 1
+        if channel == self._node_channel:
+            self._deliver_to(int.from_bytes(data[:8], "big"), data[8:])
+            return
+        topic = self._channel_topic.get(channel)
+        if topic is None:
+            return
+        if data.startswith(self.node):
+            self.stats["own_skipped"] += 1   # delivered locally when published
+            return
+        (sent_at,) = _SENT_AT.unpack_from(data, NODE_ID_BYTES)
+        self.lag.observe(max(0.0, time.time() - sent_at))
+        self._deliver(topic, data[_FRAME_AT:])
 
     async def _syncer(self) -> None:
         """Bring Redis's subscriptions in line with the topics local connections hold."""
