@@ -107,6 +107,18 @@ def _echo_markdown(result: dict[str, Any]) -> str:
                        f"{_num(s['p999_us'], '.0f')} | {_num(s['server_cpu_pct'], '.0f')} | "
                        f"{_num(s.get('loadgen_cpu_pct'), '.0f')} | "
                        f"{_num(s['server_peak_rss_mib'], '.1f')} | {s['errors']} | {rounds} |")
+        pairs = case.get("pairs") or []
+        if pairs:
+            out += ["", "Same-run ratios (msgs/s): ratio of the medians, and each round's own ratio "
+                    "(the two servers measured back to back):", "",
+                    "| A / B | ratio of medians | median of per-round ratios | lowest–highest round | "
+                    "per server CPU-s |", "|---|---:|---:|---:|---:|"]
+            for pr in pairs:
+                spread = (f"{_num(pr.get('min_per_round'), '.2f')}–{_num(pr.get('max_per_round'), '.2f')}"
+                          if pr.get("per_round") else "–")
+                out.append(f"| {pr['a']} / {pr['b']} | {_num(pr.get('ratio_of_medians'), '.2f')} | "
+                           f"{_num(pr.get('median_per_round'), '.2f')} | {spread} | "
+                           f"{_num(pr.get('cpu_ratio_of_medians'), '.2f')} |")
         failures = [(n, r["error"]) for n, rs in case.get("runs", {}).items() for r in rs if "error" in r]
         for name, err in failures[:5]:
             out.append(f"\n{name} failed: `{err[:300]}`")

@@ -9,6 +9,17 @@ and ratios against a baseline server.  Examples::
     python -m benchmarks.run --scenario ws-echo --size 64,1024 --inflight 1,8 --rounds 3
     python -m benchmarks.run --scenario all --quick
     python -m benchmarks.run --scenario tls-echo --loops asyncio,uvloop,fastsock --rounds 5
+    python -m benchmarks.run --scenario ws-echo --servers fastsock-async,fastsock,websockets \
+        --pairs fastsock-async/websockets,fastsock-async/fastsock
+    python -m benchmarks.run --scenario wss-echo --size 64,1024        # wss: fastsock, picows, websockets, C
+    python -m benchmarks.run --scenario deflate-echo --size 1024,65536 # permessage-deflate, JSON-like text
+
+wss-echo runs every server over TLS with a certificate made at run time
+(trustme) and ``wsload --tls``; deflate-echo has ``wsload --deflate
+--payload json`` offer permessage-deflate and send JSON-like text, each
+server negotiating it with its own defaults.  ``--pairs A/B,...`` adds the
+same-run ratio of two servers to the report: the ratio of their medians and
+the median of the per-round ratios (A and B measured back to back).
 
 The aio-* and tls-echo scenarios run one asyncio program
 (benchmarks/servers/aio_echo.py) on each event loop: asyncio's, uvloop's and
@@ -23,6 +34,7 @@ import datetime as dt
 import importlib.util
 import os
 import shlex
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -34,7 +46,9 @@ from benchmarks.report import summarise
 from benchmarks.procs import (PYTHON, RESULTS_DIR, HarnessError, ServerProcess, build_loadgen, command_line, free_port,
                               machine_info, run_loadgen, tool)
 
-SCENARIOS = ("ws-echo", "tcp-echo", "udp-echo", "aio-echo", "aio-streams", "tls-echo")
+SCENARIOS = ("ws-echo", "wss-echo", "deflate-echo", "tcp-echo", "udp-echo", "aio-echo", "aio-streams", "tls-echo")
+# scenarios whose servers get the run's certificate as {cert}/{key}
+TLS_SCENARIOS = ("wss-echo", "tls-echo")
 # the same asyncio code on each event loop (benchmarks/servers/aio_echo.py)
 LOOP_SCENARIOS = ("aio-echo", "aio-streams", "tls-echo")
 
@@ -48,15 +62,21 @@ class Adapter:
     needs_app: str | None = None      # fastsock app that must be registered
     needs_tool: str | None = None     # compiled binary in benchmarks/loadgen/bin
     needs_loop: str | None = None     # asyncio event loop (benchmarks.aio_loops) that must exist
+    needs_option: str | None = None   # option `python -m fastsock serve APP --help` must list
 
     def command(self, host: str, port: int, **extra: str) -> list[str]:
         """The argv with {host}, {port} and any {cert}/{key} filled in."""
         return [a.format(host=host, port=port, **extra) for a in self.argv]
 
 
-def _fastsock(app: str, loop: str | None = None) -> tuple[str, ...]:
+def _fastsock(app: str, loop: str | None = None, *extra: str) -> tuple[str, ...]:
     argv = (PYTHON, "-m", "fastsock", "serve", app, "--host", "{host}", "--port", "{port}")
-    return argv + (("--loop", loop) if loop else ())
+    return argv + (("--loop", loop) if loop else ()) + extra
+
+
+TLS_ARGS = ("--certfile", "{cert}", "--keyfile", "{key}")
+ASYNC_API = ("--api", "async")
+DEFLATE = ("--compression", "deflate")
 
 
 def _peer(module: str, *extra: str) -> tuple[str, ...]:
@@ -74,11 +94,31 @@ ADAPTERS: dict[str, list[Adapter]] = {
     "ws-echo": [
         Adapter("fastsock", _fastsock("echo"), needs_app="echo"),
         Adapter("fastsock-uvloop", _fastsock("echo", "uvloop"), needs_app="echo", needs_module="uvloop"),
+        Adapter("fastsock-async", _fastsock("echo", None, *ASYNC_API), needs_app="echo", needs_option="--api"),
         Adapter("websockets", _peer("ws_websockets", "--mode", "echo"), needs_module="websockets"),
         Adapter("aiohttp", _peer("ws_aiohttp", "--mode", "echo"), needs_module="aiohttp"),
         Adapter("picows", _peer("ws_picows", "--mode", "echo"), needs_module="picows"),
         Adapter("c", (str(tool("wsecho_c")), "--host", "{host}", "--port", "{port}", "--mode", "echo"),
                 needs_tool="wsecho_c"),
+    ],
+    # wss://: every server with the run's certificate; peers on uvloop
+    "wss-echo": [
+        Adapter("fastsock", _fastsock("echo", None, *TLS_ARGS), needs_app="echo", needs_option="--certfile"),
+        Adapter("fastsock-async", _fastsock("echo", None, *ASYNC_API, *TLS_ARGS), needs_app="echo",
+                needs_option="--api"),
+        Adapter("picows", _peer("ws_picows", "--mode", "echo", "--tls", "{cert}", "{key}"), needs_module="picows"),
+        Adapter("websockets", _peer("ws_websockets", "--mode", "echo", "--tls", "{cert}", "{key}"),
+                needs_module="websockets"),
+        Adapter("c", (str(tool("wsecho_c")), "--host", "{host}", "--port", "{port}", "--mode", "echo",
+                      "--certfile", "{cert}", "--keyfile", "{key}"), needs_tool="wsecho_c"),
+    ],
+    # permessage-deflate offered by the client, each server with its own defaults
+    "deflate-echo": [
+        Adapter("fastsock", _fastsock("echo", None, *DEFLATE), needs_app="echo", needs_option="--compression"),
+        Adapter("fastsock-async", _fastsock("echo", None, *ASYNC_API, *DEFLATE), needs_app="echo",
+                needs_option="--compression"),
+        Adapter("websockets", _peer("ws_websockets", "--mode", "echo", "--compression", "deflate"),
+                needs_module="websockets"),
     ],
     "tcp-echo": [
         Adapter("fastsock", _fastsock("tcp-echo"), needs_app="tcp-echo"),
@@ -98,11 +138,13 @@ ADAPTERS: dict[str, list[Adapter]] = {
     "aio-streams": [_aio(loop, "streams") for loop in aio_loops.LOOPS],
     "tls-echo": [_aio(loop, "protocol", tls=True) for loop in aio_loops.LOOPS],
 }
-BASELINE = {"ws-echo": "picows", "tcp-echo": "uvloop", "udp-echo": "uvloop",
+BASELINE = {"ws-echo": "picows", "wss-echo": "picows", "deflate-echo": "websockets",
+            "tcp-echo": "uvloop", "udp-echo": "uvloop",
             "aio-echo": "uvloop", "aio-streams": "uvloop", "tls-echo": "uvloop"}
-LOADGEN = {"ws-echo": "wsload", "tcp-echo": "tcpload", "udp-echo": "udpload",
+LOADGEN = {"ws-echo": "wsload", "wss-echo": "wsload", "deflate-echo": "wsload", "tcp-echo": "tcpload", "udp-echo": "udpload",
            "aio-echo": "tcpload", "aio-streams": "tcpload", "tls-echo": "tcpload"}
-DEFAULTS = {"ws-echo": (100, "64,1024", "1,8"), "tcp-echo": (50, "64", "1"), "udp-echo": (50, "64", "1"),
+DEFAULTS = {"ws-echo": (100, "64,1024", "1,8"), "wss-echo": (100, "64,1024", "1"), "deflate-echo": (100, "1024", "1"),
+            "tcp-echo": (50, "64", "1"), "udp-echo": (50, "64", "1"),
             "aio-echo": (50, "64", "1"), "aio-streams": (50, "64", "1"), "tls-echo": (100, "64,16384", "1")}
 
 
@@ -130,10 +172,26 @@ def fastsock_apps() -> set[str]:
     return set(APPS)
 
 
+_SERVE_HELP: dict[str, str] = {}
+
+
+def serve_help(app: str) -> str:
+    """`python -m fastsock serve APP --help` of this checkout (cached)."""
+    if app not in _SERVE_HELP:
+        import subprocess
+
+        proc = subprocess.run([PYTHON, "-m", "fastsock", "serve", app, "--help"], capture_output=True, text=True,
+                              timeout=60)
+        _SERVE_HELP[app] = proc.stdout if proc.returncode == 0 else ""
+    return _SERVE_HELP[app]
+
+
 def unavailable(adapter: Adapter, apps: set[str]) -> str | None:
     """Why this adapter cannot run here, or None."""
     if adapter.needs_app and adapter.needs_app not in apps:
         return f"`python -m fastsock serve {adapter.needs_app}` is not available in this checkout"
+    if adapter.needs_app and adapter.needs_option and adapter.needs_option not in serve_help(adapter.needs_app):
+        return f"`python -m fastsock serve {adapter.needs_app}` has no {adapter.needs_option} in this checkout"
     if adapter.needs_module and importlib.util.find_spec(adapter.needs_module) is None:
         return f"Python package {adapter.needs_module} is not installed"
     if adapter.needs_tool and not tool(adapter.needs_tool).exists():
@@ -154,7 +212,7 @@ def cert_files(args: argparse.Namespace) -> aio_loops.CertFiles:
 
 
 def loadgen_argv(scenario: str, host: str, port: int, case: dict[str, int], duration: float,
-                 warmup: float, binary: bool) -> list[str]:
+                 warmup: float, binary: bool, deflate_params: str | None = None) -> list[str]:
     argv = [str(tool(LOADGEN[scenario])), "--host", host, "--port", str(port),
             "--size", str(case["size"]), "--inflight", str(case["inflight"]),
             "--duration", str(duration), "--warmup", str(warmup)]
@@ -162,10 +220,14 @@ def loadgen_argv(scenario: str, host: str, port: int, case: dict[str, int], dura
         argv += ["--senders", str(case["connections"])]
     else:
         argv += ["--connections", str(case["connections"])]
-    if scenario == "ws-echo":
+    if scenario in ("ws-echo", "wss-echo"):
         argv.append("--binary" if binary else "--text")
-    if scenario == "tls-echo":
+    if scenario in TLS_SCENARIOS:
         argv.append("--tls")
+    if scenario == "deflate-echo":   # JSON-like text, compressed as applications send it
+        argv += ["--text", "--payload", "json", "--deflate"]
+        if deflate_params is not None:
+            argv += ["--deflate-params", deflate_params]
     return argv
 
 
@@ -183,7 +245,7 @@ def run_once(scenario: str, adapter: Adapter, case: dict[str, int], args: argpar
     """Starts the server, drives it once, stops it; returns the measurements."""
     port = free_port("udp" if scenario == "udp-echo" else "tcp")
     extra: dict[str, str] = {}
-    if scenario == "tls-echo":
+    if scenario in TLS_SCENARIOS:
         files = cert_files(args)
         extra = {"cert": str(files.cert), "key": str(files.key)}
     with ServerProcess(adapter.name, adapter.command(args.host, port, **extra), core=args.server_core) as server:
@@ -191,7 +253,7 @@ def run_once(scenario: str, adapter: Adapter, case: dict[str, int], args: argpar
         t0 = time.monotonic()
         budget = args.duration + args.warmup + 30
         result = run_loadgen(loadgen_argv(scenario, args.host, port, case, args.duration, args.warmup,
-                                          args.binary), core=args.client_core, timeout=budget)
+                                          args.binary, args.deflate_params), core=args.client_core, timeout=budget)
         after = server.sample()
         wall = time.monotonic() - t0
         result = normalise(result, case["size"])
@@ -213,6 +275,46 @@ def parse_list(text: str, name: str) -> list[int]:
     if not values or any(v <= 0 for v in values):
         raise SystemExit(f"error: --{name} needs positive integers, got {text!r}")
     return values
+
+
+def parse_pairs(text: str | None) -> list[tuple[str, str]]:
+    """``A/B,C/D`` -> [(A, B), (C, D)]."""
+    pairs = []
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        a, sep, b = item.partition("/")
+        if not sep or not a.strip() or not b.strip():
+            raise SystemExit(f"error: --pairs takes A/B[,C/D...], got {item!r}")
+        pairs.append((a.strip(), b.strip()))
+    return pairs
+
+
+def pair_ratios(runs: dict[str, list[dict[str, Any]]], pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Same-run ratios of msgs/s for each (A, B): the ratio of the medians, and
+    every round's own A/B (the two measured back to back), with their median,
+    lowest and highest, so the noise of the shared machine shows."""
+    out = []
+    for a, b in pairs:
+        ra, rb = runs.get(a, []), runs.get(b, [])
+        by_round = {r.get("round"): r for r in rb if "error" not in r and r.get("msgs_per_s")}
+        per_round = [round(r["msgs_per_s"] / by_round[r.get("round")]["msgs_per_s"], 3)
+                     for r in ra if "error" not in r and r.get("round") in by_round]
+        med_a = statistics.median([r["msgs_per_s"] for r in ra if "error" not in r] or [0.0])
+        med_b = statistics.median([r["msgs_per_s"] for r in rb if "error" not in r] or [0.0])
+        cpu_a = [float(r["msgs_per_cpu_s"]) for r in ra if isinstance(r.get("msgs_per_cpu_s"), (int, float))]
+        cpu_b = [float(r["msgs_per_cpu_s"]) for r in rb if isinstance(r.get("msgs_per_cpu_s"), (int, float))]
+        out.append({
+            "a": a, "b": b,
+            "ratio_of_medians": round(med_a / med_b, 3) if med_b else None,
+            "per_round": per_round,
+            "median_per_round": round(statistics.median(per_round), 3) if per_round else None,
+            "min_per_round": min(per_round) if per_round else None,
+            "max_per_round": max(per_round) if per_round else None,
+            "cpu_ratio_of_medians": (round(statistics.median(cpu_a) / statistics.median(cpu_b), 3)
+                                     if cpu_a and cpu_b and statistics.median(cpu_b) else None),
+        })
+    return out
 
 
 def run_scenario(scenario: str, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
@@ -240,7 +342,8 @@ def run_scenario(scenario: str, args: argparse.Namespace, deadline: float) -> di
     inflights = parse_list(args.inflight or inflight_d, "inflight")
     cases = [{"connections": c, "size": s, "inflight": k} for c in conns for s in sizes for k in inflights]
     baseline = args.baseline or BASELINE[scenario]
-    message_type = ("binary" if args.binary else "text") if scenario == "ws-echo" else "raw"
+    message_type = (("binary" if args.binary else "text") if scenario in ("ws-echo", "wss-echo")
+                    else "JSON-like text, permessage-deflate" if scenario == "deflate-echo" else "raw")
     result: dict[str, Any] = {
         "scenario": scenario,
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -281,12 +384,17 @@ def run_scenario(scenario: str, args: argparse.Namespace, deadline: float) -> di
                 runs[adapter.name].append(r)
                 if r.get("tls") and "tls" not in result["params"]:   # what the client negotiated
                     result["params"]["tls"] = r["tls"]
-                    result["params"]["message_type"] = f"raw over TLS ({r['tls']})"
+                    result["params"]["message_type"] = f"{message_type} over TLS ({r['tls']})"
+                if r.get("deflate"):   # what each server accepted of the client's offer
+                    result["params"].setdefault("deflate", {})[adapter.name] = r["deflate"].get("accepted")
+                    result["params"]["deflate_offer"] = r["deflate"].get("offer")
                 print(f"[{step}/{total} {time.monotonic() - t_start:5.0f}s] {label} round {rnd + 1} "
                       f"{adapter.name:<16} {line}", flush=True)
             if result["incomplete"]:
                 break
-        result["cases"].append({**case, "runs": runs, "summary": summarise(runs, baseline)})
+        summary = summarise(runs, baseline)   # also fills msgs_per_cpu_s into each run
+        result["cases"].append({**case, "runs": runs, "summary": summary,
+                                "pairs": pair_ratios(runs, parse_pairs(args.pairs))})
         if result["incomplete"]:
             break
     return result
@@ -311,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first (default 0.5)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--binary", action="store_true", help="WebSocket binary messages (default text)")
+    p.add_argument("--pairs", metavar="A/B,...", help="same-run msgs/s ratios of server A to server B to report")
+    p.add_argument("--deflate-params", metavar="PARAMS",
+                   help="deflate-echo: the parameters wsload offers (default: client_max_window_bits)")
     p.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke run")
     p.add_argument("--time-limit", type=float, default=230.0, help="stop starting runs after this many seconds")
     p.add_argument("--host", default="127.0.0.1")
