@@ -199,3 +199,35 @@ def test_serve_broadcast_with_two_workers_through_the_cluster(redis_cluster: Any
             sender.send(f"from {i}")
             for ws in clients:
                 assert ws.recv(timeout=RECV) == f"from {i}"
+
+
+@pytest.mark.needs_redis
+@pytest.mark.timeout(90)
+def test_a_migrated_slot_moves_the_subscription_to_its_new_owner(redis_cluster: Any) -> None:
+    """CLUSTER SETSLOT moves the topic's (empty) slot to another primary: the
+    old owner pushes sunsubscribe, the hub re-reads the slot map and
+    subscribes on the new owner, and delivery goes on."""
+    from redis.crc import key_slot
+
+    topic = "mig"
+    src = owner_port(redis_cluster, topic)
+    dst = next(n.port for n in redis_cluster.nodes if n.port != src)
+    slot = key_slot(channel(topic).encode())
+    with hub_process(redis_cluster.url) as a, hub_process(redis_cluster.url) as b, \
+            contextlib.ExitStack() as stack:
+        pub, remote = a.client(stack), b.client(stack)
+        assert ask(remote, f"sub {topic}") == f"subscribed {topic}"
+        wait_until(lambda: shardnumsub(src, topic) == 1, 10, "b subscribed on the owner")
+        assert ask(pub, f"pub {topic} one") == "published 0"
+        assert remote.recv(timeout=RECV) == "one"
+        ids = {n.port: redis.Redis(port=n.port).execute_command("CLUSTER", "MYID").decode()
+               for n in redis_cluster.nodes}
+        redis.Redis(port=dst).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
+        redis.Redis(port=src).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst])
+        for port in (dst, src, *(p for p in ids if p not in (src, dst))):
+            redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+        wait_until(lambda: shardnumsub(dst, topic) == 1, 15, "b subscribed on the new owner")
+        assert shardnumsub(src, topic) == 0
+        assert b.stats(remote)["reroutes"] >= 1
+        assert ask(pub, f"pub {topic} two") == "published 0"
+        assert remote.recv(timeout=RECV) == "two"
