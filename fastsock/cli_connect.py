@@ -3,8 +3,9 @@
 Each line typed on stdin is sent as a text message; each message received
 is printed on stdout (text as it is, binary as ``[binary N bytes] <hex>``).
 Status lines (connected, closed) go to stderr, so stdout carries only the
-messages. End of input (Ctrl-D, or the end of a pipe) closes the
-connection with 1000 and exits 0; a close by the server exits 0 for 1000
+messages. At the end of input (Ctrl-D, or the end of a pipe) it waits
+for the answers (a ping's pong, then ``--linger`` seconds without a
+message), closes the connection with 1000 and exits 0; a close by the server exits 0 for 1000
 or 1001, else 1. A bad argument or a failed opening is one line on stderr
 (``fastsock: error: ...``) with exit code 2 (usage) or 1 (runtime).
 
@@ -31,6 +32,8 @@ DESCRIPTION = ("an interactive WebSocket client: sends each line typed on stdin,
 # Hex digits of a binary message shown before it is cut short.
 _BINARY_SHOWN = 64
 _NORMAL_CLOSES = (1000, 1001)
+# Seconds to wait for the pong at the end of input, on top of --linger.
+_PONG_TIMEOUT = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proxy.add_argument("--proxy", metavar="URL",
                        help="an http:// proxy (default: from https_proxy/http_proxy/all_proxy)")
     proxy.add_argument("--no-proxy", action="store_true", help="connect directly")
+    parser.add_argument("--linger", type=_seconds, default=0.5, metavar="SECONDS",
+                        help="at the end of input, keep printing messages until none came for "
+                             "SECONDS, then close (default 0.5)")
     parser.add_argument("--open-timeout", type=_seconds, default=10.0, metavar="SECONDS",
                         help="limit for proxy, TCP, TLS, handshake and redirects (default 10)")
 
@@ -58,7 +64,7 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"SECONDS must be a number, got {text!r}") from None
-    if not value > 0:
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"SECONDS must be > 0, got {text}")
     return value
 
@@ -109,6 +115,8 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, lines: "asyncio.Queue[Optional[
 async def _session(args: argparse.Namespace) -> int:
     import fastsock
     from .exceptions import ConnectionClosed, HandshakeError
+    from .proxy import InvalidProxy
+    from .websocket.client_handshake import InvalidURI
 
     headers = _headers(args.header)
     context = _ssl_context(args)
@@ -117,7 +125,7 @@ async def _session(args: argparse.Namespace) -> int:
         ws = await fastsock.connect(args.url, ssl=context, headers=headers,
                                     subprotocols=args.subprotocol, proxy=proxy,
                                     open_timeout=args.open_timeout)
-    except ValueError as exc:          # InvalidURI, InvalidProxy
+    except (InvalidURI, InvalidProxy) as exc:
         raise AppError(str(exc), EXIT_USAGE) from None
     except (HandshakeError, OSError) as exc:
         raise AppError(f"cannot connect to {args.url}: {exc}") from None
@@ -128,9 +136,13 @@ async def _session(args: argparse.Namespace) -> int:
     threading.Thread(target=_read_stdin, args=(loop, lines), daemon=True,
                      name="fastsock-connect-stdin").start()
 
+    last_message = loop.time()
+
     async def receive() -> None:
+        nonlocal last_message
         try:
             async for message in ws:
+                last_message = loop.time()
                 sys.stdout.write(_show(message) + "\n")
                 sys.stdout.flush()
         except ConnectionClosed:
@@ -142,6 +154,17 @@ async def _session(args: argparse.Namespace) -> int:
                 await ws.send(line)
             except ConnectionClosed:
                 return
+        # End of input. Our close would make the peer's later messages be
+        # ignored, so first let the answers to what we sent arrive: a pong
+        # (it follows what the server wrote before it), then --linger
+        # seconds without a message.
+        try:
+            async with asyncio.timeout(args.linger + _PONG_TIMEOUT):
+                await ws.ping()
+        except (TimeoutError, ConnectionClosed):
+            pass
+        while (quiet := loop.time() - last_message) < args.linger:
+            await asyncio.sleep(args.linger - quiet)
         await ws.close(1000)
 
     receiving = asyncio.ensure_future(receive())
