@@ -21,7 +21,8 @@ class Reverse(Extension):
     def __init__(self) -> None:
         self.params: list[Any] = []
 
-    def decode(self, rsv: int, opcode: int, payload: bytes) -> bytes:
+    def decode(self, rsv: int, opcode: int, payload: bytes,
+               max_size: Optional[int] = None) -> bytes:
         return payload[::-1] if rsv & 0x40 else payload
 
     def encode(self, opcode: int, payload: bytes) -> tuple[int, bytes]:

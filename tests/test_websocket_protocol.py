@@ -501,7 +501,7 @@ class Reverse(Extension):
     name = "x-reverse"
     rsv = 0x40
 
-    def decode(self, rsv: int, opcode: int, payload: bytes) -> bytes:
+    def decode(self, rsv: int, opcode: int, payload: bytes, max_size: Any = None) -> bytes:
         return payload[::-1] if rsv & 0x40 else payload
 
     def encode(self, opcode: int, payload: bytes) -> tuple[int, bytes]:

@@ -70,7 +70,7 @@ class Compressor:
         z = self._z
         if z is None:
             z = zlib.compressobj(self.level, zlib.DEFLATED, -self.wbits, self.mem_level)
-        out = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+        out: bytes = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
         # The zlib module cannot reset a stream: without context takeover a
         # fresh one per message is the same thing.
         self._z = z if not self.no_context_takeover else zlib.compressobj(

@@ -41,6 +41,7 @@ from ..frame import FrameParser, build_frame
 from ._core_py import COALESCE as _COALESCE
 from ._core_py import COUNTER_FIELDS, _H_BINARY, _H_TEXT, _pack16
 from ._core_py import frame_header as _header
+from .extensions.base import Extension
 
 try:
     from .._send import writer_for as _writer_for
@@ -171,28 +172,6 @@ class WebSocketOptions:
 
 
 DEFAULT_OPTIONS = WebSocketOptions()
-
-
-class Extension:
-    """A negotiated extension (RFC 6455 9): the hook RFC 7692 plugs into.
-
-    ``rsv`` names the RSV bits the extension may set (the parser rejects the
-    others). ``decode`` turns a received message (its first frame's RSV bits,
-    whole payload) into plain data; ``encode`` turns an outgoing message into
-    ``(rsv, payload)``. Extensions are applied in negotiation order for
-    ``encode`` and reverse order for ``decode``. Servers negotiate them with
-    an object that has ``name`` and ``accept(params) -> (response_params,
-    Extension) | None`` (see :mod:`fastsock.server`).
-    """
-
-    name = ""
-    rsv = 0
-
-    def decode(self, rsv: int, opcode: int, payload: bytes) -> bytes:
-        return payload
-
-    def encode(self, opcode: int, payload: bytes) -> tuple[int, bytes]:
-        return 0, payload
 
 
 def encode_message(message: Data) -> bytes:
@@ -423,6 +402,11 @@ class WebSocketHandler(HandlerCore):
             if self._state is CLOSED or self._close_received:
                 return                             # aborted or closed by a callback
             op = frame.opcode
+            if frame.rsv and (op == 0 or op >= 8):
+                # An extension marks a message by its first frame (RFC 7692
+                # 6: RSV1 never on a continuation or control frame).
+                self.fail(1002, "RSV bit on a continuation or control frame")
+                return
             if op == 1 or op == 2:
                 if self._state is not OPEN:
                     continue                       # after our close: data is ignored
@@ -503,16 +487,18 @@ class WebSocketHandler(HandlerCore):
         return False     # let the transport close our side
 
     def _decode(self, rsv: int, op: int, payload: bytes) -> Optional[bytes]:
+        # Each extension stops at max_message_size while it decodes (a small
+        # compressed message must not make us hold more than the limit).
+        size = self._options.max_message_size
         try:
             for ext in reversed(self._extensions):
-                payload = ext.decode(rsv, op, payload)
+                payload = ext.decode(rsv, op, payload, size)
         except ProtocolError as exc:
             self.fail(exc.close_code, str(exc))
             return None
         except Exception as exc:   # a broken extension: internal error, not the peer's
             self.fail(1011, f"extension failed: {exc}")
             return None
-        size = self._options.max_message_size
         if size is not None and len(payload) > size:
             self.fail(1009, "message too big after decoding")
             return None
@@ -898,6 +884,10 @@ class WebSocketHandler(HandlerCore):
             self._close_timer.cancel()
             self._close_timer = None
         self._frag = None
+        for ext in self._extensions:
+            release = getattr(ext, "release", None)
+            if release is not None:
+                release()              # e.g. free zlib's state now, not at GC
         if self._transport is not None:
             self._out.clear()          # can never be delivered (sans-I/O keeps it for data_to_send)
         if self._fail_code is not None:
@@ -936,6 +926,38 @@ def _frame_message(frame: bytes) -> Data:
     n = frame[1] & 0x7F
     payload = frame[2 + (2 if n == 126 else 8 if n == 127 else 0):]
     return payload.decode() if frame[0] & 0x0F == 0x1 else payload
+
+
+def _encoded_frame(conn: WebSocketHandler, frame: bytes,
+                   shared: dict[Any, bytes]) -> bytes:
+    """``frame`` (from :func:`encode_message`) as ``conn``'s extensions send it.
+
+    An extension that encodes a message the same way on every connection
+    (permessage-deflate without server context takeover: the shared
+    compressor starts each message from an empty window) names that in
+    ``broadcast_key``; one broadcast then encodes once per key, kept in
+    ``shared``. Any other extension (context takeover: each connection's
+    compressor has its own history) encodes per connection, in order with
+    that connection's other messages.
+    """
+    exts = conn._extensions
+    key = None
+    if len(exts) == 1:
+        key = getattr(exts[0], "broadcast_key", None)
+        if key is not None:
+            cached = shared.get(key)
+            if cached is not None:
+                return cached
+    n = frame[1] & 0x7F
+    payload = frame[2 + (2 if n == 126 else 8 if n == 127 else 0):]
+    b0 = frame[0]
+    for ext in exts:
+        rsv, payload = ext.encode(b0 & 0x0F, payload)
+        b0 |= rsv
+    out = _header(b0, len(payload)) + payload
+    if key is not None:
+        shared[key] = out
+    return out
 
 
 class Wrapped(Protocol):
@@ -977,6 +999,7 @@ def broadcast(connections: Iterable[Union[WebSocketHandler, Wrapped]],
         frame = encode_message(message)
     sent = 0
     conn: Union[WebSocketHandler, Wrapped, None] = None
+    shared: Optional[dict[Any, bytes]] = None    # extension-encoded frames (compressed once)
     for conn in connections:
         if conn._broadcast_frame(frame):   # open, a server's, not paused: the common case, in C
             sent += 1
@@ -993,6 +1016,11 @@ def broadcast(connections: Iterable[Union[WebSocketHandler, Wrapped]],
             handler.send(message if message is not None else _frame_message(frame))
             sent += 1
             continue
+        out = frame
+        if handler._extensions:
+            if shared is None:
+                shared = {}
+            out = _encoded_frame(handler, frame, shared)
         if handler._writing_paused:
             policy = handler._options.slow_peer
             if policy == "drop":
@@ -1002,8 +1030,8 @@ def broadcast(connections: Iterable[Union[WebSocketHandler, Wrapped]],
                 handler._dropped()
                 handler.abort()
                 continue
-        handler._count_frame_out(frame)
-        handler._queue_frame(frame)
+        handler._count_frame_out(out)
+        handler._queue_frame(out)
         sent += 1
     # Recorded on the server of the connections (the last one's: a
     # broadcast spans one server's connections).
