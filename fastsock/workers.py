@@ -206,7 +206,8 @@ class Supervisor:
     def __init__(self, workers: int, host: str, port: int, *, backlog: int = 1024,
                  shutdown_timeout: float = 5.0, ready_timeout: float = DEFAULT_READY_TIMEOUT,
                  on_ready: Optional[Callable[["Supervisor"], None]] = None,
-                 argv: Optional[list[str]] = None) -> None:
+                 argv: Optional[list[str]] = None,
+                 type: socket.SocketKind = socket.SOCK_STREAM) -> None:
         if workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = one per core), got {workers}")
         self.count = workers or default_workers()
@@ -219,7 +220,9 @@ class Supervisor:
         self.ready_line = ""
         self.reloads = 0
         self._generation = 0
-        self._slots = [_Slot(i, s) for i, s in enumerate(_listeners(host, port, self.count, backlog))]
+        self.type = type
+        self._slots = [_Slot(i, s) for i, s in
+                       enumerate(_listeners(host, port, self.count, backlog, type))]
         self.port = int(self._slots[0].sock.getsockname()[1])
         self._selector = selectors.DefaultSelector()
         self._by_fd: dict[int, _Proc] = {}
@@ -280,7 +283,7 @@ class Supervisor:
             if slot.sock.fileno() >= 0:
                 slot_inodes[os.fstat(slot.sock.fileno()).st_ino] = slot.index
         for row in rows:
-            if not row.is_tcp or row.local_port != self.port:
+            if not row.is_tcp or row.local_port != self.port or self.type != socket.SOCK_STREAM:
                 continue
             if row.state == "ESTABLISHED":
                 for pid in owners.by_inode.get(row.inode, ()):
@@ -582,25 +585,28 @@ def _format(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _listeners(host: str, port: int, count: int, backlog: int) -> list[socket.socket]:
+def _listeners(host: str, port: int, count: int, backlog: int,
+               type: socket.SocketKind = socket.SOCK_STREAM) -> list[socket.socket]:
     """``count`` listening sockets on one address with SO_REUSEPORT (port 0: the
-    first one picks the port, the others join it)."""
+    first one picks the port, the others join it). ``SOCK_DGRAM``: bound UDP
+    sockets, among which the kernel spreads datagrams by their 4-tuple."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this system")
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    infos = socket.getaddrinfo(host, port, type=type, flags=socket.AI_PASSIVE)
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, _, _, _, sockaddr = infos[0]
     out: list[socket.socket] = []
     try:
         for _ in range(count):
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock = socket.socket(family, type)
             out.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(sockaddr)
-            sock.listen(backlog)
+            if type == socket.SOCK_STREAM:
+                sock.listen(backlog)
             sock.setblocking(False)
             sockaddr = sock.getsockname()   # the port picked for port 0
     except BaseException:
@@ -613,8 +619,11 @@ def _listeners(host: str, port: int, count: int, backlog: int) -> list[socket.so
 def run_workers(target: Target, workers: int = 0, *, host: str = "127.0.0.1", port: int = 0,
                 backlog: int = 1024, shutdown_timeout: float = 5.0,
                 ready_timeout: float = DEFAULT_READY_TIMEOUT,
-                on_ready: Optional[Callable[[Supervisor], None]] = None) -> int:
+                on_ready: Optional[Callable[[Supervisor], None]] = None,
+                type: socket.SocketKind = socket.SOCK_STREAM) -> int:
     """Serve ``target`` in ``workers`` processes (0 = one per core) on one port.
+    ``type=socket.SOCK_DGRAM``: each worker gets a bound UDP socket of the
+    port's SO_REUSEPORT group instead of a TCP listener.
 
     In the supervisor (the process you start) this blocks until SIGTERM/SIGINT
     and returns 0; ``on_ready(supervisor)`` runs once every worker accepts.
@@ -628,5 +637,5 @@ def run_workers(target: Target, workers: int = 0, *, host: str = "127.0.0.1", po
         result: Union[int, None] = target(worker)
         return 0 if result is None else int(result)
     supervisor = Supervisor(workers, host, port, backlog=backlog, shutdown_timeout=shutdown_timeout,
-                            ready_timeout=ready_timeout, on_ready=on_ready)
+                            ready_timeout=ready_timeout, on_ready=on_ready, type=type)
     return supervisor.run()

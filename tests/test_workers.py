@@ -409,6 +409,41 @@ def test_tcp_echo_workers_serve_on_the_slot_listeners(loop: str) -> None:
         assert proc.wait(20) == 0
 
 
+UDP_DATAGRAMS = 40        # from as many source ports: the kernel spreads them by 4-tuple
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop", ["fastsock", "asyncio"])
+def test_udp_echo_workers_both_receive_datagrams(loop: str) -> None:
+    """``serve udp-echo --workers 2``: each worker has a bound UDP socket of the
+    port's SO_REUSEPORT group; datagrams from many source ports reach both
+    (on fastsock's loop each worker logs its own counters when it stops)."""
+    cmd = [sys.executable, "-m", "fastsock", "serve", "udp-echo", "--workers", "2", "--port", "0",
+           "--loop", loop]
+    with supervisor(cmd) as (proc, line):
+        m = CLI_READY.match(line)
+        assert m and m.group(1) == "udp-echo" and m.group(2) == "udp", line
+        port = int(m.group(4))
+        workers = worker_pids(proc)
+        assert len(workers) == 2
+        bound = {c.pid for c in psutil.net_connections("udp")
+                 if c.laddr and c.laddr.port == port and c.pid in workers}
+        assert bound == workers                   # one socket of the group in each worker
+        for i in range(UDP_DATAGRAMS):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:   # a new source port
+                s.settimeout(5)
+                s.sendto(b"datagram %d" % i, ("127.0.0.1", port))
+                assert s.recvfrom(64)[0] == b"datagram %d" % i
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert proc.stderr is not None
+        log = proc.stderr.read()
+    assert "Traceback" not in log, log
+    if loop == "fastsock":
+        counts = [int(n) for n in re.findall(r"udp-echo stopped: datagrams_in=(\d+)", log)]
+        assert len(counts) == 2 and sum(counts) == UDP_DATAGRAMS and min(counts) > 0, counts
+
+
 @pytest.mark.timeout(60)
 def test_workers_0_means_one_per_core() -> None:
     cores = len(os.sched_getaffinity(0))

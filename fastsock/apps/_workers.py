@@ -32,15 +32,19 @@ def _workers(text: str) -> int:
     return value
 
 
-def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+def add_worker_arguments(parser: argparse.ArgumentParser, *, udp: bool = False) -> None:
+    """``--workers N``; ``udp``: each worker gets a bound UDP socket of the port
+    (the app reads :func:`listen_socket`)."""
     group = parser.add_argument_group("workers")
     group.add_argument("--workers", type=_workers, default=None, metavar="N",
                        help="run N worker processes on the port (SO_REUSEPORT), 0 = one per "
                             "core; SIGHUP reloads them one by one (default: one process)")
+    parser.set_defaults(worker_socket_type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
 
 
 def listen_socket() -> Optional[socket.socket]:
-    """The listener this process must serve on when it is a worker, else None."""
+    """The listener (or, for UDP, the bound socket) this process must serve on
+    when it is a worker, else None."""
     worker = current()
     return None if worker is None else worker.socket
 
@@ -68,7 +72,8 @@ def run_app_workers(args: argparse.Namespace) -> int:
     try:
         code = run_workers(lambda worker: int(args._run(args)), args.workers, host=host,
                            port=args.port, backlog=args.backlog,
-                           shutdown_timeout=args.shutdown_timeout, on_ready=announce)
+                           shutdown_timeout=args.shutdown_timeout, on_ready=announce,
+                           type=getattr(args, "worker_socket_type", socket.SOCK_STREAM))
     except OSError as exc:
         from fastsock.apps._common import bind_error
         raise bind_error(exc, host, args.port) from None

@@ -20,6 +20,7 @@ from typing import Any
 from fastsock.apps._common import (
     EXIT_USAGE, AppError, add_common_arguments, bind_error, prepare, ready, resolve_host)
 from fastsock.apps._metrics import MetricsSetup, add_metrics_arguments, check_metrics_arguments
+from fastsock.apps._workers import add_worker_arguments, listen_socket
 
 __all__ = ["DEFAULT_PORT", "DESCRIPTION", "EchoProtocol", "add_arguments", "run"]
 
@@ -95,6 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reuse-port", action="store_true",
                        help="set SO_REUSEPORT so several processes can share the port")
     add_metrics_arguments(parser, same_port=False)
+    add_worker_arguments(parser, udp=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,11 +122,17 @@ def _run_fastsock(app: str, args: argparse.Namespace, host: str) -> int:
                        f"use --loop asyncio or --loop uvloop") from None
     metrics = MetricsSetup(args, host, same_port=False)
     reactor = Reactor()
+    worker_sock = listen_socket()   # --workers: this worker's socket of the port's group
     try:
         try:
-            transport, _ = create_udp_endpoint(
-                reactor, EchoProtocol, local_addr=(host, args.port), batch=args.batch,
-                rcvbuf=args.rcvbuf, sndbuf=args.sndbuf, reuse_port=args.reuse_port)
+            if worker_sock is not None:
+                transport, _ = create_udp_endpoint(
+                    reactor, EchoProtocol, sock=worker_sock, batch=args.batch,
+                    rcvbuf=args.rcvbuf, sndbuf=args.sndbuf)
+            else:
+                transport, _ = create_udp_endpoint(
+                    reactor, EchoProtocol, local_addr=(host, args.port), batch=args.batch,
+                    rcvbuf=args.rcvbuf, sndbuf=args.sndbuf, reuse_port=args.reuse_port)
         except OSError as exc:
             raise bind_error(exc, host, args.port) from None
         sockname = transport.get_extra_info("sockname")
@@ -160,6 +168,12 @@ def _run_asyncio(app: str, args: argparse.Namespace, host: str,
 
     async def main() -> int:
         running = asyncio.get_running_loop()
+        worker_sock = listen_socket()
+        if worker_sock is not None:       # --workers: already bound, SO_REUSEPORT
+            for option, size in ((socket.SO_RCVBUF, args.rcvbuf), (socket.SO_SNDBUF, args.sndbuf)):
+                if size:
+                    worker_sock.setsockopt(socket.SOL_SOCKET, option, size)
+            return await serve(worker_sock)
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             if args.reuse_port:
@@ -172,6 +186,10 @@ def _run_asyncio(app: str, args: argparse.Namespace, host: str,
         except OSError as exc:
             sock.close()
             raise bind_error(exc, host, args.port) from None
+        return await serve(sock)
+
+    async def serve(sock: socket.socket) -> int:
+        running = asyncio.get_running_loop()
         transport, _ = await running.create_datagram_endpoint(EchoProtocol, sock=sock)
         stop = running.create_future()
         def on_signal() -> None:
