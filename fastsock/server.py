@@ -12,23 +12,28 @@ on asyncio/uvloop (:func:`fastsock.adapters.aio.serve`).
 """
 from __future__ import annotations
 
+import asyncio
 import bisect
+import inspect
 import logging
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence, Union, cast
 
-from .exceptions import InvalidHandshakeError
 from .websocket.handshake import (
     MAX_HEAD_SIZE,
     MAX_HEADERS,
     Request,
     Response,
-    accept_response,
-    check_request,
-    header_tokens,
     http_response,
-    is_upgrade_attempt,
-    parse_extension_header,
-    parse_request,
+)
+from .websocket.server_handshake import (
+    HTTP,
+    PENDING,
+    REJECT,
+    HandshakePolicy,
+    HandshakeRequest,
+    OriginItem,
+    SelectSubprotocol,
+    ServerHandshake,
 )
 from .websocket.protocol import (
     CLOSING,
@@ -63,7 +68,10 @@ log = logging.getLogger("fastsock.server")
 
 HandlerFactory = Callable[[], WebSocketHandler]
 Routes = Union[HandlerFactory, Mapping[str, HandlerFactory]]
-ProcessRequest = Callable[[Request], Optional[Response]]
+# process_request(request) -> None (go on) | Response (answer that instead);
+# may be a coroutine function (awaited on the loop). It may set
+# request.state.<name>; the handler reads ws.request.state.<name>.
+ProcessRequest = Callable[[HandshakeRequest], Union[Optional[Response], Awaitable[Optional[Response]]]]
 
 
 # Why an opening handshake failed: the bounded label set of the metric.
@@ -132,7 +140,7 @@ class Histogram:
         return {"buckets": buckets, "count": total, "sum": self.sum}
 
 
-def default_http_handler(request: Request) -> Response:
+def default_http_handler(request: Union[Request, HandshakeRequest]) -> Response:
     """A plain HTTP request (no Upgrade) on a WebSocket port: say what this is."""
     return Response(426, [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
                     "426 Upgrade Required: this is a WebSocket endpoint\n")
@@ -148,32 +156,29 @@ class ServerState:
 
     def __init__(self, handler: Routes, loop: Any, *,
                  options: Optional[WebSocketOptions] = None,
-                 origins: Optional[Sequence[Optional[str]]] = None,
+                 origins: Optional[Sequence[OriginItem]] = None,
                  subprotocols: Sequence[str] = (),
+                 select_subprotocol: Optional[SelectSubprotocol] = None,
                  extensions: Sequence[Any] = (),
                  process_request: Optional[ProcessRequest] = None,
-                 http_handler: Optional[Callable[[Request], Optional[Response]]] = default_http_handler,
-                 extra_headers: Union[Sequence[tuple[str, str]], Callable[[Request], Sequence[tuple[str, str]]]] = (),
+                 http_handler: Optional[Callable[[Any], Optional[Response]]] = default_http_handler,
+                 extra_headers: Union[Sequence[tuple[str, str]], Callable[[HandshakeRequest], Sequence[tuple[str, str]]]] = (),
                  handshake_timeout: float = 10.0,
                  max_head_size: int = MAX_HEAD_SIZE,
                  max_headers: int = MAX_HEADERS) -> None:
-        if isinstance(handler, Mapping):
-            self.routes: Optional[dict[str, HandlerFactory]] = dict(handler)
-            self.default: Optional[HandlerFactory] = None
-        else:
-            self.routes = None
-            self.default = handler
+        # Routing, Origin, subprotocol and extension policy: sans-I/O, decided
+        # by ServerHandshake objects (fastsock/websocket/server_handshake.py).
+        self.policy = HandshakePolicy(handler, origins=origins, subprotocols=subprotocols,
+                                      select_subprotocol=select_subprotocol,
+                                      extensions=extensions, extra_headers=extra_headers,
+                                      max_headers=max_headers)
         self.loop = loop
         # One per server: the replies of every connection read in a loop turn
         # are written together at its end (see TurnFlush).
         self.flusher = TurnFlush(loop) if loop is not None else None
         self.options = options or WebSocketOptions()
-        self.origins = None if origins is None else set(origins)
-        self.subprotocols = tuple(subprotocols)
-        self.extensions = tuple(extensions)
         self.process_request = process_request
         self.http_handler = http_handler
-        self.extra_headers = extra_headers
         self.handshake_timeout = handshake_timeout
         self.max_head_size = max_head_size
         self.max_headers = max_headers
@@ -205,9 +210,8 @@ class ServerState:
         return ServerHandshakeProtocol(self)
 
     def factory_for(self, path: str) -> Optional[HandlerFactory]:
-        if self.routes is None:
-            return self.default
-        return self.routes.get(path) or self.routes.get("*")
+        match = self.policy.router.match(path)
+        return None if match is None else match[0]
 
     def broadcast(self, message: Union[str, bytes]) -> int:
         """Send one message to every open connection of this server (encoded once)."""
@@ -317,9 +321,14 @@ class ServerState:
 
 
 class ServerHandshakeProtocol:
-    """Reads one HTTP request; upgrades or answers it. asyncio protocol shape."""
+    """Reads one HTTP request; upgrades or answers it. asyncio protocol shape.
 
-    __slots__ = ("state", "transport", "buffer", "timer", "done")
+    The decisions are :class:`~fastsock.websocket.server_handshake.ServerHandshake`'s;
+    this glue finds the head, runs the hooks that may await (``process_request``),
+    writes what the handshake object answers and hands the transport on.
+    """
+
+    __slots__ = ("state", "transport", "buffer", "timer", "done", "pending")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -327,6 +336,8 @@ class ServerHandshakeProtocol:
         self.buffer = b""
         self.timer: Any = None
         self.done = False
+        # the task awaiting an async process_request, if any
+        self.pending: Optional[asyncio.Future[Any]] = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -336,6 +347,13 @@ class ServerHandshakeProtocol:
 
     def data_received(self, data: bytes) -> None:
         if self.done:
+            return
+        if self.pending is not None:
+            # bytes after the head while process_request runs: kept for the handler
+            self.buffer += data
+            if len(self.buffer) > self.state.max_head_size:
+                self._reject(400, "peer sent too much before the handshake finished",
+                             why="bad_request")
             return
         start = max(0, len(self.buffer) - 3)
         self.buffer += data
@@ -377,6 +395,11 @@ class ServerHandshakeProtocol:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        pending = self.pending
+        if pending is not None:
+            self.pending = None
+            if not pending.done():
+                pending.cancel()
 
     def _timed_out(self) -> None:
         self.timer = None
@@ -402,113 +425,115 @@ class ServerHandshakeProtocol:
         self.state.handshake_failures[why] += 1
         self._respond(http_response(status, f"{status} {reason}\n", headers))
 
+    def _rejected(self, hs: ServerHandshake) -> None:
+        assert hs.failure is not None and hs.response is not None
+        self.state.stats["rejected"] += 1
+        self.state.handshake_failures[hs.failure] += 1
+        self._respond(hs.response)
+
+    def _internal_error(self, what: str) -> None:
+        log.exception("WebSocket handshake failed on the server side (%s)", what)
+        self._reject(500, "internal server error", why="internal")
+
     def _handle(self, head: bytes, rest: bytes) -> None:
         state = self.state
-        try:
-            request = parse_request(head, state.max_headers)
-        except InvalidHandshakeError as exc:
-            self._reject(exc.status, str(exc), why="bad_request")
+        hs = ServerHandshake(state.policy, head)
+        outcome = hs.outcome
+        if outcome is not PENDING:
+            if outcome is HTTP:
+                self._answer_http(hs)
+            else:
+                self._rejected(hs)
             return
-        if not is_upgrade_attempt(request):
-            state.stats["http"] += 1
-            response = state.http_handler(request) if state.http_handler else None
-            if response is None:
-                response = default_http_handler(request)
-            self._finish()
-            body = b"" if request.method == "HEAD" else response.body
-            self._respond(http_response(response.status, body, response.headers))
-            return
-        try:
-            key = check_request(request)
-        except InvalidHandshakeError as exc:
-            headers = [("Sec-WebSocket-Version", "13")] if exc.status == 426 else []
-            if exc.status == 405:
-                headers.append(("Allow", "GET"))
-            self._reject(exc.status, str(exc), headers, why="bad_upgrade")
-            return
-        factory = state.factory_for(request.path)
-        if factory is None:
-            self._reject(404, f"no WebSocket endpoint at {request.path}", why="no_route")
-            return
-        if state.origins is not None and request.headers.get("Origin") not in state.origins:
-            self._reject(403, "origin not allowed", why="origin")
-            return
-        try:
-            if state.process_request is not None:
-                response = state.process_request(request)
-                if response is not None:
-                    state.stats["rejected"] += 1
-                    state.handshake_failures["process_request"] += 1
-                    self._respond(http_response(response.status, response.body, response.headers))
-                    return
-            subprotocol = self._select_subprotocol(request)
-            ext_header, extensions = self._negotiate_extensions(request)
-            extra = state.extra_headers
-            if callable(extra):
-                extra = extra(request)
-            response_bytes = accept_response(key, subprotocol, ext_header, extra)
-            handler = factory()
-            check_handler(handler)
-        except InvalidHandshakeError as exc:
-            self._reject(exc.status, str(exc), why="negotiation")
-            return
-        except Exception:
-            log.exception("WebSocket handshake failed on the server side")
+        hook = state.process_request
+        if hook is not None:
+            try:
+                result = hook(cast(HandshakeRequest, hs.request))
+            except Exception:
+                self._internal_error("process_request")
+                return
+            if inspect.isawaitable(result):
+                # An async hook runs on the loop; the handshake timer keeps
+                # running, and a lost connection cancels it.
+                self.buffer = rest
+                pending = self.pending = asyncio.ensure_future(result, loop=state.loop)
+                pending.add_done_callback(lambda task: self._processed(task, hs))
+                return
+            if result is not None:
+                self._hook_answered(hs, result)
+                return
+        self._accept(hs, rest)
+
+    def _processed(self, task: "asyncio.Future[Any]", hs: ServerHandshake) -> None:
+        if self.done or self.pending is not task:
+            return          # timed out, aborted or lost while the hook ran
+        self.pending = None
+        if task.cancelled():
             self._reject(500, "internal server error", why="internal")
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("WebSocket handshake failed on the server side (process_request)",
+                      exc_info=exc)
+            self._reject(500, "internal server error", why="internal")
+            return
+        result = task.result()
+        if result is not None:
+            self._hook_answered(hs, result)
+            return
+        rest, self.buffer = self.buffer, b""
+        self._accept(hs, rest)
+
+    def _hook_answered(self, hs: ServerHandshake, response: Any) -> None:
+        if not isinstance(response, Response):
+            log.error("process_request returned %r; expected None or a Response", response)
+            self._reject(500, "internal server error", why="internal")
+            return
+        hs.reject(response.status, "", list(response.headers), body=response.body)
+        self._rejected(hs)
+
+    def _answer_http(self, hs: ServerHandshake) -> None:
+        state = self.state
+        request = cast(HandshakeRequest, hs.request)
+        state.stats["http"] += 1
+        try:
+            response = state.http_handler(request) if state.http_handler else None
+        except Exception:
+            self._internal_error("http_handler")
+            return
+        if response is None:
+            response = default_http_handler(request)
+        body = b"" if request.method == "HEAD" else response.body
+        self._respond(http_response(response.status, body, response.headers))
+
+    def _accept(self, hs: ServerHandshake, rest: bytes) -> None:
+        state = self.state
+        try:
+            response = hs.accept()
+            if hs.outcome is REJECT:
+                self._rejected(hs)
+                return
+            handler = cast(HandlerFactory, hs.factory)()
+            check_handler(handler)
+        except Exception:
+            self._internal_error("negotiation or handler factory")
             return
         self._finish()
         state.stats["accepted"] += 1
         transport = self.transport
-        transport.write(response_bytes)
+        transport.write(response)
         handler.server = state
         state.handlers.add(handler)
         transport.set_protocol(handler)
         try:
-            handler.attach(transport, state.loop, options=state.options, extensions=extensions,
-                           subprotocol=subprotocol, request=request, flusher=state.flusher)
+            handler.attach(transport, state.loop, options=state.options, extensions=hs.extensions,
+                           subprotocol=hs.subprotocol, request=hs.request, flusher=state.flusher)
         except Exception:
             log.exception("error in %s.on_open", type(handler).__name__)
             handler.fail(1011, "internal error")
             return
         if rest:
             handler.data_received(rest)
-
-    def _select_subprotocol(self, request: Request) -> Optional[str]:
-        offered = header_tokens(request.headers.get("Sec-WebSocket-Protocol"))
-        if not offered or not self.state.subprotocols:
-            return None
-        # Tokens were lower-cased for matching; answer with the server's spelling.
-        for proto in self.state.subprotocols:
-            if proto.lower() in offered:
-                return proto
-        return None
-
-    def _negotiate_extensions(self, request: Request) -> tuple[Optional[str], list[Extension]]:
-        if not self.state.extensions:
-            return None, []
-        offers = parse_extension_header(request.headers.get("Sec-WebSocket-Extensions"))
-        accepted: list[Extension] = []
-        answers: list[str] = []
-        used: set[str] = set()
-        rsv = 0
-        for name, params in offers:
-            if name in used:
-                continue
-            for factory in self.state.extensions:
-                if factory.name != name:
-                    continue
-                result = factory.accept(params)
-                if result is None:
-                    continue
-                answer, ext = result
-                if ext.rsv & rsv:
-                    continue        # two extensions may not claim the same RSV bit
-                rsv |= ext.rsv
-                used.add(name)
-                accepted.append(ext)
-                answers.append(answer)
-                break
-        return (", ".join(answers) or None), accepted
 
 
 class WebSocketServer:
