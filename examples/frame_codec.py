@@ -35,7 +35,9 @@ def main() -> None:
     bad = build_frame(OP_BINARY, b"ok", mask=True) + build_frame(OP_TEXT, b"\xed\xa0\x80", mask=True)
     server = FrameParser(require_mask=True)
     print("before the error:", [f.payload for f in server.feed(bad)])
-    print("error:", type(server.error).__name__, server.error.close_code, server.error)
+    error = server.error
+    assert error is not None
+    print("error:", type(error).__name__, error.close_code, error)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, Optional
 
 from fastsock.exceptions import ConnectTimeoutError
 from fastsock.reactor import Reactor
@@ -24,17 +25,17 @@ class LineClient(Protocol):
         self.received = bytearray()
         self.done = False
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         transport.writelines(m.encode() + b"\n" for m in self.messages)
         transport.write_eof()  # "that is all": the server closes after the echo
         # give up if the answer takes too long
         self.timer = self.reactor.call_later(5.0, transport.abort)
 
-    def data_received(self, data):
+    def data_received(self, data: bytes) -> None:
         self.received += data
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.timer.cancel()
         self.done = True
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from fastsock.reactor import Reactor
 from fastsock.transports import Protocol
@@ -16,20 +17,20 @@ from fastsock.transports.tcp import create_tcp_server
 
 
 class Echo(Protocol):
-    def connection_made(self, transport):
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
-    def data_received(self, data):
+    def data_received(self, data: bytes) -> None:
         self.transport.write(data)
 
-    def eof_received(self):
+    def eof_received(self) -> bool:
         return False  # close once the echo of everything received is flushed
 
     # back-pressure: a client that does not read makes us stop reading it
-    def pause_writing(self):
+    def pause_writing(self) -> None:
         self.transport.pause_reading()
 
-    def resume_writing(self):
+    def resume_writing(self) -> None:
         self.transport.resume_reading()
 
 

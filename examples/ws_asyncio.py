@@ -7,9 +7,10 @@ health endpoint, then talks to it with fastsock's asyncio client.
 """
 import asyncio
 import sys
+from typing import Optional
 
 from fastsock.adapters import aio
-from fastsock.websocket import Response, WebSocketHandler
+from fastsock.websocket import Request, Response, WebSocketHandler
 
 
 class Echo(WebSocketHandler):
@@ -26,13 +27,13 @@ class Client(WebSocketHandler):
         self.inbox.put_nowait(data)
 
 
-def check_token(request):
+def check_token(request: Request) -> Optional[Response]:
     if request.headers.get("Authorization") != "Bearer secret":
         return Response(401, [("WWW-Authenticate", "Bearer")], "missing or bad token\n")
     return None                               # accept
 
 
-def health(request):
+def health(request: Request) -> Optional[Response]:
     return Response(200, [], "OK\n") if request.path == "/health" else None
 
 
@@ -41,6 +42,7 @@ async def main() -> None:
                              process_request=check_token, http_handler=health)
     url = f"ws://127.0.0.1:{server.port}/echo"
     ws = await aio.connect(url, Client, headers=[("Authorization", "Bearer secret")])
+    assert isinstance(ws, Client)
     ws.send("over asyncio")
     print("got", await ws.inbox.get())
     try:

@@ -20,7 +20,8 @@ class Client(fastsock.WebSocketHandler):
         print("got", repr(data))
 
     def on_pong(self, payload: bytes) -> None:
-        print(f"round trip {self.latency * 1000:.2f} ms")
+        if self.latency is not None:             # set when the pong answers our ping
+            print(f"round trip {self.latency * 1000:.2f} ms")
         self.close(1000, "done")
 
     def on_close(self, code: int, reason: str) -> None:

@@ -23,16 +23,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import socket
 import ssl as _ssl
-from typing import (Any, Awaitable, Callable, Generator, Mapping, Optional, Sequence, Union,
-                    cast, overload)
+from typing import (TYPE_CHECKING, Any, Awaitable, Callable, Generator, Mapping, Optional,
+                    Pattern, Sequence, Union, cast, overload)
 
 from ..exceptions import ConnectionClosed
-from ..server import ServerState, WebSocketServer
+from ..server import ProcessRequest, ServerState, WebSocketServer, default_http_handler
 from ..server import serve as _callback_serve
+from ..websocket.handshake import MAX_HEAD_SIZE, MAX_HEADERS, Response
 from ..websocket.protocol import OPEN, WebSocketHandler, WebSocketOptions
 from .connection import (DEFAULT_MAX_QUEUE, SERVER_LOGGER, Connection, ConnectionCore, Dumps,
                          LoggerLike, Loads, get_logger)
+
+if TYPE_CHECKING:
+    from ..reactor import Reactor
 
 __all__ = ["Handler", "Server", "serve", "is_coroutine_handler"]
 
@@ -40,6 +45,8 @@ Handler = Callable[[Connection], Awaitable[Any]]
 # Close code and reason when the application's handler raises.
 INTERNAL_ERROR = 1011
 INTERNAL_ERROR_REASON = "internal error"
+# ServerState's default: seconds for a client to finish the opening handshake.
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 
 
 def is_coroutine_handler(handler: Any) -> bool:
@@ -238,44 +245,96 @@ class Server:
 _POLL_INTERVAL = 0.01
 
 
+# The callback form: WebSocketHandler factories (classes), or {path: factory}.
+CallbackRoutes = Union[Callable[[], WebSocketHandler], Mapping[str, Callable[[], WebSocketHandler]]]
+# The request these hooks get is the handshake's request object.
+ExtraHeaders = Union[Sequence[tuple[str, str]], Callable[[Any], Sequence[tuple[str, str]]]]
+HttpHandler = Optional[Callable[[Any], Optional[Response]]]
+# select_subprotocol(request, offered) -> the chosen one, or None.
+SelectSubprotocol = Callable[[Any, list[str]], Optional[str]]
+# An allowed Origin: the exact string, a compiled pattern, or None (no Origin header).
+Origin = Union[str, Pattern[str], None]
+
+
 @overload
 def serve(handler: Union[Handler, Mapping[str, Handler]], host: Optional[str] = ...,
           port: int = ..., *, ssl: Optional[_ssl.SSLContext] = ..., backlog: int = ...,
-          reuse_port: bool = ..., sock: Any = ..., max_queue: int = ...,
+          reuse_port: bool = ..., sock: Optional[socket.socket] = ..., max_queue: int = ...,
           dumps: Dumps = ..., loads: Loads = ..., logger: Optional[LoggerLike] = ...,
-          options: Optional[WebSocketOptions] = ..., origins: Optional[Sequence[Optional[str]]] = ...,
-          subprotocols: Sequence[str] = ..., **kwargs: Any) -> Server: ...
+          options: Optional[WebSocketOptions] = ...,
+          origins: Optional[Sequence[Origin]] = ..., subprotocols: Sequence[str] = ...,
+          select_subprotocol: Optional[SelectSubprotocol] = ...,
+          extensions: Sequence[Any] = ..., process_request: Optional[ProcessRequest] = ...,
+          http_handler: HttpHandler = ..., extra_headers: ExtraHeaders = ...,
+          handshake_timeout: float = ..., max_head_size: int = ...,
+          max_headers: int = ...) -> Server: ...
 
 
 @overload
-def serve(handler: Any, host: Optional[str] = ..., port: int = ..., *, reactor: Any,
-          **kwargs: Any) -> WebSocketServer: ...
+def serve(handler: CallbackRoutes, host: Optional[str] = ..., port: int = ..., *,
+          reactor: "Reactor", backlog: int = ..., reuse_port: bool = ...,
+          sock: Optional[socket.socket] = ..., options: Optional[WebSocketOptions] = ...,
+          origins: Optional[Sequence[Origin]] = ..., subprotocols: Sequence[str] = ...,
+          select_subprotocol: Optional[SelectSubprotocol] = ...,
+          extensions: Sequence[Any] = ..., process_request: Optional[ProcessRequest] = ...,
+          http_handler: HttpHandler = ..., extra_headers: ExtraHeaders = ...,
+          handshake_timeout: float = ..., max_head_size: int = ...,
+          max_headers: int = ...) -> WebSocketServer: ...
 
 
 def serve(handler: Any, host: Optional[str] = "127.0.0.1", port: int = 0, *,
-          reactor: Any = None, **kwargs: Any) -> Union[Server, WebSocketServer]:
+          reactor: Optional["Reactor"] = None,
+          ssl: Optional[_ssl.SSLContext] = None, backlog: int = 1024, reuse_port: bool = False,
+          sock: Optional[socket.socket] = None, max_queue: int = DEFAULT_MAX_QUEUE,
+          dumps: Dumps = json.dumps, loads: Loads = json.loads,
+          logger: Optional[LoggerLike] = None, options: Optional[WebSocketOptions] = None,
+          origins: Optional[Sequence[Origin]] = None, subprotocols: Sequence[str] = (),
+          select_subprotocol: Optional[SelectSubprotocol] = None,
+          extensions: Sequence[Any] = (), process_request: Optional[ProcessRequest] = None,
+          http_handler: HttpHandler = default_http_handler, extra_headers: ExtraHeaders = (),
+          handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+          max_head_size: int = MAX_HEAD_SIZE,
+          max_headers: int = MAX_HEADERS) -> Union[Server, WebSocketServer]:
     """Serve WebSockets.
 
     - ``handler`` is ``async def handler(ws)`` (or a ``{path: handler}``
       dict of them): the coroutine API. Returns a :class:`Server` to use as
       ``async with serve(...) as server`` or ``server = await serve(...)``,
-      on the running loop. Keywords: ``ssl`` (an ``SSLContext``: wss),
-      ``max_queue``, ``dumps``/``loads`` (``send_json``/``recv_json``),
-      ``logger``, ``options``, ``backlog``, ``reuse_port``, ``sock``, and
-      those of :class:`~fastsock.server.ServerState` (``origins``,
-      ``subprotocols``, ``extensions``, ``process_request``...).
+      on the running loop. ``ssl`` (an ``SSLContext``: wss), ``max_queue``,
+      ``dumps``/``loads`` (``send_json``/``recv_json``) and ``logger`` (a
+      Logger or a name) are the coroutine API's own.
     - ``handler`` is a :class:`WebSocketHandler` subclass or factory (or a
       dict of them): the callback API, :func:`fastsock.server.serve`; it
       needs ``reactor=``.
+
+    Both take ``backlog``, ``reuse_port``, ``sock`` (a listening socket to
+    serve instead of binding), ``options`` and the keywords of
+    :class:`~fastsock.server.ServerState` (``origins`` ... ``max_headers``).
     """
+    state_kwargs: dict[str, Any] = dict(
+        options=options, origins=origins, subprotocols=subprotocols, extensions=extensions,
+        process_request=process_request, http_handler=http_handler,
+        extra_headers=extra_headers, handshake_timeout=handshake_timeout,
+        max_head_size=max_head_size, max_headers=max_headers)
+    if select_subprotocol is not None:
+        state_kwargs["select_subprotocol"] = select_subprotocol
     if is_coroutine_handler(handler) or (
             isinstance(handler, Mapping) and handler
             and all(is_coroutine_handler(h) for h in handler.values())):
         if reactor is not None:
             raise TypeError("a coroutine handler runs on the running loop: drop reactor=")
-        return Server(handler, host, port, **kwargs)
+        return Server(handler, host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
+                      sock=sock, max_queue=max_queue, dumps=dumps, loads=loads, logger=logger,
+                      **state_kwargs)
     if reactor is None:
         raise TypeError(f"{handler!r} is not a coroutine function, so it is a callback "
                         f"handler, and the callback API needs reactor= "
                         f"(or write `async def handler(ws)`)")
-    return _callback_serve(handler, host or "127.0.0.1", port, reactor=reactor, **kwargs)
+    own = {"ssl": ssl is not None, "max_queue": max_queue != DEFAULT_MAX_QUEUE,
+           "dumps": dumps is not json.dumps, "loads": loads is not json.loads,
+           "logger": logger is not None}
+    if any(own.values()):
+        raise TypeError(f"{', '.join(k for k, v in own.items() if v)}: coroutine-API keywords, "
+                        f"not taken by a callback handler")
+    return _callback_serve(handler, host or "127.0.0.1", port, reactor=reactor, backlog=backlog,
+                           reuse_port=reuse_port, sock=sock, **state_kwargs)

@@ -386,8 +386,8 @@ def test_each_opening_failure_has_its_exception(aio: Any) -> None:
             port = server.port
         with pytest.raises(ConnectionRefusedError):
             await connect(f"ws://127.0.0.1:{port}/")
-        with pytest.raises(ValueError):
-            connect(f"ws://127.0.0.1:{port}/", ssl=ssl.create_default_context())
+        with pytest.raises(ValueError):                 # a malformed URI, at once
+            connect(f"http://127.0.0.1:{port}/")
         # a TCP server that never answers the upgrade
         silent = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
         try:
