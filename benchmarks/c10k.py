@@ -11,6 +11,22 @@ descriptors at every phase boundary the load generator announces.
     python -m benchmarks.c10k                       # 10,000 connections, every server
     python -m benchmarks.c10k --servers fastsock,c --connections 2000
     python -m benchmarks.c10k --quick               # 1,000 connections, short phases
+
+permessage-deflate (issue 13): ``--deflate`` has wsload offer it (with
+``--deflate-params``) and send JSON-like text (``--payload json``); the
+``fastsock-deflate`` server compresses its broadcasts, ``fastsock`` does not,
+so one run compares the same broadcast compressed and uncompressed::
+
+    python -m benchmarks.c10k --servers fastsock,fastsock-deflate --size 1024 --deflate \
+        --deflate-params "server_no_context_takeover; client_max_window_bits"
+
+``--mode hold`` measures what a used idle connection costs instead: N
+connections to an echo server each send one message and get it back (so a
+negotiated compressor and decompressor have been used), then stay idle; the
+server's RSS delta per connection is the result::
+
+    python -m benchmarks.c10k --mode hold --servers fastsock-deflate,websockets-deflate \
+        --connections 2000 --size 1024 --deflate
 """
 from __future__ import annotations
 
@@ -44,6 +60,23 @@ ADAPTERS = [
                        "--mode", "broadcast"), needs_module="picows"),
     Adapter("c", (str(tool("wsecho_c")), "--host", "{host}", "--port", "{port}", "--mode", "broadcast"),
             needs_tool="wsecho_c"),
+]
+FAST_SERVE = (PYTHON, "-m", "fastsock", "serve")
+ADDR = ("--host", "{host}", "--port", "{port}")
+# the broadcast with permessage-deflate (no effect on clients that do not offer it)
+ADAPTERS.append(Adapter("fastsock-deflate", (*FAST_SERVE, "broadcast", *ADDR, "--compression", "deflate"),
+                        needs_app="broadcast", needs_option="--compression"))
+# --mode hold: echo servers (each connection's one message comes back)
+HOLD_ADAPTERS = [
+    Adapter("fastsock", (*FAST_SERVE, "echo", *ADDR, "--compression", "none"), needs_app="echo",
+            needs_option="--compression"),
+    Adapter("fastsock-deflate", (*FAST_SERVE, "echo", *ADDR, "--compression", "deflate"), needs_app="echo",
+            needs_option="--compression"),
+    Adapter("websockets", (PYTHON, "-m", "benchmarks.servers.ws_websockets", *ADDR, "--mode", "echo"),
+            needs_module="websockets"),
+    Adapter("websockets-deflate", (PYTHON, "-m", "benchmarks.servers.ws_websockets", *ADDR, "--mode", "echo",
+                                   "--compression", "deflate"), needs_module="websockets"),
+    Adapter("c", (str(tool("wsecho_c")), *ADDR, "--mode", "echo"), needs_tool="wsecho_c"),
 ]
 FD_MARGIN = 64   # descriptors each process needs besides its connections
 EVENTS = ("connecting", "established", "idle_begin", "idle_end", "echo_begin", "echo_end",
@@ -120,15 +153,27 @@ def on_line(line: bytes, name: str, server: ServerProcess, samples: dict[str, Sa
     return None
 
 
-def drive(adapter: Adapter, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
-    port = free_port()
-    argv = [str(tool("wsload")), "--mode", "c10k", "--host", args.host, "--port", str(port),
-            "--connections", str(args.connections), "--concurrency", str(args.concurrency),
-            "--sources", str(args.sources), "--idle", str(args.idle), "--ping-rounds", str(args.ping_rounds),
+def wsload_argv(args: argparse.Namespace, port: int) -> list[str]:
+    """The load generator's command line for this run's mode."""
+    common = ["--host", args.host, "--port", str(port), "--connections", str(args.connections),
+              "--concurrency", str(args.concurrency), "--sources", str(args.sources), "--idle", str(args.idle),
+              "--size", str(args.size), "--phase-timeout", str(args.phase_timeout),
+              "--connect-timeout", str(args.connect_timeout)]
+    if getattr(args, "deflate", False):
+        common += ["--payload", "json", "--deflate"]
+        if args.deflate_params is not None:
+            common += ["--deflate-params", args.deflate_params]
+    if getattr(args, "mode", "c10k") == "hold":
+        return [str(tool("wsload")), "--mode", "hold", *common]
+    return [str(tool("wsload")), "--mode", "c10k", *common, "--ping-rounds", str(args.ping_rounds),
             "--ping-spread", str(args.ping_spread), "--broadcasts", str(args.broadcasts),
             "--broadcast-gap", str(args.broadcast_gap), "--flood", str(args.flood),
-            "--flood-interval", str(args.flood_interval), "--size", str(args.size),
-            "--phase-timeout", str(args.phase_timeout), "--connect-timeout", str(args.connect_timeout)]
+            "--flood-interval", str(args.flood_interval)]
+
+
+def drive(adapter: Adapter, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
+    port = free_port()
+    argv = wsload_argv(args, port)
     budget = (args.connect_timeout + args.idle + args.ping_rounds * args.ping_spread
               + (2 + args.broadcasts) * args.phase_timeout + args.flood * args.flood_interval + 15)
     run_deadline = min(deadline, time.monotonic() + budget)
@@ -220,6 +265,9 @@ def summarise(res: dict[str, Any], s: dict[str, Sample], base: Sample, peak: int
         "flood_lag_p50_ms": fl.get("lag_p50_ms"),
         "flood_lag_max_ms": fl.get("lag_max_ms"),
         "open_at_end": res.get("open_at_end"),
+        "replies": res.get("replies"),
+        "deflate_accepted": (res.get("deflate") or {}).get("accepted"),
+        "compressed_received": res.get("compressed_received"),
         "loadgen_errors": res.get("errors"),
         "loadgen_last_error": res.get("last_error"),
         "rss_before_mib": round(base.rss / 2**20, 2),
@@ -273,6 +321,30 @@ def add_ratios(results: dict[str, dict[str, Any]]) -> None:
             r["bc_vs_c"] = round(r["bc_last_p50_ms"] / c["bc_last_p50_ms"], 3)
 
 
+def hold_goals(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 13: RSS per used idle connection with deflate, fastsock vs
+    websockets at its defaults (both negotiating permessage-deflate)."""
+    f, w = results.get("fastsock-deflate", {}), results.get("websockets-deflate", {})
+    fk, wk = f.get("rss_per_conn_kib"), w.get("rss_per_conn_kib")
+    if fk is None or not wk:
+        return []
+    ratio = fk / wk
+    return [{"goal": "RSS per idle connection with deflate negotiated, after one message each, vs websockets",
+             "target": "≤ 0.25×", "measured": f"{fk:.2f} KiB vs {wk:.2f} KiB = {ratio:.3f}×", "met": ratio <= 0.25}]
+
+
+def deflate_goals(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 13: a compressed broadcast to no-takeover connections vs the same
+    broadcast uncompressed (time to the last receiver, p50)."""
+    d, u = results.get("fastsock-deflate", {}), results.get("fastsock", {})
+    dm, um = d.get("bc_last_p50_ms"), u.get("bc_last_p50_ms")
+    if dm is None or not um:
+        return []
+    ratio = dm / um
+    return [{"goal": "compressed broadcast to the last receiver (p50) vs the same uncompressed",
+             "target": "≤ 1.5×", "measured": f"{dm:.1f} ms vs {um:.1f} ms = {ratio:.2f}×", "met": ratio <= 1.5}]
+
+
 def goals(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's C10k goals, evaluated for fastsock against this run."""
     f = results.get("fastsock")
@@ -309,7 +381,13 @@ def goals(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.c10k", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--servers", help="comma-separated: " + ",".join(a.name for a in ADAPTERS))
+    p.add_argument("--servers", help="comma-separated: " + ",".join(a.name for a in ADAPTERS)
+                   + " (--mode hold: " + ",".join(a.name for a in HOLD_ADAPTERS) + ")")
+    p.add_argument("--mode", choices=("c10k", "hold"), default="c10k",
+                   help="hold: N connections to an echo server send one message each, then idle (RSS per conn)")
+    p.add_argument("--deflate", action="store_true",
+                   help="wsload offers permessage-deflate and sends JSON-like text (--payload json)")
+    p.add_argument("--deflate-params", metavar="PARAMS", help="the offer's parameters (implies --deflate)")
     p.add_argument("--add-server", action="append", metavar="NAME=COMMAND",
                    help="also run your own broadcast server: COMMAND with {host} and {port} (repeatable)")
     p.add_argument("--connections", type=int, help="default 10,000 (1,000 with --quick)")
@@ -344,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         args.broadcasts, args.flood, args.phase_timeout = 5, 10, 3.0
     if args.connections is None:
         args.connections = 1000 if args.quick else 10000
+    if args.deflate_params is not None:
+        args.deflate = True
     if args.connections < 1 or args.size < 16 or args.rounds < 1:
         raise SystemExit("error: --connections >= 1, --size >= 16 and --rounds >= 1 are required")
     if args.host != "127.0.0.1":
@@ -363,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         args.sources, why = sources_needed(args.connections)
         notes.append(why)
     extra = custom_adapters(args.add_server)
-    known = {a.name: a for a in [*ADAPTERS, *extra]}
-    wanted = args.servers.split(",") if args.servers else [a.name for a in ADAPTERS]
+    base_adapters = HOLD_ADAPTERS if args.mode == "hold" else ADAPTERS
+    known = {a.name: a for a in [*base_adapters, *extra]}
+    wanted = args.servers.split(",") if args.servers else [a.name for a in base_adapters]
     wanted += [a.name for a in extra if a.name not in wanted]
     bad = [w for w in wanted if w not in known]
     if bad:
@@ -380,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             adapters.append(known[name])
     result: dict[str, Any] = {
         "scenario": "c10k",
+        "mode": args.mode,
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "command": command_line("benchmarks.c10k", argv if argv is not None else sys.argv[1:]),
@@ -387,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                    "idle_s": args.idle, "ping_rounds": args.ping_rounds, "broadcasts": args.broadcasts,
                    "size": args.size, "flood": args.flood, "flood_interval_ms": args.flood_interval * 1e3,
                    "rounds": args.rounds, "server_core": args.server_core, "client_core": args.client_core,
-                   "rlimit_nofile": soft},
+                   "rlimit_nofile": soft, "mode": args.mode, "deflate": args.deflate,
+                   "deflate_params": args.deflate_params},
         "limits": limits_report(),
         "notes": notes,
         "servers": [a.name for a in adapters],
@@ -420,7 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, rs in result["rounds"].items():
         result["results"][name] = combine(rs)
     add_ratios(result["results"])
-    result["goals"] = goals(result["results"])
+    if args.mode == "hold":
+        result["goals"] = hold_goals(result["results"])
+    else:
+        result["goals"] = goals(result["results"]) + (deflate_goals(result["results"]) if args.deflate else [])
     stem = "c10k" + (f"-{args.tag}" if args.tag else "")
     paths = report.write(result, args.out, stem, chart=not args.no_chart)
     print(report.markdown(result))
