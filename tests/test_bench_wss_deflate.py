@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> aio_loops.CertFiles:
     return aio_loops.make_cert(tmp_path_factory.mktemp("cert"))
 
 
-def wsload(*argv: str, timeout: float = 30) -> dict[str, object]:
+def wsload(*argv: str, timeout: float = 30) -> dict[str, Any]:
     proc = subprocess.run([str(tool("wsload")), *argv], capture_output=True, text=True, timeout=timeout)
     return parse_result(proc.stdout, proc.stderr, proc.returncode, "wsload")
 
@@ -230,7 +231,7 @@ def test_wss_adapters_get_the_certificate() -> None:
 
 
 def test_pair_ratios_per_round_and_of_medians() -> None:
-    runs = {"a": [{"round": 1, "msgs_per_s": 300.0}, {"round": 2, "msgs_per_s": 200.0},
+    runs: dict[str, list[dict[str, Any]]] = {"a": [{"round": 1, "msgs_per_s": 300.0}, {"round": 2, "msgs_per_s": 200.0},
                   {"round": 3, "error": "x"}],
             "b": [{"round": 1, "msgs_per_s": 100.0}, {"round": 2, "msgs_per_s": 100.0},
                   {"round": 3, "msgs_per_s": 50.0}]}
