@@ -113,7 +113,8 @@ def test_callback_form_rejects_coroutine_only_keywords(reactor: Any) -> None:
 
     for keyword, value in (("max_queue", 4), ("logger", "x"), ("dumps", lambda o: json.dumps(o))):
         with pytest.raises(TypeError, match=keyword):
-            fastsock.serve(Echo, "127.0.0.1", 0, reactor=reactor, **{keyword: value})
+            untyped = cast(Any, fastsock.serve)     # the wrong keywords on purpose
+            untyped(Echo, "127.0.0.1", 0, reactor=reactor, **{keyword: value})
     server = fastsock.serve(Echo, "127.0.0.1", 0, reactor=reactor, subprotocols=["chat"],
                             handshake_timeout=3.0)
     try:
