@@ -21,8 +21,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from .deflate import Offer
 from .fuzzer import (OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, CloseInfo,
-                     FuzzingClient, HandshakeFailed, build_frame, close_payload, fragments)
+                     FuzzingClient, HandshakeFailed, build_frame, close_payload,
+                     compressed_frames, fragments)
 
 OK, NON_STRICT, FAILED = "OK", "NON-STRICT", "FAILED"
 
@@ -114,6 +116,33 @@ class RoundTrips:
                 return
 
 
+@dataclass(frozen=True)
+class CompressedRoundTrips:
+    """Autobahn 12/13: send ``count`` messages, each after the previous echo,
+    compressed when permessage-deflate was agreed (else plain), the wire
+    payload split into frames of ``frag`` octets (0: one frame). The
+    messages are ``payload(i)``; the client records their digests."""
+    count: int
+    opcode: int
+    payload: Callable[[int], bytes]
+    frag: int = 0
+
+    def run(self, client: FuzzingClient, patience: float) -> None:
+        for i in range(self.count):
+            if client.server_closing:
+                return
+            data = self.payload(i)
+            if client.deflater is not None:
+                wire = compressed_frames(self.opcode, data, client.deflater, self.frag)
+            else:
+                wire = fragments(self.opcode, data, self.frag)
+            client.send(wire)
+            want = i + 1
+            if not client.wait_until(lambda: client.message_count() >= want or client.server_closing,
+                                     KILL_AFTER * patience):
+                return
+
+
 @dataclass
 class Script:
     steps: list
@@ -124,6 +153,9 @@ class Script:
     require_clean: bool = True
     kill_after: float = KILL_AFTER
     rcvbuf: int | None = None             # client SO_RCVBUF; small slows the server's writes
+    offers: Sequence[Offer] | None = None  # permessage-deflate offers in the upgrade request
+    may_decline: bool = False             # the server may decline every offer (RFC 7692 5)
+    digest: bool = False                  # messages are recorded (and expected) as digests
 
 
 @dataclass(frozen=True)
@@ -146,6 +178,7 @@ class CaseResult:
     close_behavior: str
     detail: str
     duration: float
+    negotiated: str = ""   # the server's permessage-deflate answer ("" none/declined)
 
     def line(self) -> str:
         return f"{self.id:<8} {self.verdict:<10} {self.duration:6.2f}s  {self.detail}"
@@ -233,12 +266,20 @@ def run_case(url: str, case: Case, *, patience: float = 1.0) -> CaseResult:
     """Run one case on a fresh connection and grade it."""
     script = case.script()
     t0 = time.monotonic()
-    client = FuzzingClient(url, rcvbuf=script.rcvbuf)
+    client = FuzzingClient(url, rcvbuf=script.rcvbuf,
+                           offers=list(script.offers) if script.offers else None,
+                           digest_messages=script.digest)
     try:
         client.connect()
     except (OSError, HandshakeFailed) as exc:
         return CaseResult(case.id, FAILED, FAILED, FAILED, f"handshake failed: {exc}",
                           time.monotonic() - t0)
+    negotiated = client.agreement.response if client.agreement else ""
+    if script.offers and client.agreement is None and not script.may_decline:
+        client.drop()
+        return CaseResult(case.id, FAILED, FAILED, OK,
+                          "server declined permessage-deflate (no Sec-WebSocket-Extensions "
+                          "in the 101)", time.monotonic() - t0)
     kill_after = script.kill_after * patience
     with client:
         for step in script.steps:
@@ -252,7 +293,9 @@ def run_case(url: str, case: Case, *, patience: float = 1.0) -> CaseResult:
                 client.send_close(script.codes[0])
         client.finish(kill_after)
         events, close = client.snapshot()
-    return judge(case.id, script, events, close, time.monotonic() - t0)
+    result = judge(case.id, script, events, close, time.monotonic() - t0)
+    result.negotiated = negotiated
+    return result
 
 
 # --- helpers to write cases -------------------------------------------------

@@ -16,6 +16,10 @@ Autobahn|Testsuite fuzzing client does:
 
 A reader thread parses what the server sends while the main thread sends,
 so a server that echoes while we are still writing cannot deadlock us.
+
+With ``offers`` the client negotiates permessage-deflate (RFC 7692, see
+deflate.py): it checks the server's answer strictly, compresses what it is
+told to with Python's zlib and inflates the server's compressed messages.
 """
 from __future__ import annotations
 
@@ -26,9 +30,13 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlsplit
+
+from .deflate import (Agreement, Deflater, Inflater, NegotiationError, Offer, negotiate,
+                      offers_header)
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -95,6 +103,24 @@ def valid_close_code(code: int) -> bool:
         or 3000 <= code <= 4999
 
 
+def compressed_frames(opcode: int, payload: bytes, deflater: Deflater, frag: int = 0) -> bytes:
+    """One message compressed (RFC 7692 7.2.1): RSV1 on its first frame only;
+    ``frag`` > 0 splits the compressed payload into frames of that size, as
+    Autobahn's autoFragmentSize does."""
+    data = deflater.compress(payload)
+    if frag <= 0 or len(data) <= frag:
+        return build_frame(opcode, data, rsv=4)
+    parts = [data[i:i + frag] for i in range(0, len(data), frag)]
+    return b"".join(build_frame(opcode if i == 0 else OP_CONT, p, fin=(i == len(parts) - 1),
+                                rsv=4 if i == 0 else 0)
+                    for i, p in enumerate(parts))
+
+
+def digest(payload: bytes) -> bytes:
+    """What a digest-recording client keeps of a message: length and SHA-1."""
+    return b"%d:sha1:%s" % (len(payload), hashlib.sha1(payload).hexdigest().encode())
+
+
 class ServerViolation(Exception):
     """The server itself broke RFC 6455 (masked frame, RSV bits, ...)."""
 
@@ -103,7 +129,10 @@ class ServerFrameReader:
     """Incremental parser for what a server sends: unmasked frames, messages
     reassembled from fragments, control frames interleaved."""
 
-    def __init__(self) -> None:
+    def __init__(self, inflater: Inflater | None = None) -> None:
+        self._inflater = inflater
+        self._msg_compressed = False
+        self.compressed_messages = 0
         self._buf = bytearray()
         self._msg_opcode: int | None = None
         self._msg_parts: list[bytes] = []
@@ -145,6 +174,16 @@ class ServerFrameReader:
         return out
 
     def _frame(self, fin: bool, rsv: int, opcode: int, payload: bytes) -> list[tuple[int, bytes]]:
+        if rsv & 4 and self._inflater is not None:
+            # RFC 7692 6.1: RSV1 marks the first frame of a compressed message
+            if opcode >= 8:
+                raise ServerViolation("server set RSV1 on a control frame")
+            if opcode == OP_CONT:
+                raise ServerViolation("server set RSV1 on a continuation frame")
+            rsv &= 3
+            compressed = True
+        else:
+            compressed = False
         if rsv:
             raise ServerViolation(f"server sent RSV bits {rsv} without a negotiated extension")
         if opcode >= 8:
@@ -161,6 +200,7 @@ class ServerFrameReader:
             if self._msg_opcode is not None:
                 raise ServerViolation("server started a new message inside a fragmented one")
             self._msg_opcode = opcode
+            self._msg_compressed = compressed
             self._msg_parts = [payload]
         else:
             raise ServerViolation(f"server sent reserved data opcode {opcode}")
@@ -169,6 +209,14 @@ class ServerFrameReader:
         opcode, self._msg_opcode = self._msg_opcode, None
         message = b"".join(self._msg_parts)
         self._msg_parts = []
+        if self._msg_compressed:
+            assert self._inflater is not None
+            self.compressed_messages += 1
+            try:
+                message = self._inflater.decompress(message)
+            except zlib.error as exc:
+                raise ServerViolation(f"server sent a compressed message that does not inflate "
+                                      f"under the agreed parameters: {exc}") from None
         if opcode == OP_TEXT:
             try:
                 message.decode("utf-8")
@@ -205,6 +253,9 @@ class FuzzingClient:
     url: str
     connect_timeout: float = 10.0
     rcvbuf: int | None = None  # SO_RCVBUF: small values make the server's writes back up
+    offers: list[Offer] | None = None  # permessage-deflate offers (None: offer nothing)
+    digest_messages: bool = False  # record messages as digest(payload) (big echo runs)
+    agreement: Agreement | None = None  # set by connect(): the negotiated deflate, if any
     events: list = field(default_factory=list)
     close: CloseInfo = field(default_factory=CloseInfo)
 
@@ -216,6 +267,7 @@ class FuzzingClient:
         self._ended = False  # TCP connection is over (either side)
         self._may_read = threading.Event()  # cleared: the reader stops calling recv()
         self._may_read.set()
+        self.deflater: Deflater | None = None
 
     # -- setup --
     def connect(self) -> None:
@@ -242,7 +294,9 @@ class FuzzingClient:
         request = (f"GET {path} HTTP/1.1\r\nUser-Agent: fastsock-conformance-fuzzer\r\n"
                    f"Host: {host_header}:{port}\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"
                    "Pragma: no-cache\r\nCache-Control: no-cache\r\n"
-                   f"Sec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+                   f"Sec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n"
+                   + (f"Sec-WebSocket-Extensions: {offers_header(self.offers)}\r\n"
+                      if self.offers else "") + "\r\n").encode()
         sock.sendall(request)
         head = b""
         while b"\r\n\r\n" not in head:
@@ -255,25 +309,30 @@ class FuzzingClient:
                 sock.close()
                 raise HandshakeFailed("handshake response headers too large")
         head, rest = head.split(b"\r\n\r\n", 1)
-        self._check_response(head, key, sock)
+        self.agreement = self._check_response(head, key, sock, self.offers)
         # A bound on every blocking call: a server that stops reading cannot
         # hang the suite; the reader thread simply polls again.
         sock.settimeout(_IO_TIMEOUT)
         self._sock = sock
-        self._parser = ServerFrameReader()
+        self._parser = ServerFrameReader(Inflater(self.agreement) if self.agreement else None)
+        self.deflater = Deflater(self.agreement) if self.agreement else None
         if rest:
             self._on_data(rest)
         self._reader = threading.Thread(target=self._read_loop, name="fuzzer-reader", daemon=True)
         self._reader.start()
 
     @staticmethod
-    def _check_response(head: bytes, key: bytes, sock: socket.socket) -> None:
+    def _check_response(head: bytes, key: bytes, sock: socket.socket,
+                        offers: list[Offer] | None) -> Agreement | None:
         lines = head.decode("latin-1").split("\r\n")
         status = lines[0].split(" ", 2)
         headers: dict[str, str] = {}
+        extensions: list[str] = []
         for line in lines[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
+            if name.strip().lower() == "sec-websocket-extensions":
+                extensions.append(value.strip())
         expected = base64.b64encode(hashlib.sha1(key + _GUID).digest()).decode()
         problem = None
         if len(status) < 2 or status[1] != "101":
@@ -284,11 +343,18 @@ class FuzzingClient:
             problem = f"Connection header {headers.get('connection')!r}"
         elif headers.get("sec-websocket-accept") != expected:
             problem = f"Sec-WebSocket-Accept {headers.get('sec-websocket-accept')!r} != {expected!r}"
-        elif "sec-websocket-extensions" in headers:
+        elif extensions and not offers:
             problem = "server accepted an extension that was not offered"
+        agreement = None
+        if not problem and extensions:
+            try:
+                agreement = negotiate(offers or [], ", ".join(extensions))
+            except NegotiationError as exc:
+                problem = f"invalid permessage-deflate answer: {exc}"
         if problem:
             sock.close()
             raise HandshakeFailed(problem)
+        return agreement
 
     # -- receiving (reader thread) --
     def _read_loop(self) -> None:
@@ -343,6 +409,8 @@ class FuzzingClient:
             close.violation = f"server sent opcode {opcode} after its close frame"
             return None
         if opcode in (OP_TEXT, OP_BINARY):
+            if self.digest_messages:
+                payload = digest(payload)
             self.events.append(("message", payload, opcode == OP_BINARY))
         elif opcode == OP_PONG:
             self.events.append(("pong", payload))

@@ -10,6 +10,17 @@ servers lose points in Autobahn:
 * ``keep_tcp``: never closes the TCP connection after the close handshake
   (every case that needs a clean close must FAIL).
 
+``deflate`` accepts permessage-deflate (the first offer) and compresses its
+echoes; ``deflate="ok"`` does it right, the others are flaws a strict
+client must catch (cases 12/13):
+
+* ``"takeover"``: agrees to ``server_no_context_takeover`` but keeps its
+  compressor's context between messages;
+* ``"window"``: agrees to the ``server_max_window_bits`` asked for but
+  compresses with a 32 KiB window;
+* ``"rsv1_cont"``: sends each echo in two frames with RSV1 on both;
+* ``"answer"``: answers ``client_max_window_bits`` without a value.
+
 ``linger=True`` is the opposite of a flaw: after the close handshake it
 half-closes (SHUT_WR) and reads until the client's EOF before closing, so
 late client frames cannot make the kernel reset the connection and discard
@@ -25,14 +36,16 @@ import hashlib
 import socket
 import struct
 import threading
+import zlib
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class LaxServer:
     def __init__(self, *, late_utf8: bool = False, error_first: bool = False,
-                 keep_tcp: bool = False, linger: bool = False) -> None:
+                 keep_tcp: bool = False, linger: bool = False, deflate: str | None = None) -> None:
         self.late_utf8, self.error_first, self.keep_tcp = late_utf8, error_first, keep_tcp
+        self.deflate = deflate
         self.linger = linger
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = "ws://127.0.0.1:%d/" % self._listener.getsockname()[1]
@@ -91,8 +104,31 @@ class LaxServer:
         key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
                    if line.lower().startswith(b"sec-websocket-key:"))
         accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+        offer = next((line.split(b":", 1)[1].split(b",")[0].decode() for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"sec-websocket-extensions:")), None)
+        deflater = inflater = None
+        answer = b""
+        if self.deflate and offer and offer.strip().startswith("permessage-deflate"):
+            params = dict((p.strip().partition("=")[0], p.strip().partition("=")[2])
+                          for p in offer.split(";")[1:])
+            reply = ["permessage-deflate"]
+            snct = "server_no_context_takeover" in params
+            bits = int(params.get("server_max_window_bits") or 15)
+            if snct:
+                reply.append("server_no_context_takeover")
+            if "server_max_window_bits" in params:
+                reply.append(f"server_max_window_bits={bits}")
+            if self.deflate == "answer":
+                reply.append("client_max_window_bits")
+            answer = b"Sec-WebSocket-Extensions: " + "; ".join(reply).encode() + b"\r\n"
+            wbits = 15 if self.deflate == "window" else max(bits, 9)
+            reset = snct and self.deflate != "takeover"
+            deflater = _Compressor(wbits, reset, self.deflate == "rsv1_cont")
+            inflater = zlib.decompressobj(-15)
         conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n"
+                     + answer + b"\r\n")
+        compressed = False
         buf = bytearray(buf)
         msg_op, parts = None, []
         while True:
@@ -104,6 +140,10 @@ class LaxServer:
                     break
                 fin, rsv, op, payload, used = parsed
                 del buf[:used]
+                if rsv == 4 and inflater is not None and op in (1, 2):
+                    compressed, rsv = True, 0
+                elif op in (1, 2):
+                    compressed = False
                 if rsv or op in (3, 4, 5, 6, 7, 11, 12, 13, 14, 15):
                     error = 1002
                 elif op >= 8 and (not fin or len(payload) > 125):
@@ -126,12 +166,18 @@ class LaxServer:
                     if op in (1, 2):
                         msg_op, parts = op, []
                     parts.append(payload)
+                    if compressed:
+                        if not fin:
+                            continue
+                        parts = [inflater.decompress(b"".join(parts) + b"\x00\x00\xff\xff")]
                     if msg_op == 1 and not self.late_utf8 and not _utf8_prefix_ok(b"".join(parts), fin):
                         error = 1007
                     elif fin:
                         message = b"".join(parts)
                         if msg_op == 1 and not _utf8_prefix_ok(message, True):
                             error = 1007
+                        elif deflater is not None:
+                            out.append(deflater.frames(msg_op, message))
                         else:
                             out.append(_frame(msg_op, message))
                         msg_op = None
@@ -145,6 +191,21 @@ class LaxServer:
             if not chunk:
                 return
             buf += chunk
+
+
+class _Compressor:
+    def __init__(self, wbits: int, reset: bool, rsv1_on_both: bool) -> None:
+        self.wbits, self.reset, self.rsv1_on_both = wbits, reset, rsv1_on_both
+        self.c = zlib.compressobj(6, zlib.DEFLATED, -wbits)
+
+    def frames(self, op: int, message: bytes) -> bytes:
+        data = (self.c.compress(message) + self.c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        if self.reset:
+            self.c = zlib.compressobj(6, zlib.DEFLATED, -self.wbits)
+        if not self.rsv1_on_both or len(data) < 2:
+            return _frame(op, data, rsv=4)
+        half = len(data) // 2
+        return _frame(op, data[:half], rsv=4, fin=False) + _frame(0, data[half:], rsv=4)
 
 
 def _parse(buf: bytearray):
@@ -169,13 +230,14 @@ def _parse(buf: bytearray):
     return bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F, payload, pos + 4 + n
 
 
-def _frame(op: int, payload: bytes) -> bytes:
+def _frame(op: int, payload: bytes, rsv: int = 0, fin: bool = True) -> bytes:
     n = len(payload)
+    b0 = (0x80 if fin else 0) | (rsv << 4) | op
     if n < 126:
-        return struct.pack("!BB", 0x80 | op, n) + payload
+        return struct.pack("!BB", b0, n) + payload
     if n < 65536:
-        return struct.pack("!BBH", 0x80 | op, 126, n) + payload
-    return struct.pack("!BBQ", 0x80 | op, 127, n) + payload
+        return struct.pack("!BBH", b0, 126, n) + payload
+    return struct.pack("!BBQ", b0, 127, n) + payload
 
 
 def _utf8_prefix_ok(data: bytes, final: bool) -> bool:

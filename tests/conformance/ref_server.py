@@ -1,10 +1,11 @@
 """Reference echo servers to validate the conformance suite against.
 
-    python tests/conformance/ref_server.py {websockets,picows,aiohttp} [--port N]
+    python tests/conformance/ref_server.py {websockets,websockets-deflate,picows,aiohttp} [--port N]
 
 Each echoes every message with its type on any path, with message size
-limits lifted (conformance cases send 16 MiB), no compression and no
-keep-alive pings, and prints ``<name> echo listening on ws://H:P`` when ready,
+limits lifted (conformance cases send 16 MiB), no compression (except
+``websockets-deflate``: the websockets library's permessage-deflate at its
+defaults, the reference for cases 12 and 13) and no keep-alive pings, and prints ``<name> echo listening on ws://H:P`` when ready,
 like ``python -m fastsock serve echo``.
 """
 from __future__ import annotations
@@ -15,16 +16,20 @@ import signal
 import sys
 
 
-async def _websockets(host: str, port: int) -> None:
+async def _websockets(host: str, port: int, compression: str | None = None) -> None:
     from websockets.asyncio.server import serve
 
     async def echo(ws) -> None:
         async for message in ws:
             await ws.send(message)
 
-    async with serve(echo, host, port, max_size=None, compression=None,
+    async with serve(echo, host, port, max_size=None, compression=compression,
                      ping_interval=None) as server:
         await _announce("websockets", server)
+
+
+async def _websockets_deflate(host: str, port: int) -> None:
+    await _websockets(host, port, compression="deflate")
 
 
 async def _picows(host: str, port: int) -> None:
@@ -81,7 +86,7 @@ async def _announce(name: str, server) -> None:
     await stop
 
 
-SERVERS = {"websockets": _websockets, "picows": _picows, "aiohttp": _aiohttp}
+SERVERS = {"websockets": _websockets, "websockets-deflate": _websockets_deflate, "picows": _picows, "aiohttp": _aiohttp}
 
 
 def main(argv: list[str] | None = None) -> int:
