@@ -16,6 +16,7 @@ import asyncio
 import bisect
 import inspect
 import logging
+import ssl as _ssl
 from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence, Union, cast
 
 from .websocket.handshake import (
@@ -569,9 +570,24 @@ class WebSocketServer:
         self.state.close_all(code, reason)
 
 
+class _TLSListener:
+    """The loop's TLS server (``asyncio.Server`` shape) as :class:`WebSocketServer`
+    uses a listener: ``addresses`` and ``close()``."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    @property
+    def addresses(self) -> list[Any]:
+        return [s.getsockname() for s in self.server.sockets]
+
+    def close(self) -> None:
+        self.server.close()
+
+
 def serve(handler: Routes, host: str = "127.0.0.1", port: int = 0, *, reactor: Any,
           backlog: int = 1024, reuse_port: bool = False, sock: Any = None,
-          **kwargs: Any) -> WebSocketServer:
+          ssl: Optional[_ssl.SSLContext] = None, **kwargs: Any) -> WebSocketServer:
     """Listen for WebSocket connections on ``reactor``.
 
     ``handler`` is a :class:`WebSocketHandler` subclass (or any factory
@@ -579,13 +595,29 @@ def serve(handler: Routes, host: str = "127.0.0.1", port: int = 0, *, reactor: A
     get 404). Other keyword arguments go to :class:`ServerState`; limits go
     in ``options=WebSocketOptions(...)``. ``sock``: serve this listening
     socket instead of binding ``host``:``port`` (e.g. a worker's, see
-    :mod:`fastsock.workers`).
+    :mod:`fastsock.workers`). ``ssl``: an ``SSLContext`` with the server's
+    certificate: serve wss through the reactor's TLS transport (call
+    ``serve`` before the reactor runs, as :func:`run` does).
     """
     from .transports.tcp import create_tcp_server
 
     state = ServerState(handler, reactor, **kwargs)
-    tcp = create_tcp_server(reactor, state.protocol_factory, host, port,
-                            backlog=backlog, reuse_port=reuse_port, sock=sock)
+    tcp: Any
+    if ssl is None:
+        tcp = create_tcp_server(reactor, state.protocol_factory, host, port,
+                                backlog=backlog, reuse_port=reuse_port, sock=sock)
+    else:
+        if not isinstance(ssl, _ssl.SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
+        if reactor.is_running():
+            raise RuntimeError("serve(ssl=...) starts listening before the reactor runs; on a "
+                               "running loop use the coroutine API (fastsock.serve with an "
+                               "async handler) or loop.create_server(state.protocol_factory, ssl=)")
+        where: dict[str, Any] = ({"sock": sock} if sock is not None else
+                                 {"host": host, "port": port, "reuse_address": True,
+                                  "reuse_port": reuse_port or None})
+        tcp = _TLSListener(reactor.run_until_complete(reactor.create_server(
+            state.protocol_factory, ssl=ssl, backlog=backlog, **where)))
     state.listener = tcp
     server = WebSocketServer(tcp, state)
     reactor.add_shutdown_hook(lambda deadline: server.close())

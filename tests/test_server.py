@@ -3,6 +3,7 @@ raw sockets sending good and malformed handshakes and frames, on each loop."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -383,3 +384,38 @@ def test_an_open_connection_keeps_few_gc_tracked_objects() -> None:
         server.close()
         reactor.run_until(timeout=0.2)
         reactor.close()
+
+
+# --------------------------------------------------------------- wss (callback API)
+
+
+def test_wss_on_the_callback_api_with_the_websockets_client(tls: Any) -> None:
+    with ServerThread(Echo, ssl=tls.server_context(), options=BIG) as srv:
+        with connect(f"wss://localhost:{srv.port}/secure", ssl=tls.client_context(),
+                     max_size=None) as ws:
+            ws.send("über TLS")
+            assert ws.recv(timeout=5) == "über TLS"
+            ws.send(b"\x07" * 200_000)       # many TLS records each way
+            assert ws.recv(timeout=10) == b"\x07" * 200_000
+        assert wait_for(lambda: len(srv.state.handlers) == 0)
+
+
+def test_plain_http_on_the_tls_port_is_logged_and_closed(tls: Any,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="fastsock.tls")
+    with ServerThread(Echo, ssl=tls.server_context()) as srv:
+        with connect(f"wss://localhost:{srv.port}/", ssl=tls.client_context()) as ws:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as plain:
+                peer = "127.0.0.1:%d" % plain.getsockname()[1]
+                plain.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                try:
+                    assert plain.recv(4096) == b""         # closed, nothing in plain text
+                except ConnectionResetError:
+                    pass
+            assert wait_for(lambda: any("plain HTTP on a TLS port" in r.getMessage()
+                                        for r in caplog.records))
+            lines = [r.getMessage() for r in caplog.records if r.name == "fastsock.tls"]
+            assert lines == [f"plain HTTP on a TLS port from {peer}; closing the connection"]
+            # the other connection goes on undisturbed
+            ws.send("still here")
+            assert ws.recv(timeout=5) == "still here"
