@@ -119,9 +119,11 @@ class ClientHandshakeProtocol:
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         if not self.done:
-            self._fail(exc if isinstance(exc, Exception) else
-                       InvalidResponseError("server closed the connection during the handshake", 0),
-                       abort=False)
+            if not isinstance(exc, Exception):
+                # Status 0 caused by EOFError: what a reconnecting client retries.
+                exc = InvalidResponseError("server closed the connection during the handshake", 0)
+                exc.__cause__ = EOFError()
+            self._fail(exc, abort=False)
 
     def pause_writing(self) -> None:
         pass

@@ -110,8 +110,8 @@ def retryable(exc: Exception) -> Optional[Exception]:
         return None if exc.status in _RETRY_STATUSES else exc
     if isinstance(exc, ProxyError):
         return None if exc.status == 0 or exc.status in _RETRY_STATUSES else exc
-    if type(exc) is InvalidResponseError and exc.status == 0:
-        return None        # EOF or a malformed answer from a server going down
+    if isinstance(exc, InvalidResponseError) and isinstance(exc.__cause__, EOFError):
+        return None        # the server closed during the handshake (going down?)
     return exc
 
 

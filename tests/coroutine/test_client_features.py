@@ -475,3 +475,55 @@ def test_malformed_answer_is_an_invalid_response(aio: Any) -> None:
             server.close()
 
     aio.run(main(), RUN_TIMEOUT)
+
+
+def test_retry_decisions_on_real_failures(aio: Any) -> None:
+    from fastsock.coroutine.client import retryable
+
+    async def main() -> None:
+        answers = [b"", b"NOT HTTP AT ALL\r\n\r\n"]    # close at once; then garbage
+
+        async def flaky(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answers.pop(0))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(flaky, "127.0.0.1", 0)
+        try:
+            url = f"ws://127.0.0.1:{port_of(server)}/"
+            with pytest.raises(InvalidResponseError, match="closed the connection") as closed:
+                await fastsock.connect(url)
+            assert closed.value.status == 0 and retryable(closed.value) is None
+            with pytest.raises(InvalidResponseError, match="malformed") as garbage:
+                await fastsock.connect(url)
+            assert retryable(garbage.value) is garbage.value
+        finally:
+            server.close()
+        async with websockets.serve(echo, "127.0.0.1", 0,
+                                    process_request=Recorder()) as ws_server:
+            with pytest.raises(InvalidStatus) as down:
+                await fastsock.connect(f"ws://127.0.0.1:{port_of(ws_server)}/down")
+            assert retryable(down.value) is None           # 503: retried
+        with pytest.raises(OSError) as refused:
+            await fastsock.connect(f"ws://127.0.0.1:{free_port()}/")
+        assert retryable(refused.value) is None
+        try:
+            with pytest.raises(ProxyError) as proxy_closed:
+                await fastsock.connect("ws://127.0.0.1:9/", proxy=await closing_proxy())
+            assert proxy_closed.value.status == 0 and retryable(proxy_closed.value) is None
+        finally:
+            for proxy in servers:
+                proxy.close()
+
+    async def closing_proxy() -> str:
+        async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.close()
+
+        proxy = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+        servers.append(proxy)
+        return f"http://127.0.0.1:{port_of(proxy)}"
+
+    servers: list[Any] = []
+    aio.run(main(), RUN_TIMEOUT)
