@@ -27,7 +27,7 @@ cdef extern from "Python.h":
     int PyBUF_READ
 
 cdef extern from "zlib.h":
-    int Z_OK, Z_STREAM_END, Z_BUF_ERROR, Z_NEED_DICT, Z_SYNC_FLUSH, Z_DEFLATED, Z_DEFAULT_STRATEGY
+    int Z_OK, Z_STREAM_END, Z_BUF_ERROR, Z_NO_FLUSH, Z_SYNC_FLUSH, Z_DEFLATED, Z_DEFAULT_STRATEGY
     int deflateInit2(z_stream *strm, int level, int method, int windowBits, int memLevel,
                      int strategy)
     int deflate(z_stream *strm, int flush)
@@ -51,8 +51,11 @@ cdef Py_ssize_t INPUT_MAX = (1 << 31) - 1
 # message inflates in one zlib call), at least FIRST_OUT, and grows by
 # doubling, each step at most STEP_MAX: the bound on what a message may
 # hold beyond the limit.
-FIRST_OUT = 1024
-STEP_MAX = 1 << 20
+cdef enum:
+    _FIRST_OUT = 1024
+    _STEP_MAX = 1 << 20
+FIRST_OUT = _FIRST_OUT
+STEP_MAX = _STEP_MAX
 
 
 cdef class Compressor:
@@ -109,6 +112,13 @@ cdef class Compressor:
             out = _new_bytes(NULL, cap)
             self._strm.next_in = <const unsigned char *>view.buf
             self._strm.avail_in = <unsigned int>view.len
+            if view.len == 0:
+                # zlib skips a sync flush right after another unless a call
+                # in between (as the zlib module's compress() makes): then an
+                # empty message still gets its empty block, as in the twin.
+                self._strm.next_out = <unsigned char *>_bytes_data(out)
+                self._strm.avail_out = <unsigned int>cap
+                deflate(&self._strm, Z_NO_FLUSH)
             while True:
                 self._strm.next_out = <unsigned char *>_bytes_data(out) + produced
                 self._strm.avail_out = <unsigned int>(cap - produced)
@@ -123,8 +133,12 @@ cdef class Compressor:
                 _PyBytes_Resize(&out, cap)
             if self.no_context_takeover:
                 deflateReset(&self._strm)
-            # A sync flush ends with the empty stored block 00 00 ff ff.
-            _PyBytes_Resize(&out, produced - 4)
+            # A sync flush ends with the empty stored block 00 00 ff ff; a
+            # flush with nothing new (an empty message after another) may
+            # emit nothing at all, which the receiver's tail inflates to b"".
+            if produced >= 4:
+                produced -= 4
+            _PyBytes_Resize(&out, produced)
             result = <bytes>out
         finally:
             PyBuffer_Release(&view)
@@ -169,6 +183,7 @@ cdef class Decompressor:
         cdef PyObject *out = NULL
         cdef Py_ssize_t limit, cap, step, produced = 0, checked = 0
         cdef int rc, seg
+        cdef bint ended = False
         cdef const unsigned char *src
         cdef Py_ssize_t srclen
         if max_size is None:
@@ -187,9 +202,11 @@ cdef class Decompressor:
         try:
             if view.len > INPUT_MAX:
                 raise MessageTooBigError("compressed message of 2 GiB or more")
-            cap = min(limit, max(<Py_ssize_t>FIRST_OUT, 4 * view.len + 64))
+            cap = min(limit, max(<Py_ssize_t>_FIRST_OUT, 4 * view.len + 64))
             out = _new_bytes(NULL, cap)
             for seg in range(2):
+                if seg == 1 and ended:
+                    break                       # no tail after a final block
                 if seg == 0:
                     src = <const unsigned char *>view.buf
                     srclen = view.len
@@ -204,10 +221,12 @@ cdef class Decompressor:
                     rc = inflate(&self._strm, Z_SYNC_FLUSH)
                     produced = cap - self._strm.avail_out
                     if rc == Z_STREAM_END:
-                        # The peer ended the stream (a final block): what
-                        # follows starts a new one, without the old window.
+                        # The peer ended the stream (a final block): the
+                        # tail is not appended to it, and what follows
+                        # starts a new stream, without the old window.
                         inflateReset(&self._strm)
-                        if self._strm.avail_in == 0:
+                        if seg == 1 or self._strm.avail_in == 0:
+                            ended = True
                             break
                         continue
                     if rc != Z_OK and rc != Z_BUF_ERROR:
@@ -227,7 +246,7 @@ cdef class Decompressor:
                                 inflateReset(&self._strm)
                                 raise InvalidUTF8Error("invalid UTF-8 in text message", 1007)
                             checked = produced
-                        step = min(cap, <Py_ssize_t>STEP_MAX)
+                        step = min(cap, <Py_ssize_t>_STEP_MAX)
                         cap = min(limit, cap + step)
                         _PyBytes_Resize(&out, cap)
                         continue

@@ -107,35 +107,40 @@ class Decompressor:
         out = bytearray()
         checked = 0
         validator: Optional[Any] = None
-        pending = bytes(data) + _TAIL
+        ended = False
         try:
-            while True:
-                room = cap - len(out)
-                chunk = z.decompress(pending, room)
-                out += chunk
-                pending = z.unconsumed_tail
-                if z.eof:
-                    # The peer ended the stream (a final block): what follows
-                    # starts a new one, without the old window.
-                    pending = z.unused_data
-                    z = self._z = zlib.decompressobj(-self.wbits)
-                    if not pending:
-                        break
-                    continue
-                if len(chunk) < room:
-                    break               # input consumed, nothing more to come
-                # The output is full and there may be more.
-                if cap >= limit:
-                    raise MessageTooBigError(
-                        f"message inflates to more than {limit - 1} bytes; "
-                        f"the limit is {limit - 1}")
-                if text:
-                    if validator is None:
-                        validator = Utf8Validator()
-                    if not validator.feed(memoryview(out)[checked:]):
-                        raise InvalidUTF8Error("invalid UTF-8 in text message", 1007)
-                    checked = len(out)
-                cap = min(limit, cap + min(cap, STEP_MAX))
+            for seg, pending in enumerate((bytes(data), _TAIL)):
+                while True:
+                    room = cap - len(out)
+                    chunk = z.decompress(pending, room)
+                    out += chunk
+                    pending = z.unconsumed_tail
+                    if z.eof:
+                        # The peer ended the stream (a final block): the
+                        # tail is not appended to it, and what follows
+                        # starts a new stream, without the old window.
+                        pending = z.unused_data
+                        z = self._z = zlib.decompressobj(-self.wbits)
+                        if seg == 1 or not pending:
+                            ended = True
+                            break
+                        continue
+                    if len(chunk) < room:
+                        break           # input consumed, nothing more to come
+                    # The output is full and there may be more.
+                    if cap >= limit:
+                        raise MessageTooBigError(
+                            f"message inflates to more than {limit - 1} bytes; "
+                            f"the limit is {limit - 1}")
+                    if text:
+                        if validator is None:
+                            validator = Utf8Validator()
+                        if not validator.feed(memoryview(out)[checked:]):
+                            raise InvalidUTF8Error("invalid UTF-8 in text message", 1007)
+                        checked = len(out)
+                    cap = min(limit, cap + min(cap, STEP_MAX))
+                if ended:
+                    break
         except zlib.error:
             self._z = None
             raise ProtocolError("invalid compressed data (DEFLATE)", 1007) from None

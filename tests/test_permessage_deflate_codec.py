@@ -1,0 +1,193 @@
+"""The compiled permessage-deflate codec (_deflate.pyx) against its zlib-module
+twin (_deflate_py.py): same bytes out, round trips under any chunking, the
+size limit enforced while inflating, UTF-8 checked while inflating."""
+from __future__ import annotations
+
+import os
+import time
+import tracemalloc
+import zlib
+from types import ModuleType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastsock.exceptions import InvalidUTF8Error, MessageTooBigError, ProtocolError
+from fastsock.websocket import _deflate_py
+from fastsock.websocket.extensions.permessage_deflate import PerMessageDeflate
+
+try:
+    from fastsock.websocket import _deflate as _compiled
+except ImportError:     # pragma: no cover - a build without extensions
+    _compiled = None
+
+needs_compiled = pytest.mark.skipif(_compiled is None, reason="compiled _deflate not built")
+IMPLS = [pytest.param(_deflate_py, id="python"),
+         pytest.param(_compiled, id="cython", marks=needs_compiled)]
+
+messages = st.one_of(
+    st.binary(max_size=3000),
+    st.text(max_size=1500).map(str.encode),
+    st.builds(lambda a, n: a * n, st.binary(min_size=1, max_size=8), st.integers(0, 5000)),
+)
+settings_kw = dict(max_examples=150, deadline=None)
+
+
+@needs_compiled
+@given(msgs=st.lists(messages, min_size=1, max_size=6),
+       wbits=st.integers(9, 15), mem=st.integers(1, 9), level=st.integers(0, 9),
+       nct=st.booleans())
+@settings(**settings_kw)  # type: ignore[arg-type]
+def test_compiled_and_twin_give_the_same_bytes(msgs: list[bytes], wbits: int, mem: int,
+                                               level: int, nct: bool) -> None:
+    assert _compiled is not None
+    a = _compiled.Compressor(wbits, mem, level, nct)
+    b = _deflate_py.Compressor(wbits, mem, level, nct)
+    da = _compiled.Decompressor(wbits, nct)
+    db = _deflate_py.Decompressor(wbits, nct)
+    for m in msgs:
+        za, zb = a.compress(m), b.compress(m)
+        if level:
+            assert za == zb
+        # Level 0 (stored blocks) is sized by the output buffer, which the
+        # two fill differently: both are valid; each decodes the other's.
+        assert da.decompress(zb, len(m)) == m == db.decompress(za, len(m))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@given(msgs=st.lists(messages, min_size=1, max_size=5), cuts=st.lists(st.integers(0, 4000)))
+@settings(**settings_kw)  # type: ignore[arg-type]
+def test_round_trip_of_a_message_split_into_any_fragments(impl: ModuleType, msgs: list[bytes],
+                                                          cuts: list[int]) -> None:
+    # A compressed message may travel in any number of frames: the receiver
+    # joins the fragments and inflates the whole; the context carries over.
+    c = impl.Compressor(12, 5, 6, False)
+    d = impl.Decompressor(12, False)
+    for m in msgs:
+        z = c.compress(m)
+        points = sorted({x % (len(z) + 1) for x in cuts})
+        pieces = [z[i:j] for i, j in zip([0] + points, points + [len(z)])]
+        assert b"".join(pieces) == z
+        assert d.decompress(b"".join(pieces), None) == m
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@given(data=st.one_of(st.binary(max_size=20000),
+                      st.builds(lambda a, n: a * n, st.binary(min_size=1, max_size=3),
+                                st.integers(0, 200_000))))
+@settings(**settings_kw)  # type: ignore[arg-type]
+def test_inflate_grows_in_steps_and_the_limit_is_exact(impl: ModuleType, data: bytes) -> None:
+    # The output grows from a guess (a few times the input) in bounded
+    # steps; highly compressible data takes many steps. The whole message
+    # comes out, and one byte less of limit rejects it.
+    z = impl.Compressor(15, 8, 6, True).compress(data)
+    d = impl.Decompressor(15, True)
+    assert d.decompress(z, len(data)) == data
+    if data:
+        with pytest.raises(MessageTooBigError):
+            d.decompress(z, len(data) - 1)
+        assert d.decompress(z, len(data)) == data      # usable again (no takeover)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_decodes_what_pythons_zlib_made_and_the_other_way(impl: ModuleType) -> None:
+    msg = os.urandom(3000) + b"abc" * 4000
+    z = zlib.compressobj(6, zlib.DEFLATED, -15)
+    wire = (z.compress(msg) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    assert impl.Decompressor(15).decompress(wire, None) == msg
+    ours = impl.Compressor(15, 8, 6).compress(msg)
+    assert zlib.decompressobj(-15).decompress(ours + b"\x00\x00\xff\xff") == msg
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_empty_message_and_a_final_block(impl: ModuleType) -> None:
+    d = impl.Decompressor(15)
+    assert d.decompress(impl.Compressor().compress(b""), 0) == b""
+    assert d.decompress(b"\x00", 0) == b""        # RFC 7692 7.2.3.6: one 0x00 byte
+    # A peer may end the DEFLATE stream (BFINAL) in a message; the next one
+    # then starts a new stream.
+    z = zlib.compressobj(6, zlib.DEFLATED, -15)
+    final = z.compress(b"hello") + z.flush(zlib.Z_FINISH)
+    assert d.decompress(final, 100) == b"hello"
+    assert d.decompress(impl.Compressor(15, 8, 6, True).compress(b"again"), 100) == b"again"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_one_byte_over_the_limit_is_rejected_not_truncated(impl: ModuleType) -> None:
+    for size in (1, 1023, 1024, 1025, 4096, 65536, 200_000):
+        data = os.urandom(size // 2) + bytes(size - size // 2)
+        z = impl.Compressor(15, 8, 6, True).compress(data)
+        d = impl.Decompressor(15, True)
+        assert d.decompress(z, size) == data
+        with pytest.raises(MessageTooBigError) as info:
+            d.decompress(z, size - 1)
+        assert info.value.close_code == 1009
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bomb_stops_at_the_limit_quickly_and_holds_little(impl: ModuleType) -> None:
+    bomb = impl.Compressor(15, 9, 9, True).compress(bytes(256 << 20))   # 256 MiB of zeros
+    assert len(bomb) < 300_000
+    limit = 1 << 20
+    d = impl.Decompressor(15, True)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(MessageTooBigError):
+            d.decompress(bomb, limit)
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Python-level allocations (bytes/bytearray) while inflating: the limit
+    # plus one step, not the 256 MiB the bomb would inflate to.
+    assert peak <= 2 * limit + 2 * impl.STEP_MAX, peak
+    assert elapsed < 5.0      # bounded: it stops at the limit, not at 256 MiB
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_invalid_utf8_is_found_while_inflating(impl: ModuleType) -> None:
+    # 300 KiB of text with a bad byte early: found in the first steps, before
+    # the whole message is inflated (the limit would allow it all).
+    text = b"a" * 2000 + b"\xff" + b"b" * 300_000
+    z = impl.Compressor(15, 8, 6, True).compress(text)
+    with pytest.raises(InvalidUTF8Error) as info:
+        impl.Decompressor(15, True).decompress(z, 1 << 20, True)
+    assert info.value.close_code == 1007
+    # A sequence cut between two steps is fine.
+    good = ("é" * 100_000).encode()
+    assert impl.Decompressor(15, True).decompress(
+        impl.Compressor(15, 8, 6, True).compress(good), 1 << 20, True) == good
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_garbage_is_a_1007_protocol_error(impl: ModuleType) -> None:
+    with pytest.raises(ProtocolError) as info:
+        impl.Decompressor(15).decompress(b"\xff\xff\xff\xff", 100)
+    assert info.value.close_code == 1007
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_state_is_allocated_lazily_and_released(impl: ModuleType) -> None:
+    c, d = impl.Compressor(12, 5, 6), impl.Decompressor(12)
+    assert not c.allocated and not d.allocated
+    d.decompress(c.compress(b"x" * 100), 100)
+    assert c.allocated and d.allocated
+    c.release()
+    d.release()
+    assert not c.allocated and not d.allocated
+
+
+def test_threshold_and_no_takeover_connections_hold_no_state_of_their_own() -> None:
+    ext = PerMessageDeflate(local_no_context_takeover=True, remote_no_context_takeover=True,
+                            threshold=50)
+    assert ext.encode(1, b"x" * 49) == (0, b"x" * 49)            # under the threshold: plain
+    rsv, payload = ext.encode(1, b"x" * 50)
+    assert rsv == 0x40 and ext.decode(0x40, 1, payload, 50) == b"x" * 50
+    assert not ext.memory_held                   # the process's shared state serves it
+    own = PerMessageDeflate(threshold=0)
+    own.decode(0x40, 2, own.encode(2, b"y" * 100)[1], 100)
+    assert own.memory_held
+    own.release()
+    assert not own.memory_held
