@@ -255,8 +255,7 @@ async def open_connection(url: str, factory: Callable[[], WebSocketHandler], *,
                               exc.response.status)
                     if not same_origin(target.uri, new.uri):
                         extra = strip_credentials(extra)
-                    if new.uri.secure and not target.uri.secure:
-                        server_hostname = None     # the old one named the old host
+                        server_hostname = None     # it named the old host
                     target = new
             assert last is not None
             raise TooManyRedirects(f"more than {max_redirects} redirects in a row "
