@@ -527,3 +527,33 @@ def test_retry_decisions_on_real_failures(aio: Any) -> None:
 
     servers: list[Any] = []
     aio.run(main(), RUN_TIMEOUT)
+
+
+def test_extension_factories_through_redirect_and_proxy(aio: Any) -> None:
+    """permessage-deflate's client factory (name/offer()/accept()) is offered on
+    every attempt and negotiated with websockets' server through a redirect
+    and a proxy tunnel."""
+    from fastsock.websocket.extensions.permessage_deflate import ClientPerMessageDeflate
+
+    async def main() -> None:
+        proxy = ConnectProxy()
+        proxy_url = await proxy.start()
+        rec = Recorder()
+        try:
+            async with websockets.serve(echo, "127.0.0.1", 0, process_request=rec) as server:
+                url = f"ws://127.0.0.1:{port_of(server)}/to/deflate"
+                async with fastsock.connect(url, proxy=proxy_url,
+                                            extensions=[ClientPerMessageDeflate()]) as ws:
+                    agreed = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+                    assert agreed.startswith("permessage-deflate")
+                    assert ws.core._extensions          # negotiated, in use
+                    text = "compressible " * 2000
+                    await ws.send(text)
+                    assert await ws.recv() == text
+            assert [h["sec-websocket-extensions"].split(";")[0] for _, h in rec.requests] == [
+                "permessage-deflate", "permessage-deflate"]
+            assert len(proxy.requests) == 2             # one tunnel per attempt
+        finally:
+            await proxy.close()
+
+    aio.run(main(), RUN_TIMEOUT)
