@@ -36,6 +36,7 @@ from .websocket.server_handshake import (
     SelectSubprotocol,
     ServerHandshake,
 )
+from .websocket.extensions.permessage_deflate import Compression, server_factories
 from .websocket.protocol import (
     CLOSING,
     COUNTER_FIELDS,
@@ -161,6 +162,7 @@ class ServerState:
                  subprotocols: Sequence[str] = (),
                  select_subprotocol: Optional[SelectSubprotocol] = None,
                  extensions: Sequence[Any] = (),
+                 compression: Compression = "deflate",
                  process_request: Optional[ProcessRequest] = None,
                  http_handler: Optional[Callable[[Any], Optional[Response]]] = default_http_handler,
                  extra_headers: Union[Sequence[tuple[str, str]], Callable[[HandshakeRequest], Sequence[tuple[str, str]]]] = (),
@@ -171,7 +173,8 @@ class ServerState:
         # by ServerHandshake objects (fastsock/websocket/server_handshake.py).
         self.policy = HandshakePolicy(handler, origins=origins, subprotocols=subprotocols,
                                       select_subprotocol=select_subprotocol,
-                                      extensions=extensions, extra_headers=extra_headers,
+                                      extensions=server_factories(compression, extensions),
+                                      extra_headers=extra_headers,
                                       max_headers=max_headers)
         self.loop = loop
         # One per server: the replies of every connection read in a loop turn

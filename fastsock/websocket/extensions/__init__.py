@@ -12,17 +12,23 @@ from .base import (
 )
 from .permessage_deflate import (
     ClientPerMessageDeflate,
+    Compression,
     PerMessageDeflate,
     ServerPerMessageDeflate,
+    client_factories,
+    server_factories,
 )
 
 __all__ = [
     "ClientExtensionFactory",
     "ClientPerMessageDeflate",
+    "Compression",
     "Extension",
     "ExtensionResponseError",
     "MalformedOfferError",
     "PerMessageDeflate",
     "ServerExtensionFactory",
     "ServerPerMessageDeflate",
+    "client_factories",
+    "server_factories",
 ]

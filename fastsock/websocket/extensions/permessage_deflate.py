@@ -22,7 +22,7 @@ the client, any answer that is not valid for the offer fails the handshake
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from ..._switch import compiled
 from .base import (
@@ -45,6 +45,7 @@ IMPLEMENTATION: str = _zimpl.IMPLEMENTATION
 
 __all__ = [
     "ClientPerMessageDeflate",
+    "Compression",
     "DEFAULT_CLIENT_MAX_WINDOW_BITS",
     "DEFAULT_COMPRESSION_LEVEL",
     "DEFAULT_MEM_LEVEL",
@@ -54,6 +55,8 @@ __all__ = [
     "IMPLEMENTATION",
     "PerMessageDeflate",
     "ServerPerMessageDeflate",
+    "client_factories",
+    "server_factories",
 ]
 
 EXTENSION_NAME = "permessage-deflate"
@@ -434,3 +437,35 @@ class ClientPerMessageDeflate:
             remote_no_context_takeover=answer.server_no_context_takeover,
             local_max_window_bits=local_bits, remote_max_window_bits=remote_bits,
             mem_level=self.mem_level, level=self.level, threshold=self.threshold)
+
+
+# ``compression=`` of serve/connect: "deflate" (the default: permessage-deflate
+# with the settings above), None (no compression), or a factory instance.
+Compression = Union[str, None, ServerPerMessageDeflate, ClientPerMessageDeflate]
+
+
+def _with_factory(compression: Compression, extensions: Sequence[Any], cls: type) -> list[Any]:
+    factories = list(extensions)
+    if compression is None:
+        return factories
+    if isinstance(compression, cls):
+        factory = compression
+    elif compression == "deflate":
+        factory = cls()
+    else:
+        raise ValueError(f"compression must be 'deflate', None or a {cls.__name__}, "
+                         f"not {compression!r}")
+    # An explicit permessage-deflate factory in extensions wins.
+    if not any(getattr(f, "name", None) == EXTENSION_NAME for f in factories):
+        factories.append(factory)
+    return factories
+
+
+def server_factories(compression: Compression, extensions: Sequence[Any] = ()) -> list[Any]:
+    """A server's extension factories for ``compression=`` plus ``extensions``."""
+    return _with_factory(compression, extensions, ServerPerMessageDeflate)
+
+
+def client_factories(compression: Compression, extensions: Sequence[Any] = ()) -> list[Any]:
+    """A client's extension factories for ``compression=`` plus ``extensions``."""
+    return _with_factory(compression, extensions, ClientPerMessageDeflate)
