@@ -264,7 +264,8 @@ def serve(handler: Union[Handler, Mapping[str, Handler]], host: Optional[str] = 
           options: Optional[WebSocketOptions] = ...,
           origins: Optional[Sequence[Origin]] = ..., subprotocols: Sequence[str] = ...,
           select_subprotocol: Optional[SelectSubprotocol] = ...,
-          extensions: Sequence[Any] = ..., process_request: Optional[ProcessRequest] = ...,
+          extensions: Sequence[Any] = ..., compression: Any = ...,
+          process_request: Optional[ProcessRequest] = ...,
           http_handler: HttpHandler = ..., extra_headers: ExtraHeaders = ...,
           handshake_timeout: float = ..., max_head_size: int = ...,
           max_headers: int = ...) -> Server: ...
@@ -276,7 +277,8 @@ def serve(handler: CallbackRoutes, host: Optional[str] = ..., port: int = ..., *
           sock: Optional[socket.socket] = ..., options: Optional[WebSocketOptions] = ...,
           origins: Optional[Sequence[Origin]] = ..., subprotocols: Sequence[str] = ...,
           select_subprotocol: Optional[SelectSubprotocol] = ...,
-          extensions: Sequence[Any] = ..., process_request: Optional[ProcessRequest] = ...,
+          extensions: Sequence[Any] = ..., compression: Any = ...,
+          process_request: Optional[ProcessRequest] = ...,
           http_handler: HttpHandler = ..., extra_headers: ExtraHeaders = ...,
           handshake_timeout: float = ..., max_head_size: int = ...,
           max_headers: int = ...) -> WebSocketServer: ...
@@ -290,7 +292,8 @@ def serve(handler: Any, host: Optional[str] = "127.0.0.1", port: int = 0, *,
           logger: Optional[LoggerLike] = None, options: Optional[WebSocketOptions] = None,
           origins: Optional[Sequence[Origin]] = None, subprotocols: Sequence[str] = (),
           select_subprotocol: Optional[SelectSubprotocol] = None,
-          extensions: Sequence[Any] = (), process_request: Optional[ProcessRequest] = None,
+          extensions: Sequence[Any] = (), compression: Any = "deflate",
+          process_request: Optional[ProcessRequest] = None,
           http_handler: HttpHandler = default_http_handler, extra_headers: ExtraHeaders = (),
           handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
           max_head_size: int = MAX_HEAD_SIZE,
@@ -313,7 +316,7 @@ def serve(handler: Any, host: Optional[str] = "127.0.0.1", port: int = 0, *,
     """
     state_kwargs: dict[str, Any] = dict(
         options=options, origins=origins, subprotocols=subprotocols, extensions=extensions,
-        process_request=process_request, http_handler=http_handler,
+        compression=compression, process_request=process_request, http_handler=http_handler,
         extra_headers=extra_headers, handshake_timeout=handshake_timeout,
         max_head_size=max_head_size, max_headers=max_headers)
     if select_subprotocol is not None:
