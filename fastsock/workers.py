@@ -45,7 +45,9 @@ import os
 import selectors
 import signal
 import socket
+import struct
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
@@ -71,6 +73,10 @@ KILL_GRACE = 2.0                     # after a worker's shutdown_timeout, SIGKIL
 DEFAULT_READY_TIMEOUT = 30.0         # a worker must call ready() within this (start-up, imports)
 SUPERVISOR_TICK = 1.0                # longest sleep of the supervisor loop
 READY_LINE_MAX = 4096                # bytes a worker may send with ready()
+REQUEST_LINE_MAX = 256               # a supervisor's request to a worker (one line)
+ANSWER_MAX = 64 << 20                # bytes of one worker's answer the supervisor reads
+ANSWER_WRITE_TIMEOUT = 5.0           # a worker writing its answer waits at most this
+_LENGTH = struct.Struct(">Q")        # an answer: its length, then its bytes
 _PR_SET_PDEATHSIG = 1                # prctl(2) option: signal me when my parent dies
 
 Target = Callable[["Worker"], Optional[int]]
@@ -87,13 +93,55 @@ class Worker:
     """
 
     def __init__(self, index: int, generation: int, listen_fd: int, ready_fd: int,
-                 supervisor_pid: int) -> None:
+                 supervisor_pid: int, control_fd: int = -1) -> None:
         self.index = index
         self.generation = generation
         self.supervisor_pid = supervisor_pid
         self.socket = socket.socket(fileno=listen_fd)
         self.socket.setblocking(False)
         self._ready_fd: Optional[int] = ready_fd
+        # The supervisor's requests (e.g. "metrics" for the totals across workers).
+        self.control: Optional[socket.socket] = (
+            socket.socket(fileno=control_fd) if control_fd >= 0 else None)
+        self._requests = b""
+
+    def serve_requests(self, loop: Any, answer: Callable[[str], bytes]) -> None:
+        """Answer the supervisor's requests from ``loop`` (any loop with
+        ``add_reader``): each request is one line, the answer ``answer(line)``
+        goes back length-prefixed. Used for the totals across workers
+        (:mod:`fastsock.workers_metrics`)."""
+        control = self.control
+        if control is None:
+            return
+        control.setblocking(False)
+
+        def readable() -> None:
+            try:
+                data = control.recv(REQUEST_LINE_MAX)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:                  # the supervisor is gone
+                loop.remove_reader(control.fileno())
+                return
+            self._requests += data
+            while b"\n" in self._requests:
+                line, _, self._requests = self._requests.partition(b"\n")
+                try:
+                    body = answer(line.decode(errors="replace"))
+                except Exception:
+                    log.exception("worker %d: answering %r failed", self.index, line)
+                    body = b""
+                try:                      # small and rare: write it at once
+                    control.settimeout(ANSWER_WRITE_TIMEOUT)
+                    control.sendall(_LENGTH.pack(len(body)) + body)
+                except OSError as exc:
+                    log.warning("worker %d: cannot answer the supervisor: %s", self.index, exc)
+                finally:
+                    control.setblocking(False)
+
+        loop.add_reader(control.fileno(), readable)
 
     @property
     def pid(self) -> int:
@@ -124,7 +172,7 @@ _current: Optional[Worker] = None
 
 def current() -> Optional[Worker]:
     """The :class:`Worker` of this process when it is a supervised worker, else None."""
-    return _current
+    return _current if _current is not None else _worker_from_env()
 
 
 def _worker_from_env() -> Optional[Worker]:
@@ -134,9 +182,9 @@ def _worker_from_env() -> Optional[Worker]:
     spec = os.environ.pop(ENV_VAR, None)   # popped: our own children are not workers
     if spec is None:
         return None
-    index, generation, listen_fd, ready_fd, parent = (int(x) for x in spec.split(","))
+    index, generation, listen_fd, ready_fd, parent, control_fd = (int(x) for x in spec.split(","))
     _die_with_parent(parent)
-    _current = Worker(index, generation, listen_fd, ready_fd, parent)
+    _current = Worker(index, generation, listen_fd, ready_fd, parent, control_fd)
     return _current
 
 
@@ -185,6 +233,7 @@ class _Proc:
     line: bytes = b""
     stopping: bool = False             # we asked it to stop: its exit is not a crash
     kill_at: Optional[float] = None
+    control: Optional[socket.socket] = None   # our end of its request channel
 
 
 @dataclass
@@ -232,11 +281,98 @@ class Supervisor:
         self._reload_queue: list[int] = []
         self._reload_again = False
         self._boot_failed = False
+        self._ask_lock = threading.Lock()
+        self._closing_controls: list[socket.socket] = []   # of exited workers
+        self.pid = os.getpid()
 
     # -- public ---------------------------------------------------------------------------
     def pids(self) -> list[int]:
         """PIDs of the current workers, by slot (0 for a slot waiting for a restart)."""
         return [s.current.pid if s.current else 0 for s in self._slots]
+
+    @property
+    def restarts(self) -> int:
+        """Workers restarted after a crash, over every slot."""
+        return sum(s.restarts for s in self._slots)
+
+    def ask(self, request: str, timeout: float) -> list[tuple[int, int, Optional[bytes]]]:
+        """Send ``request`` (one line) to every current, ready worker and wait
+        up to ``timeout`` seconds for their answers: ``(slot, pid, answer)``
+        each, ``answer`` None for a worker that did not answer in time (or
+        exited). Thread-safe (one request at a time); the workers answer
+        with :meth:`Worker.serve_requests`."""
+        with self._ask_lock:
+            procs = [s.current for s in self._slots
+                     if s.current is not None and s.current.ready and s.current.control]
+            answers: dict[int, Optional[bytes]] = {}
+            waiting: dict[int, tuple[_Proc, bytearray]] = {}
+            sel = selectors.DefaultSelector()
+            line = request.replace("\n", " ").encode() + b"\n"
+            try:
+                for proc in procs:
+                    control = proc.control
+                    answers[proc.pid] = None
+                    try:
+                        assert control is not None
+                        self._discard_stale(control)
+                        control.settimeout(timeout)
+                        control.sendall(line)
+                        control.setblocking(False)
+                        sel.register(control, selectors.EVENT_READ, proc.pid)
+                        waiting[proc.pid] = (proc, bytearray())
+                    except (OSError, ValueError, AssertionError):
+                        continue             # exited meanwhile
+                deadline = time.monotonic() + timeout
+                while waiting:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    for key, _ in sel.select(left):
+                        pid = key.data
+                        proc, buf = waiting[pid]
+                        try:
+                            data = key.fileobj.recv(1 << 16)  # type: ignore[union-attr]
+                        except BlockingIOError:
+                            continue
+                        except OSError:
+                            data = b""
+                        if not data:
+                            sel.unregister(key.fileobj)
+                            del waiting[pid]
+                            continue
+                        buf += data
+                        if len(buf) >= _LENGTH.size:
+                            (size,) = _LENGTH.unpack_from(buf)
+                            if size > ANSWER_MAX or len(buf) - _LENGTH.size >= size:
+                                if size <= ANSWER_MAX:
+                                    answers[pid] = bytes(buf[_LENGTH.size:_LENGTH.size + size])
+                                sel.unregister(key.fileobj)
+                                del waiting[pid]
+            finally:
+                sel.close()
+            return [(p.slot, p.pid, answers.get(p.pid)) for p in procs]
+
+    def _close_controls(self) -> None:
+        """Close exited workers' request channels, unless a scrape (another
+        thread) is reading them: then on a later tick; never wait for it."""
+        if not self._closing_controls or not self._ask_lock.acquire(blocking=False):
+            return
+        try:
+            for control in self._closing_controls:
+                control.close()
+            self._closing_controls.clear()
+        finally:
+            self._ask_lock.release()
+
+    @staticmethod
+    def _discard_stale(control: socket.socket) -> None:
+        """Drop what a worker answered too late to a previous request."""
+        control.setblocking(False)
+        try:
+            while control.recv(1 << 16):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
 
     def run(self) -> int:
         """Start the workers and supervise them until SIGTERM/SIGINT; returns 0
@@ -264,6 +400,14 @@ class Supervisor:
             os.close(wake_w)
             for slot in self._slots:
                 slot.sock.close()
+            with self._ask_lock:
+                for proc in self._procs():
+                    if proc.control is not None:
+                        proc.control.close()
+                        proc.control = None
+                for control in self._closing_controls:
+                    control.close()
+                self._closing_controls.clear()
         log.info("supervisor %d: all workers stopped", os.getpid())
         return EXIT_BOOT_FAILED if self._boot_failed else 0
 
@@ -365,6 +509,7 @@ class Supervisor:
             elif signum == signal.SIGUSR1 and not self._stopping:
                 self._log_report()
         self._reap()
+        self._close_controls()
         self._timers()
         self._advance_reload()
 
@@ -385,21 +530,29 @@ class Supervisor:
     def _spawn(self, slot: _Slot) -> _Proc:
         self._generation += 1
         ready_r, ready_w = os.pipe()
+        control, worker_control = socket.socketpair()
         listen_fd = slot.sock.fileno()
         env = dict(os.environ)
-        env[ENV_VAR] = f"{slot.index},{self._generation},{listen_fd},{ready_w},{os.getpid()}"
+        env[ENV_VAR] = (f"{slot.index},{self._generation},{listen_fd},{ready_w},{os.getpid()},"
+                        f"{worker_control.fileno()}")
         os.set_inheritable(listen_fd, True)
         os.set_inheritable(ready_w, True)
+        worker_control.set_inheritable(True)
         try:
             pid = os.posix_spawn(self.argv[0], self.argv, env, setpgroup=0,
                                  setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
                                             signal.SIGCHLD, signal.SIGUSR1))
+        except BaseException:
+            control.close()
+            raise
         finally:
             os.set_inheritable(listen_fd, False)
             os.close(ready_w)
+            worker_control.close()
         os.set_blocking(ready_r, False)
         now = time.monotonic()
-        proc = _Proc(slot.index, self._generation, pid, ready_r, now, now + self.ready_timeout)
+        proc = _Proc(slot.index, self._generation, pid, ready_r, now, now + self.ready_timeout,
+                     control=control)
         self._by_fd[ready_r] = proc
         self._selector.register(ready_r, selectors.EVENT_READ, proc)
         slot.restart_at = None
@@ -512,6 +665,10 @@ class Supervisor:
 
     def _exited(self, proc: _Proc, status: int) -> None:
         self._close_ready(proc)
+        if proc.control is not None:
+            self._closing_controls.append(proc.control)
+            proc.control = None
+            self._close_controls()
         slot = self._slots[proc.slot]
         if proc in slot.draining:
             slot.draining.remove(proc)

@@ -61,6 +61,8 @@ class MetricsSetup:
         self.path: str = getattr(args, "metrics", None) or DEFAULT_METRICS_PATH
         self.metrics: Any = None
         self.sock: Optional[socket.socket] = None
+        self.worker: Any = None
+        self.on_server_port = True        # scrapes at the path on the server's own port
         metrics_port = getattr(args, "metrics_port", None)
         if getattr(args, "metrics", None) is None and metrics_port is None:
             return
@@ -71,11 +73,14 @@ class MetricsSetup:
             raise AppError(f"--metrics needs prometheus-client ({exc}): "
                            f"pip install 'fastsock[metrics]'") from None
         from fastsock.workers import current
-        worker = current()
+        worker = self.worker = current()
         # In a worker (--workers N) a scrape reaches whichever worker the
         # kernel picks: label its numbers so each worker's are series of
         # their own (docs/metrics.md, "Several processes").
         self.metrics = Metrics(labels=None if worker is None else {"worker": str(worker.index)})
+        if worker is not None and metrics_port is not None:
+            metrics_port = None   # the supervisor serves it, with the totals (workers_metrics)
+            self.on_server_port = False
         if metrics_port is not None:
             try:
                 self.sock = Metrics.bind(host, metrics_port)
@@ -85,7 +90,7 @@ class MetricsSetup:
     def http_handler(self, fallback: Any) -> Any:
         """The server's http_handler: scrapes at the path on the server's own
         port when there is no metrics port, else ``fallback`` unchanged."""
-        if self.metrics is None or self.sock is not None:
+        if self.metrics is None or self.sock is not None or not self.on_server_port:
             return fallback
         return self.metrics.http_handler(self.path, fallback)
 
@@ -95,6 +100,11 @@ class MetricsSetup:
         if self.metrics is None:
             return
         self.metrics.add_loop(loop)
+        if self.worker is not None:       # answer the supervisor's scrapes for the totals
+            from fastsock.workers_metrics import worker_answer
+            self.worker.serve_requests(loop, worker_answer(self.metrics))
+            if not self.on_server_port:
+                return            # the supervisor logs where its scrapes go
         if self.sock is not None:
             self.metrics.listen(loop, self.sock, self.path)
             where = self.sock.getsockname()[:2]

@@ -12,9 +12,9 @@ import argparse
 import logging
 import socket
 import sys
-from typing import Optional
+from typing import Any, Optional
 
-from fastsock.apps._common import EXIT_USAGE, AppError, prepare, resolve_host
+from fastsock.apps._common import AppError, format_address, prepare, resolve_host
 from fastsock.workers import Supervisor, current, run_workers
 
 __all__ = ["add_worker_arguments", "listen_socket", "run_app_workers"]
@@ -51,9 +51,7 @@ def listen_socket() -> Optional[socket.socket]:
 
 def run_app_workers(args: argparse.Namespace) -> int:
     """Run ``args._run(args)`` in ``args.workers`` processes (the CLI's ``--workers``)."""
-    if getattr(args, "metrics_port", None) is not None:
-        raise AppError("--metrics-port cannot be shared by workers; use --metrics PATH "
-                       "(each worker answers for itself on the server port)", EXIT_USAGE)
+    metrics_sock = None
     if current() is None:
         prepare(args)  # logging for the supervisor (each worker sets up its own)
         if getattr(args, "pubsub", None) is not None:
@@ -64,8 +62,32 @@ def run_app_workers(args: argparse.Namespace) -> int:
                         "clients of the worker they arrive at; share them with "
                         "--pubsub redis://HOST:PORT")
     _, host = resolve_host(args.host, args.port)
+    metrics_port = getattr(args, "metrics_port", None)
+    if current() is None and metrics_port is not None:
+        # The supervisor serves the metrics port: the totals across workers.
+        try:
+            from fastsock.metrics import Metrics
+            from fastsock.workers_metrics import WorkersMetricsServer
+        except ImportError as exc:
+            raise AppError(f"--metrics-port needs prometheus-client ({exc}): "
+                           f"pip install 'fastsock[metrics]'") from None
+        from fastsock.apps._common import bind_error
+        from fastsock.apps._metrics import DEFAULT_METRICS_PATH
+        try:
+            metrics_sock = Metrics.bind(host, metrics_port)
+        except OSError as exc:
+            raise bind_error(exc, host, metrics_port) from None
+    servers: list[Any] = []
 
     def announce(supervisor: Supervisor) -> None:
+        if metrics_sock is not None:
+            path = getattr(args, "metrics", None) or DEFAULT_METRICS_PATH
+            server = WorkersMetricsServer(supervisor, metrics_sock, path)
+            server.start()
+            servers.append(server)
+            where = metrics_sock.getsockname()
+            log.info("supervisor: Prometheus metrics of all workers (totals) on http://%s%s",
+                     format_address(where[0], where[1]), path)
         sys.stdout.write(supervisor.ready_line + "\n")
         sys.stdout.flush()
 
@@ -77,6 +99,11 @@ def run_app_workers(args: argparse.Namespace) -> int:
     except OSError as exc:
         from fastsock.apps._common import bind_error
         raise bind_error(exc, host, args.port) from None
+    finally:
+        for server in servers:
+            server.close()
+        if metrics_sock is not None:
+            metrics_sock.close()
     if code != 0 and current() is None:
         raise AppError("the workers failed to start (their errors are logged above)")
     return code
