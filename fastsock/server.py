@@ -187,7 +187,11 @@ class ServerState:
         self.max_head_size = max_head_size
         self.max_headers = max_headers
         self.handlers: set[WebSocketHandler] = set()
-        self.handshakes: set[ServerHandshakeProtocol] = set()
+        # Handshakes in progress → their deadline (loop.time()), in start order,
+        # so deadlines never decrease: one sweep timer per server expires them
+        # (a timer per connection cost a heap entry each; C10k connect time).
+        self.handshakes: dict[ServerHandshakeProtocol, float] = {}
+        self._sweep_timer: Any = None
         # Counters for metrics (fastsock/metrics.py) and stats(). Everything
         # here changes on cold paths only (a connection's start and end, a
         # handshake, a control frame, a broadcast); the per-message counters
@@ -212,6 +216,27 @@ class ServerState:
 
     def protocol_factory(self) -> "ServerHandshakeProtocol":
         return ServerHandshakeProtocol(self)
+
+    def _handshake_started(self, hs: "ServerHandshakeProtocol") -> None:
+        loop = self.loop
+        self.handshakes[hs] = loop.time() + self.handshake_timeout
+        if self._sweep_timer is None:
+            self._sweep_timer = loop.call_later(self.handshake_timeout, self._sweep)
+
+    def _sweep(self) -> None:
+        """Time out the handshakes past their deadline; come back at the next one."""
+        self._sweep_timer = None
+        now = self.loop.time()
+        expired = []
+        for hs, deadline in self.handshakes.items():
+            if deadline > now:
+                break
+            expired.append(hs)
+        for hs in expired:
+            hs._timed_out()
+        for deadline in self.handshakes.values():
+            self._sweep_timer = self.loop.call_at(deadline, self._sweep)
+            break
 
     def factory_for(self, path: str) -> Optional[HandlerFactory]:
         match = self.policy.router.match(path)
@@ -345,9 +370,8 @@ class ServerHandshakeProtocol:
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        self.state.handshakes.add(self)
         self.state.stats["connections"] += 1
-        self.timer = self.state.loop.call_later(self.state.handshake_timeout, self._timed_out)
+        self.state._handshake_started(self)
 
     def data_received(self, data: bytes) -> None:
         if self.done:
@@ -395,7 +419,7 @@ class ServerHandshakeProtocol:
 
     def _finish(self) -> None:
         self.done = True
-        self.state.handshakes.discard(self)
+        self.state.handshakes.pop(self, None)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -406,7 +430,6 @@ class ServerHandshakeProtocol:
                 pending.cancel()
 
     def _timed_out(self) -> None:
-        self.timer = None
         if not self.done:
             self.state.stats["timeouts"] += 1
             self._reject(408, "opening handshake timed out", why="timeout")

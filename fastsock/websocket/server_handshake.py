@@ -282,7 +282,7 @@ class ServerHandshake:
         self.response: Optional[bytes] = None
         self.factory: Optional[Callable[[], Any]] = None
         self.subprotocol: Optional[str] = None
-        self.extensions: list[Any] = []
+        self.extensions: Sequence[Any] = ()
         status, reason, target, response, origin, protocols, offers = scan_request(
             head, policy.max_headers, policy.want)
         self._protocols: Optional[str] = protocols
@@ -377,6 +377,8 @@ class ServerHandshake:
 
     def _negotiate(self, header: str) -> Optional[str]:
         answers: list[str] = []
+        accepted: list[Any] = []
+        self.extensions = accepted
         used: set[str] = set()
         rsv = 0
         for name, params in parse_extension_header(header):
@@ -393,7 +395,7 @@ class ServerHandshake:
                     continue        # two extensions may not claim the same RSV bit
                 rsv |= ext.rsv
                 used.add(name)
-                self.extensions.append(ext)
+                accepted.append(ext)
                 answers.append(answer)
                 break
         return ", ".join(answers) or None
