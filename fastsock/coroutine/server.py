@@ -26,13 +26,15 @@ import json
 import socket
 import ssl as _ssl
 from typing import (TYPE_CHECKING, Any, Awaitable, Callable, Generator, Mapping, Optional,
-                    Pattern, Sequence, Union, cast, overload)
+                    Sequence, Union, cast, overload)
 
 from ..exceptions import ConnectionClosed
 from ..server import ProcessRequest, ServerState, WebSocketServer, default_http_handler
 from ..server import serve as _callback_serve
+from ..websocket.extensions.permessage_deflate import Compression
 from ..websocket.handshake import MAX_HEAD_SIZE, MAX_HEADERS, Response
 from ..websocket.protocol import OPEN, WebSocketHandler, WebSocketOptions
+from ..websocket.server_handshake import HandshakeRequest, OriginItem, SelectSubprotocol
 from .connection import (DEFAULT_MAX_QUEUE, SERVER_LOGGER, Connection, ConnectionCore, Dumps,
                          LoggerLike, Loads, get_logger)
 
@@ -248,12 +250,8 @@ _POLL_INTERVAL = 0.01
 # The callback form: WebSocketHandler factories (classes), or {path: factory}.
 CallbackRoutes = Union[Callable[[], WebSocketHandler], Mapping[str, Callable[[], WebSocketHandler]]]
 # The request these hooks get is the handshake's request object.
-ExtraHeaders = Union[Sequence[tuple[str, str]], Callable[[Any], Sequence[tuple[str, str]]]]
+ExtraHeaders = Union[Sequence[tuple[str, str]], Callable[[HandshakeRequest], Sequence[tuple[str, str]]]]
 HttpHandler = Optional[Callable[[Any], Optional[Response]]]
-# select_subprotocol(request, offered) -> the chosen one, or None.
-SelectSubprotocol = Callable[[Any, list[str]], Optional[str]]
-# An allowed Origin: the exact string, a compiled pattern, or None (no Origin header).
-Origin = Union[str, Pattern[str], None]
 
 
 @overload
@@ -262,9 +260,9 @@ def serve(handler: Union[Handler, Mapping[str, Handler]], host: Optional[str] = 
           reuse_port: bool = ..., sock: Optional[socket.socket] = ..., max_queue: int = ...,
           dumps: Dumps = ..., loads: Loads = ..., logger: Optional[LoggerLike] = ...,
           options: Optional[WebSocketOptions] = ...,
-          origins: Optional[Sequence[Origin]] = ..., subprotocols: Sequence[str] = ...,
+          origins: Optional[Sequence[OriginItem]] = ..., subprotocols: Sequence[str] = ...,
           select_subprotocol: Optional[SelectSubprotocol] = ...,
-          extensions: Sequence[Any] = ..., compression: Any = ...,
+          extensions: Sequence[Any] = ..., compression: Compression = ...,
           process_request: Optional[ProcessRequest] = ...,
           http_handler: HttpHandler = ..., extra_headers: ExtraHeaders = ...,
           handshake_timeout: float = ..., max_head_size: int = ...,
@@ -275,9 +273,9 @@ def serve(handler: Union[Handler, Mapping[str, Handler]], host: Optional[str] = 
 def serve(handler: CallbackRoutes, host: Optional[str] = ..., port: int = ..., *,
           reactor: "Reactor", backlog: int = ..., reuse_port: bool = ...,
           sock: Optional[socket.socket] = ..., options: Optional[WebSocketOptions] = ...,
-          origins: Optional[Sequence[Origin]] = ..., subprotocols: Sequence[str] = ...,
+          origins: Optional[Sequence[OriginItem]] = ..., subprotocols: Sequence[str] = ...,
           select_subprotocol: Optional[SelectSubprotocol] = ...,
-          extensions: Sequence[Any] = ..., compression: Any = ...,
+          extensions: Sequence[Any] = ..., compression: Compression = ...,
           process_request: Optional[ProcessRequest] = ...,
           http_handler: HttpHandler = ..., extra_headers: ExtraHeaders = ...,
           handshake_timeout: float = ..., max_head_size: int = ...,
@@ -290,9 +288,9 @@ def serve(handler: Any, host: Optional[str] = "127.0.0.1", port: int = 0, *,
           sock: Optional[socket.socket] = None, max_queue: int = DEFAULT_MAX_QUEUE,
           dumps: Dumps = json.dumps, loads: Loads = json.loads,
           logger: Optional[LoggerLike] = None, options: Optional[WebSocketOptions] = None,
-          origins: Optional[Sequence[Origin]] = None, subprotocols: Sequence[str] = (),
+          origins: Optional[Sequence[OriginItem]] = None, subprotocols: Sequence[str] = (),
           select_subprotocol: Optional[SelectSubprotocol] = None,
-          extensions: Sequence[Any] = (), compression: Any = "deflate",
+          extensions: Sequence[Any] = (), compression: Compression = "deflate",
           process_request: Optional[ProcessRequest] = None,
           http_handler: HttpHandler = default_http_handler, extra_headers: ExtraHeaders = (),
           handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
@@ -315,12 +313,11 @@ def serve(handler: Any, host: Optional[str] = "127.0.0.1", port: int = 0, *,
     :class:`~fastsock.server.ServerState` (``origins`` ... ``max_headers``).
     """
     state_kwargs: dict[str, Any] = dict(
-        options=options, origins=origins, subprotocols=subprotocols, extensions=extensions,
-        compression=compression, process_request=process_request, http_handler=http_handler,
+        options=options, origins=origins, subprotocols=subprotocols,
+        select_subprotocol=select_subprotocol, extensions=extensions, compression=compression,
+        process_request=process_request, http_handler=http_handler,
         extra_headers=extra_headers, handshake_timeout=handshake_timeout,
         max_head_size=max_head_size, max_headers=max_headers)
-    if select_subprotocol is not None:
-        state_kwargs["select_subprotocol"] = select_subprotocol
     if is_coroutine_handler(handler) or (
             isinstance(handler, Mapping) and handler
             and all(is_coroutine_handler(h) for h in handler.values())):
