@@ -271,7 +271,8 @@ def serve(handler: Union[Handler, Mapping[str, Handler]], host: Optional[str] = 
 
 @overload
 def serve(handler: CallbackRoutes, host: Optional[str] = ..., port: int = ..., *,
-          reactor: "Reactor", backlog: int = ..., reuse_port: bool = ...,
+          reactor: "Reactor", ssl: Optional[_ssl.SSLContext] = ..., backlog: int = ...,
+          reuse_port: bool = ...,
           sock: Optional[socket.socket] = ..., options: Optional[WebSocketOptions] = ...,
           origins: Optional[Sequence[OriginItem]] = ..., subprotocols: Sequence[str] = ...,
           select_subprotocol: Optional[SelectSubprotocol] = ...,
@@ -301,14 +302,15 @@ def serve(handler: Any, host: Optional[str] = "127.0.0.1", port: int = 0, *,
     - ``handler`` is ``async def handler(ws)`` (or a ``{path: handler}``
       dict of them): the coroutine API. Returns a :class:`Server` to use as
       ``async with serve(...) as server`` or ``server = await serve(...)``,
-      on the running loop. ``ssl`` (an ``SSLContext``: wss), ``max_queue``,
-      ``dumps``/``loads`` (``send_json``/``recv_json``) and ``logger`` (a
-      Logger or a name) are the coroutine API's own.
+      on the running loop. ``max_queue``, ``dumps``/``loads``
+      (``send_json``/``recv_json``) and ``logger`` (a Logger or a name) are
+      the coroutine API's own.
     - ``handler`` is a :class:`WebSocketHandler` subclass or factory (or a
       dict of them): the callback API, :func:`fastsock.server.serve`; it
       needs ``reactor=``.
 
-    Both take ``backlog``, ``reuse_port``, ``sock`` (a listening socket to
+    Both take ``ssl`` (an ``SSLContext``: wss://), ``backlog``, ``reuse_port``,
+    ``sock`` (a listening socket to
     serve instead of binding), ``options`` and the keywords of
     :class:`~fastsock.server.ServerState` (``origins`` ... ``max_headers``).
     """
@@ -330,11 +332,11 @@ def serve(handler: Any, host: Optional[str] = "127.0.0.1", port: int = 0, *,
         raise TypeError(f"{handler!r} is not a coroutine function, so it is a callback "
                         f"handler, and the callback API needs reactor= "
                         f"(or write `async def handler(ws)`)")
-    own = {"ssl": ssl is not None, "max_queue": max_queue != DEFAULT_MAX_QUEUE,
+    own = {"max_queue": max_queue != DEFAULT_MAX_QUEUE,
            "dumps": dumps is not json.dumps, "loads": loads is not json.loads,
            "logger": logger is not None}
     if any(own.values()):
         raise TypeError(f"{', '.join(k for k, v in own.items() if v)}: coroutine-API keywords, "
                         f"not taken by a callback handler")
-    return _callback_serve(handler, host or "127.0.0.1", port, reactor=reactor, backlog=backlog,
-                           reuse_port=reuse_port, sock=sock, **state_kwargs)
+    return _callback_serve(handler, host or "127.0.0.1", port, reactor=reactor, ssl=ssl,
+                           backlog=backlog, reuse_port=reuse_port, sock=sock, **state_kwargs)

@@ -24,6 +24,7 @@ pytestmark = [
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MYPY_TIMEOUT = 240   # seconds for one mypy run
+CALLBACK_TIMEOUT = 10.0   # seconds for a step on the callback API's reactor
 
 
 def _mypy(tmp_path: pathlib.Path, *targets: str) -> subprocess.CompletedProcess[str]:
@@ -119,5 +120,33 @@ def test_callback_form_rejects_coroutine_only_keywords(reactor: Any) -> None:
                             handshake_timeout=3.0)
     try:
         assert server.port > 0
+    finally:
+        server.close()
+
+
+def test_callback_form_takes_ssl(reactor: Any, tls: Any) -> None:
+    class Echo(fastsock.WebSocketHandler):
+        def on_message(self, data: Any) -> None:
+            self.send(data)
+
+    class Client(fastsock.WebSocketHandler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.received: list[Any] = []
+
+        def on_message(self, data: Any) -> None:
+            self.received.append(data)
+
+    server = fastsock.serve(Echo, "127.0.0.1", 0, reactor=reactor, ssl=tls.server_context())
+    try:
+        future = fastsock.connect(f"wss://localhost:{server.port}/", Client, reactor=reactor,
+                                  ssl=tls.client_context())
+        client = reactor.run_until_complete(future, timeout=CALLBACK_TIMEOUT)
+        assert client.transport.get_extra_info("ssl_object") is not None
+        client.send("over tls")
+        assert reactor.run_until(lambda: client.received, timeout=CALLBACK_TIMEOUT)
+        assert client.received == ["over tls"]
+        client.close()
+        assert reactor.run_until(lambda: client.close_code is not None, timeout=CALLBACK_TIMEOUT)
     finally:
         server.close()
