@@ -20,6 +20,7 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence, TypeVar, Union
 
 from .exceptions import ConnectTimeoutError, InvalidResponseError
 from .proxy import ProxySetting, open_tunnel, select_proxy
+from .websocket.extensions.permessage_deflate import Compression, client_factories
 from .websocket.client_handshake import (
     DEFAULT_MAX_REDIRECTS,
     REDIRECT_STATUSES,
@@ -223,7 +224,8 @@ async def open_connection(url: str, factory: Callable[[], WebSocketHandler], *,
                           extensions: Sequence[ClientExtensionFactory] = (),
                           origin: Optional[str] = None,
                           user_agent_header: Optional[str] = USER_AGENT,
-                          options: Optional[WebSocketOptions] = None) -> Opened:
+                          options: Optional[WebSocketOptions] = None,
+                          compression: Compression = "deflate") -> Opened:
     """Open a WebSocket to ``url`` on the running loop; see :func:`connect` for the arguments.
 
     Follows 301/302/303/307/308 redirects (ws:// -> wss:// yes, wss:// -> ws://
@@ -232,6 +234,7 @@ async def open_connection(url: str, factory: Callable[[], WebSocketHandler], *,
     redirect to wss://.
     """
     target = parse_client_uri(url)
+    extensions = client_factories(compression, extensions)
     if max_redirects < 0:
         raise ValueError("max_redirects must be >= 0")
     loop = asyncio.get_running_loop()
@@ -275,7 +278,8 @@ def connect(uri: str, handler: Callable[[], H], *, reactor: Optional[asyncio.Abs
             headers: HeaderList = (), subprotocols: Sequence[str] = (),
             extensions: Sequence[ClientExtensionFactory] = (), origin: Optional[str] = None,
             user_agent_header: Optional[str] = USER_AGENT,
-            options: Optional[WebSocketOptions] = None) -> "asyncio.Future[H]":
+            options: Optional[WebSocketOptions] = None,
+            compression: Compression = "deflate") -> "asyncio.Future[H]":
     """Open a WebSocket to ``uri`` (``ws://`` or ``wss://``) for the callback API.
 
     Returns a Future on ``reactor`` (default: the running loop) resolved with
@@ -290,7 +294,9 @@ def connect(uri: str, handler: Callable[[], H], *, reactor: Optional[asyncio.Abs
     or the host). ``proxy``: a ``http://`` proxy URL, True (from the
     environment, the default) or None. ``headers``: extra request headers.
     ``user_agent_header``: None sends none. ``extensions``: client extension
-    factories (``name``, ``offer()``, ``accept(params)``). ``open_timeout``
+    factories (``name``, ``offer()``, ``accept(params)``); ``compression``:
+    "deflate" (offer permessage-deflate, the default), None, or a
+    ``ClientPerMessageDeflate(...)`` (docs/compression.md). ``open_timeout``
     covers everything up to the open handler (None: no limit).
     """
     parse_client_uri(uri)      # a bad URI fails here, not in the future
@@ -306,7 +312,7 @@ def connect(uri: str, handler: Callable[[], H], *, reactor: Optional[asyncio.Abs
             uri, handler, ssl=ssl, server_hostname=server_hostname, proxy=proxy,
             open_timeout=open_timeout, max_redirects=max_redirects, headers=headers,
             subprotocols=subprotocols, extensions=extensions, origin=origin,
-            user_agent_header=user_agent_header, options=options)
+            user_agent_header=user_agent_header, options=options, compression=compression)
         return cast(H, opened.handler)
 
     return reactor.create_task(opening())

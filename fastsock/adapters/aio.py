@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Optional, Sequence, cast
 
+from ..websocket.extensions.permessage_deflate import client_factories
 from ..client import ClientHandshakeProtocol
 from ..server import Routes, ServerState
 from ..websocket.handshake import parse_uri
@@ -98,7 +99,8 @@ async def serve(handler: Routes, host: str = "127.0.0.1", port: int = 0, *,
 async def connect(uri: str, handler: Callable[[], WebSocketHandler], *,
                   subprotocols: Sequence[str] = (), headers: Sequence[tuple[str, str]] = (),
                   origin: Optional[str] = None, options: Optional[WebSocketOptions] = None,
-                  timeout: float = 10.0, extensions: Sequence[Any] = ()) -> WebSocketHandler:
+                  timeout: float = 10.0, extensions: Sequence[Any] = (),
+                  compression: Any = "deflate") -> WebSocketHandler:
     """Open a WebSocket on the running loop; returns the open handler."""
     loop = asyncio.get_running_loop()
     parsed = parse_uri(uri)
@@ -107,7 +109,8 @@ async def connect(uri: str, handler: Callable[[], WebSocketHandler], *,
     future = loop.create_future()
     proto = ClientHandshakeProtocol(parsed, handler, loop, future, subprotocols=subprotocols,
                                     headers=headers, origin=origin, options=options,
-                                    timeout=timeout, extensions=extensions)
+                                    timeout=timeout,
+                                    extensions=client_factories(compression, extensions))
     try:
         factory = cast(Callable[[], asyncio.Protocol], lambda: proto)
         await asyncio.wait_for(loop.create_connection(factory, parsed.host, parsed.port), timeout)

@@ -134,6 +134,7 @@ class Connect:
                  dumps: Dumps = json.dumps, loads: Loads = json.loads,
                  logger: Optional[LoggerLike] = None,
                  process_exception: ProcessException = retryable,
+                 compression: Any = "deflate",
                  backoff_initial: float = BACKOFF_INITIAL_DELAY,
                  backoff_min: float = BACKOFF_MIN_DELAY, backoff_max: float = BACKOFF_MAX_DELAY,
                  backoff_factor: float = BACKOFF_FACTOR,
@@ -146,7 +147,7 @@ class Connect:
             ssl=ssl, server_hostname=server_hostname, proxy=proxy, open_timeout=open_timeout,
             max_redirects=max_redirects, headers=headers, subprotocols=subprotocols,
             extensions=extensions, origin=origin, user_agent_header=user_agent_header,
-            options=options)
+            options=options, compression=compression)
         self._max_queue = max_queue
         self._dumps = dumps
         self._loads = loads
@@ -223,7 +224,7 @@ def connect(uri: str, handler: None = None, *, ssl: Optional[_ssl.SSLContext] = 
             logger: Optional[LoggerLike] = None, process_exception: ProcessException = retryable,
             backoff_initial: float = BACKOFF_INITIAL_DELAY, backoff_min: float = BACKOFF_MIN_DELAY,
             backoff_max: float = BACKOFF_MAX_DELAY, backoff_factor: float = BACKOFF_FACTOR,
-            max_retries: Optional[int] = None) -> Connect: ...
+            max_retries: Optional[int] = None, compression: Any = "deflate") -> Connect: ...
 
 
 @overload
@@ -235,7 +236,8 @@ def connect(uri: str, handler: Callable[[], H], *,
             max_redirects: int = DEFAULT_MAX_REDIRECTS, headers: HeaderList = (),
             subprotocols: Sequence[str] = (), extensions: Sequence[ClientExtensionFactory] = (),
             origin: Optional[str] = None, user_agent_header: Optional[str] = USER_AGENT,
-            options: Optional[WebSocketOptions] = None) -> "asyncio.Future[H]": ...
+            options: Optional[WebSocketOptions] = None,
+            compression: Any = "deflate") -> "asyncio.Future[H]": ...
 
 
 def connect(uri: str, handler: Optional[Callable[[], H]] = None, *,
@@ -251,7 +253,8 @@ def connect(uri: str, handler: Optional[Callable[[], H]] = None, *,
             logger: Optional[LoggerLike] = None, process_exception: ProcessException = retryable,
             backoff_initial: float = BACKOFF_INITIAL_DELAY, backoff_min: float = BACKOFF_MIN_DELAY,
             backoff_max: float = BACKOFF_MAX_DELAY, backoff_factor: float = BACKOFF_FACTOR,
-            max_retries: Optional[int] = None) -> "Union[Connect, asyncio.Future[H]]":
+            max_retries: Optional[int] = None,
+            compression: Any = "deflate") -> "Union[Connect, asyncio.Future[H]]":
     """Open a WebSocket to ``uri`` (``ws://`` or ``wss://``; ``user:password@``
     in it sends ``Authorization: Basic``).
 
@@ -268,6 +271,7 @@ def connect(uri: str, handler: Optional[Callable[[], H]] = None, *,
     ``open_timeout`` (default 10 s for everything; None: no limit),
     ``max_redirects`` (default 10), ``headers`` (extra request headers),
     ``subprotocols``, ``extensions`` (client extension factories),
+    ``compression`` ("deflate", the default: offer permessage-deflate; None),
     ``origin``, ``user_agent_header`` (None: no User-Agent), ``options``
     (:class:`WebSocketOptions`). Coroutine API only: ``max_queue``,
     ``dumps``/``loads``, ``logger`` and, for ``async for``,
@@ -285,9 +289,11 @@ def connect(uri: str, handler: Optional[Callable[[], H]] = None, *,
                        max_queue=max_queue, dumps=dumps, loads=loads, logger=logger,
                        process_exception=process_exception, backoff_initial=backoff_initial,
                        backoff_min=backoff_min, backoff_max=backoff_max,
-                       backoff_factor=backoff_factor, max_retries=max_retries)
+                       backoff_factor=backoff_factor, max_retries=max_retries,
+                       compression=compression)
     return _callback_connect(uri, handler, reactor=reactor, ssl=ssl,
                              server_hostname=server_hostname, proxy=proxy,
                              open_timeout=open_timeout, max_redirects=max_redirects,
                              headers=headers, subprotocols=subprotocols, extensions=extensions,
-                             origin=origin, user_agent_header=user_agent_header, options=options)
+                             origin=origin, user_agent_header=user_agent_header, options=options,
+                             compression=compression)
