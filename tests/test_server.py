@@ -2,8 +2,11 @@
 raw sockets sending good and malformed handshakes and frames, on each loop."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -419,3 +422,125 @@ def test_plain_http_on_the_tls_port_is_logged_and_closed(tls: Any,
             # the other connection goes on undisturbed
             ws.send("still here")
             assert ws.recv(timeout=5) == "still here"
+
+
+# --------------------------------------------------------------- handshake policy (issue 14)
+
+
+class Room(WebSocketHandler):
+    """Says what the handshake gave it: route parameter, user, subprotocol."""
+
+    def on_open(self) -> None:
+        r = self.request
+        self.send(json.dumps({"room": r.path_params.get("room"), "path": r.path,
+                              "user": getattr(r.state, "user", None), "sub": self.subprotocol}))
+
+
+async def async_auth(request: Any) -> Any:
+    await asyncio.sleep(0.02)          # as if asking a database
+    if request.headers.get("Authorization") != "Bearer good":
+        return Response(401, [("WWW-Authenticate", "Bearer")], "who are you?\n")
+    request.state.user = "ann"
+    return None
+
+
+def select_v2(request: Any, offered: list[str]) -> Any:
+    return "v2" if "v2" in offered else None
+
+
+POLICY: dict[str, Any] = dict(
+    origins=[re.compile(r"https://[a-z]+\.example\.com"), "https://exact.example", None],
+    select_subprotocol=select_v2, process_request=async_auth)
+GOOD = [("Authorization", "Bearer good")]
+
+
+def test_path_params_origin_patterns_select_subprotocol_async_process_request(
+        loop_kind: str) -> None:
+    with ServerThread({"/rooms/{room}": Room, "/files/{name:path}": Room}, loop=loop_kind,
+                      **POLICY) as srv:
+        with connect(srv.url + "/rooms/caf%C3%A9?x=1", additional_headers=GOOD,
+                     origin="https://eu.example.com", subprotocols=["v1", "v2"]) as ws:
+            assert json.loads(ws.recv(timeout=5)) == {"room": "café", "path": "/rooms/caf%C3%A9",
+                                                      "user": "ann", "sub": "v2"}
+            assert ws.subprotocol == "v2"
+        with connect(srv.url + "/files/a/b.txt", additional_headers=GOOD,
+                     origin="https://exact.example", subprotocols=["v1"]) as ws:
+            assert json.loads(ws.recv(timeout=5)) == {"room": None, "path": "/files/a/b.txt",
+                                                      "user": "ann", "sub": None}
+            assert ws.subprotocol is None
+        with pytest.raises(InvalidStatus) as info:      # the async hook answers instead
+            connect(srv.url + "/rooms/lobby")
+        assert info.value.response.status_code == 401
+        assert info.value.response.body == b"who are you?\n"
+        assert info.value.response.headers["WWW-Authenticate"] == "Bearer"
+        for origin in ("https://eu.example.com.evil.org", "http://eu.example.com"):
+            with pytest.raises(InvalidStatus) as info:
+                connect(srv.url + "/rooms/lobby", additional_headers=GOOD, origin=origin)
+            assert info.value.response.status_code == 403, origin
+        with pytest.raises(InvalidStatus) as info:
+            connect(srv.url + "/rooms/a/b", additional_headers=GOOD)
+        assert info.value.response.status_code == 404
+        stats = srv.call(srv.state.snapshot)
+        assert stats["handshake_failures"]["process_request"] == 1
+        assert stats["handshake_failures"]["origin"] == 2
+        assert stats["handshake_failures"]["no_route"] == 1
+
+
+def test_async_process_request_failures_and_timeout(loop_kind: str) -> None:
+    async def hook(request: Any) -> Any:
+        if request.path == "/raise":
+            raise RuntimeError("database down")
+        if request.path == "/slow":
+            await asyncio.sleep(30)
+        if request.path == "/wrong":
+            return "not a Response"
+        return None
+
+    with ServerThread(Echo, loop=loop_kind, process_request=hook,
+                      handshake_timeout=0.5) as srv:
+        assert http_status(srv.port, upgrade_request("/raise"))[0] == 500
+        assert http_status(srv.port, upgrade_request("/wrong"))[0] == 500
+        start = time.monotonic()
+        assert http_status(srv.port, upgrade_request("/slow"))[0] == 408
+        assert time.monotonic() - start < 5
+        # a client that leaves while the hook runs: the hook is cancelled
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            sock.sendall(upgrade_request("/slow"))
+            assert wait_for(lambda: len(srv.state.handshakes) == 1)
+        assert wait_for(lambda: len(srv.state.handshakes) == 0)
+        # bytes sent right after the head while the hook runs reach the handler
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            sock.sendall(upgrade_request("/ok") + masked(1, b"early"))
+            head, rest = recv_head(sock)
+            assert status_of(head) == 101
+            assert read_frames(sock, rest)[0] == (1, b"early")
+        stats = srv.call(srv.state.snapshot)
+        assert stats["handshake_failures"]["internal"] == 2
+        assert stats["handshake_failures"]["timeout"] == 1
+
+
+def test_coroutine_api_gets_the_same_policy() -> None:
+    import fastsock
+    from websockets.asyncio.client import connect as aconnect
+
+    async def room(ws: Any) -> None:
+        r = ws.request
+        await ws.send(json.dumps({"room": r.path_params["room"], "user": r.state.user,
+                                  "sub": ws.subprotocol}))
+        await ws.wait_closed()
+
+    async def main() -> None:
+        async with fastsock.serve({"/rooms/{room}": room}, "127.0.0.1", 0, **POLICY) as server:
+            url = f"ws://127.0.0.1:{server.port}/rooms/lobby"
+            async with aconnect(url, additional_headers=GOOD, origin="https://a.example.com",
+                                subprotocols=["v2"]) as ws:
+                assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {
+                    "room": "lobby", "user": "ann", "sub": "v2"}
+            with pytest.raises(InvalidStatus) as info:
+                await aconnect(url, origin="https://a.example.com")
+            assert info.value.response.status_code == 401
+
+    from fastsock.reactor import Reactor
+    for factory in (asyncio.new_event_loop, Reactor):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(asyncio.wait_for(main(), 20))
