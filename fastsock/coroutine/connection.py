@@ -81,7 +81,7 @@ class ConnectionCore(WebSocketHandler):
     """
 
     __slots__ = ("messages", "max_queue", "_resume_at", "_queue_paused", "waiter",
-                 "_closed_waiter", "pong_waiters", "_on_start", "_log_ctx")
+                 "_closed_waiter", "pong_waiters", "_on_start", "_log_ctx", "_ping_sent")
 
     def __init__(self, max_queue: int = DEFAULT_MAX_QUEUE,
                  on_start: Optional[Callable[["ConnectionCore"], None]] = None) -> None:
@@ -99,6 +99,8 @@ class ConnectionCore(WebSocketHandler):
         self._on_start = on_start
         # (logger, connection id, peer), set by Connection: for the close line
         self._log_ctx: Optional[tuple[logging.Logger, str, Any]] = None
+        # ping payload -> perf_counter when sent, for every ping (keep-alive's too)
+        self._ping_sent: Optional[dict[bytes, float]] = None
 
     # ------------------------------------------------------------ callbacks
 
@@ -121,7 +123,20 @@ class ConnectionCore(WebSocketHandler):
             if not self._reading_paused and self._transport is not None:
                 self._transport.pause_reading()
 
+    def ping(self, payload: Union[bytes, str] = b"") -> None:
+        # The core times pings with loop.time(), which uvloop counts in whole
+        # milliseconds (a loopback round trip reads 0.0); perf_counter here.
+        WebSocketHandler.ping(self, payload)
+        times = self._ping_sent
+        if times is None:
+            times = self._ping_sent = {}
+        times[payload.encode() if isinstance(payload, str) else bytes(payload)] = time.perf_counter()
+
     def on_pong(self, payload: bytes) -> None:
+        times = self._ping_sent
+        if times and payload in times:
+            self.latency = time.perf_counter() - times[payload]
+            times.clear()           # pongs answer pings in order: older ones are implied
         waiters = self.pong_waiters
         if not waiters or payload not in waiters:
             return
