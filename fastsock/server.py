@@ -383,6 +383,12 @@ class ServerHandshakeProtocol:
                 self._reject(400, "peer sent too much before the handshake finished",
                              why="bad_request")
             return
+        if not self.buffer and data.endswith(b"\r\n\r\n") and len(data) <= self.state.max_head_size:
+            # the usual case: the whole head in one read and nothing after it
+            end = data.find(b"\r\n\r\n")
+            if end == len(data) - 4:
+                self._handle(data, b"")
+                return
         start = max(0, len(self.buffer) - 3)
         self.buffer += data
         end = self.buffer.find(b"\r\n\r\n", start)
