@@ -41,9 +41,15 @@ from .connection import (DEFAULT_MAX_QUEUE, SERVER_LOGGER, Connection, Connectio
 if TYPE_CHECKING:
     from ..reactor import Reactor
 
-__all__ = ["Handler", "Server", "serve", "is_coroutine_handler"]
+__all__ = ["AnyHandler", "CallbackFactory", "Handler", "Routes", "Server", "serve",
+           "is_coroutine_handler"]
 
 Handler = Callable[[Connection], Awaitable[Any]]
+# A callback-API handler: a WebSocketHandler subclass or factory.
+CallbackFactory = Callable[[], WebSocketHandler]
+# What a Server serves: coroutine handlers, callback factories, or routes mixing them.
+AnyHandler = Union[Handler, CallbackFactory]
+Routes = Union[AnyHandler, Mapping[str, AnyHandler]]
 # Close code and reason when the application's handler raises.
 INTERNAL_ERROR = 1011
 INTERNAL_ERROR_REASON = "internal error"
@@ -62,20 +68,26 @@ def is_coroutine_handler(handler: Any) -> bool:
 
 
 class Server:
-    """A WebSocket server running coroutine handlers (see :func:`serve`).
+    """A WebSocket server on the running loop (see :func:`serve`): coroutine
+    handlers, each run in a task with its :class:`Connection`, and callback
+    handlers, run as they are.
 
     ``async with`` starts it and on exit closes it (1001 to every client,
     bounded by ``options.close_timeout``); ``await serve(...)`` only starts
     it. ``serve_forever()`` waits until :meth:`close`.
     """
 
-    def __init__(self, handler: Union[Handler, Mapping[str, Handler]], host: Optional[str],
+    def __init__(self, handler: Routes, host: Optional[str],
                  port: int, *, ssl: Optional[_ssl.SSLContext] = None, backlog: int = 1024,
                  reuse_port: bool = False, sock: Any = None,
                  max_queue: int = DEFAULT_MAX_QUEUE, dumps: Dumps = json.dumps,
                  loads: Loads = json.loads, logger: Optional[LoggerLike] = None,
                  options: Optional[WebSocketOptions] = None, **state_kwargs: Any) -> None:
         self._handler = handler
+        self._max_queue = max_queue
+        # checked here, so that a wrong handler fails at serve(), not at start
+        self._routes: Any = ({path: self._factory(h) for path, h in handler.items()}
+                             if isinstance(handler, Mapping) else self._factory(handler))
         self._host = host
         self._port = port
         self._ssl = ssl
@@ -101,12 +113,7 @@ class Server:
         if self.server is not None:
             return self
         loop = asyncio.get_running_loop()
-        routes: Any
-        if isinstance(self._handler, Mapping):
-            routes = {path: self._factory(h) for path, h in self._handler.items()}
-        else:
-            routes = self._factory(self._handler)
-        state = ServerState(routes, loop, options=self._options, **self._state_kwargs)
+        state = ServerState(self._routes, loop, options=self._options, **self._state_kwargs)
         factory = cast(Callable[[], asyncio.Protocol], state.protocol_factory)
         if self._sock is not None:
             server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog,
@@ -122,14 +129,18 @@ class Server:
         self._closed = loop.create_future()
         return self
 
-    def _factory(self, handler: Handler) -> Callable[[], ConnectionCore]:
+    def _factory(self, handler: AnyHandler) -> Callable[[], WebSocketHandler]:
         if not is_coroutine_handler(handler):
-            raise TypeError(f"{handler!r} is not a coroutine function: "
-                            f"mix no callback handlers into a coroutine server")
+            if not callable(handler):
+                raise TypeError(f"{handler!r} is neither a coroutine function nor a "
+                                f"WebSocketHandler factory")
+            # The callback API: ServerState builds and runs it as it is.
+            return cast(CallbackFactory, handler)
+        coroutine = cast(Handler, handler)
         max_queue = self._max_queue
 
         def on_start(core: ConnectionCore) -> None:
-            self._start_handler(handler, core)
+            self._start_handler(coroutine, core)
 
         return lambda: ConnectionCore(max_queue, on_start)
 
@@ -255,7 +266,7 @@ HttpHandler = Optional[Callable[[Any], Optional[Response]]]
 
 
 @overload
-def serve(handler: Union[Handler, Mapping[str, Handler]], host: Optional[str] = ...,
+def serve(handler: Routes, host: Optional[str] = ...,
           port: int = ..., *, ssl: Optional[_ssl.SSLContext] = ..., backlog: int = ...,
           reuse_port: bool = ..., sock: Optional[socket.socket] = ..., max_queue: int = ...,
           dumps: Dumps = ..., loads: Loads = ..., logger: Optional[LoggerLike] = ...,
@@ -299,19 +310,21 @@ def serve(handler: Any, host: Optional[str] = "127.0.0.1", port: int = 0, *,
           max_headers: int = MAX_HEADERS) -> Union[Server, WebSocketServer]:
     """Serve WebSockets.
 
-    - ``handler`` is ``async def handler(ws)`` (or a ``{path: handler}``
-      dict of them): the coroutine API. Returns a :class:`Server` to use as
-      ``async with serve(...) as server`` or ``server = await serve(...)``,
-      on the running loop. ``max_queue``, ``dumps``/``loads``
-      (``send_json``/``recv_json``) and ``logger`` (a Logger or a name) are
-      the coroutine API's own.
-    - ``handler`` is a :class:`WebSocketHandler` subclass or factory (or a
-      dict of them): the callback API, :func:`fastsock.server.serve`; it
-      needs ``reactor=``.
+    Without ``reactor=``: on the running loop (fastsock's, asyncio's or
+    uvloop's). Returns a :class:`Server` to use as ``async with serve(...)
+    as server`` or ``server = await serve(...)``. ``handler`` is ``async
+    def handler(ws)`` (the coroutine API), a :class:`WebSocketHandler`
+    subclass or factory (the callback API), or a ``{path: handler}`` dict
+    of either, mixed too. ``max_queue``, ``dumps``/``loads``
+    (``send_json``/``recv_json``) and ``logger`` (a Logger or a name) are
+    the coroutine API's own.
 
-    Both take ``ssl`` (an ``SSLContext``: wss://), ``backlog``, ``reuse_port``,
-    ``sock`` (a listening socket to
-    serve instead of binding), ``options`` and the keywords of
+    With ``reactor=`` (fastsock's reactor, not running yet): the callback
+    API only, :func:`fastsock.server.serve`; returns its ``WebSocketServer``.
+
+    Both take ``ssl`` (an ``SSLContext``: wss://), ``backlog``,
+    ``reuse_port``, ``sock`` (a listening socket to serve instead of
+    binding), ``options`` and the keywords of
     :class:`~fastsock.server.ServerState` (``origins`` ... ``max_headers``).
     """
     state_kwargs: dict[str, Any] = dict(
@@ -320,18 +333,14 @@ def serve(handler: Any, host: Optional[str] = "127.0.0.1", port: int = 0, *,
         process_request=process_request, http_handler=http_handler,
         extra_headers=extra_headers, handshake_timeout=handshake_timeout,
         max_head_size=max_head_size, max_headers=max_headers)
-    if is_coroutine_handler(handler) or (
-            isinstance(handler, Mapping) and handler
-            and all(is_coroutine_handler(h) for h in handler.values())):
-        if reactor is not None:
-            raise TypeError("a coroutine handler runs on the running loop: drop reactor=")
+    if reactor is None:
+        # On the running loop: coroutine handlers, callback ones, or routes of both.
         return Server(handler, host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
                       sock=sock, max_queue=max_queue, dumps=dumps, loads=loads, logger=logger,
                       **state_kwargs)
-    if reactor is None:
-        raise TypeError(f"{handler!r} is not a coroutine function, so it is a callback "
-                        f"handler, and the callback API needs reactor= "
-                        f"(or write `async def handler(ws)`)")
+    handlers = handler.values() if isinstance(handler, Mapping) else (handler,)
+    if any(is_coroutine_handler(h) for h in handlers):
+        raise TypeError("a coroutine handler runs on the running loop: drop reactor=")
     own = {"max_queue": max_queue != DEFAULT_MAX_QUEUE,
            "dumps": dumps is not json.dumps, "loads": loads is not json.loads,
            "logger": logger is not None}

@@ -407,20 +407,41 @@ def test_each_opening_failure_has_its_exception(aio: Any) -> None:
 # ------------------------------------------------------------ fastsock.serve / connect
 
 
-def test_fastsock_serve_tells_coroutine_and_callback_handlers_apart(aio: Any) -> None:
+def test_fastsock_serve_tells_coroutine_and_callback_handlers_apart(aio: Any, reactor: Any) -> None:
     class Echo(WebSocketHandler):
         def on_message(self, data: Any) -> None:
-            self.send(data)
+            self.send(("callback", data).__repr__())
 
-    with pytest.raises(TypeError, match="reactor="):
-        fastsock.serve(Echo, "127.0.0.1", 0)
     assert isinstance(fastsock.serve(echo, "127.0.0.1", 0), Server)
+    # with reactor=: the callback API only
+    with pytest.raises(TypeError, match="reactor="):
+        fastsock.serve(echo, "127.0.0.1", 0, reactor=reactor)
+    with pytest.raises(TypeError, match="reactor="):
+        fastsock.serve({"/a": Echo, "/b": echo}, "127.0.0.1", 0, reactor=reactor)
+    with pytest.raises(TypeError, match="neither a coroutine function"):
+        fastsock.serve(42, "127.0.0.1", 0)      # type: ignore[call-overload]
 
     async def main() -> None:
+        # on the running loop: coroutine, callback, and routes mixing them
         async with fastsock.serve(echo, "127.0.0.1", 0) as server:
             async with fastsock.connect(uri(server)) as ws:
                 await ws.send("via fastsock.serve")
                 assert await ws.recv() == "via fastsock.serve"
+        async with fastsock.serve(Echo, "127.0.0.1", 0) as server:
+            async with fastsock.connect(uri(server)) as ws:
+                await ws.send("cb")
+                assert await ws.recv() == repr(("callback", "cb"))
+        async with fastsock.serve({"/co": echo, "/cb": Echo}, "127.0.0.1", 0) as server:
+            async with fastsock.connect(uri(server, path="/co")) as co, \
+                    fastsock.connect(uri(server, path="/cb")) as cb:
+                await co.send("x")
+                await cb.send("y")
+                assert await co.recv() == "x"
+                assert await cb.recv() == repr(("callback", "y"))
+                assert len(server.connections) == 1          # the coroutine one
+                assert len(server.handlers) == 2
+                assert fastsock.broadcast(server.handlers, "both") == 2
+                assert await co.recv() == "both" and await cb.recv() == "both"
 
     aio.run(main(), RUN_TIMEOUT)
 

@@ -69,7 +69,9 @@ async def main(reactor: fastsock.Reactor) -> None:
         reveal_type(ws)
         reveal_type(await ws.recv())
     fastsock.serve(echo, "127.0.0.1", 0, no_such_keyword=1)        # error 1
-    fastsock.serve(Echo, "127.0.0.1", 0)                           # error 2: no reactor=
+    reveal_type(fastsock.serve(Echo, "127.0.0.1", 0))              # on the running loop
+    reveal_type(fastsock.serve({"/a": echo, "/b": Echo}))           # mixed routes
+    fastsock.serve(echo, "127.0.0.1", 0, reactor=reactor)           # error 2: coroutine + reactor
     fastsock.serve(echo, "127.0.0.1", 0, max_queue="16")           # error 3
 '''
 
@@ -88,6 +90,8 @@ def test_serve_overloads_give_the_real_types_and_reject_unknown_keywords(tmp_pat
         "int",
         "fastsock.coroutine.connection.Connection",
         "str | bytes",
+        "fastsock.coroutine.server.Server",
+        "fastsock.coroutine.server.Server",
     ], out
     errors = [line for line in out.splitlines() if ": error:" in line]
     lines = SNIPPET.splitlines()
