@@ -316,7 +316,8 @@ class Connection:
             if not messages:
                 raise core._closed_error()
         message = messages.popleft()
-        core.message_taken()
+        if core._queue_paused:
+            core.message_taken()
         if decode is None:
             return message
         if decode:
@@ -327,10 +328,33 @@ class Connection:
         return self
 
     async def __anext__(self) -> Data:
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
+        # recv() inlined (without decode): `async for` then makes one coroutine
+        # per message instead of two. Keep the two in step.
+        core = self.core
+        messages = core.messages
+        if not messages:
+            if self._receiving:
+                raise RuntimeError("cannot call recv while another coroutine is already "
+                                   "waiting for the next message")
+            if core._state is not CLOSED:
+                waiter: asyncio.Future[None] = core._loop.create_future()
+                core.waiter = waiter
+                self._receiving = True
+                try:
+                    await waiter
+                finally:
+                    self._receiving = False
+                    if core.waiter is waiter:
+                        core.waiter = None
+            if not messages:
+                error = core._closed_error()
+                if isinstance(error, ConnectionClosedOK):
+                    raise StopAsyncIteration from None
+                raise error
+        message = messages.popleft()
+        if core._queue_paused:
+            core.message_taken()
+        return message
 
     async def recv_json(self, *, loads: Optional[Loads] = None) -> Any:
         """The next message parsed with ``loads`` (default: the connection's, ``json.loads``)."""
