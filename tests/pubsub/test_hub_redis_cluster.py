@@ -231,3 +231,36 @@ def test_a_migrated_slot_moves_the_subscription_to_its_new_owner(redis_cluster: 
         assert b.stats(remote)["reroutes"] >= 1
         assert ask(pub, f"pub {topic} two") == "published 0"
         assert remote.recv(timeout=RECV) == "two"
+
+
+@pytest.mark.needs_redis
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("loop", ["fastsock", "asyncio"])
+def test_a_stopped_app_closes_its_cluster_hub_cleanly(redis_cluster: Any, loop: str) -> None:
+    """SIGTERM: the per-primary subscriber tasks and the cluster client close
+    before the loop does, and the process takes its presence and liveness
+    keys out of the cluster."""
+    import time
+
+    from test_apps_pubsub import serve
+    from websockets.sync.client import connect
+
+    rc = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", redis_cluster.nodes[0].port)])
+    try:
+        with serve("chat", "--pubsub", redis_cluster.url, "--loop", loop) as (proc, port):
+            with connect(f"ws://127.0.0.1:{port}/chat/room") as ws:
+                assert ws.recv(timeout=RECV).endswith("joined (1 here)")
+                deadline = time.monotonic() + RECV
+                while not (rc.keys("fastsock:alive:*", target_nodes=RedisCluster.ALL_NODES)
+                           and rc.hvals("fastsock:p:chat:room")):
+                    assert time.monotonic() < deadline, "presence never written"
+                    time.sleep(0.05)
+                proc.send_signal(15)
+                assert proc.wait(20) == 0
+            assert proc.stderr is not None
+            log = proc.stderr.read()
+        assert "Traceback" not in log and "Task was destroyed" not in log, log
+        assert rc.keys("fastsock:alive:*", target_nodes=RedisCluster.ALL_NODES) == []
+        assert rc.hvals("fastsock:p:chat:room") == [], log
+    finally:
+        rc.close()
