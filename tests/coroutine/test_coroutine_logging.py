@@ -146,3 +146,27 @@ def test_debug_lines_per_message_only_when_enabled_at_open(aio: Any, caplog: pyt
     assert len(pings) == 1 and pings[0].endswith("[4 bytes]")
     assert pongs and pongs[0].split(" ", 2)[2] == pings[0].split(" ", 2)[2]   # same payload back
     assert "> CLOSE 1000 '' [2 bytes]" in debug        # the handler returned
+
+
+def test_client_connect_logs_on_its_logger(aio: Any, caplog: pytest.LogCaptureFixture) -> None:
+    async def echo(ws: Connection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> str:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            async with connect(f"ws://127.0.0.1:{server.port}/c", logger="test.client") as ws:
+                assert type(ws.core) is not ConnectionCore     # DEBUG was on at open
+                await ws.send("ping me")
+                assert await ws.recv() == "ping me"
+                return str(ws.id)
+
+    caplog.set_level(logging.DEBUG, logger="test.client")
+    conn_id = aio.run(main(), RUN_TIMEOUT)
+    info = _lines(caplog, "test.client", logging.INFO)
+    assert info[0].startswith(f"connection open id={conn_id} peer=127.0.0.1:")
+    assert info[-1].startswith(f"connection closed id={conn_id}") and info[-1].endswith("code=1000 reason=''")
+    debug = _lines(caplog, "test.client", logging.DEBUG)
+    assert f"{conn_id} > TEXT 'ping me' [7 bytes]" in debug
+    assert f"{conn_id} < TEXT 'ping me' [7 bytes]" in debug
+    assert f"{conn_id} > CLOSE 1000 '' [2 bytes]" in debug
