@@ -12,10 +12,12 @@ descriptors at every phase boundary the load generator announces.
     python -m benchmarks.c10k --servers fastsock,c --connections 2000
     python -m benchmarks.c10k --quick               # 1,000 connections, short phases
 
-permessage-deflate (issue 13): ``--deflate`` has wsload offer it (with
-``--deflate-params``) and send JSON-like text (``--payload json``); the
-``fastsock-deflate`` server compresses its broadcasts, ``fastsock`` does not,
-so one run compares the same broadcast compressed and uncompressed::
+permessage-deflate (issue 13): with ``--deflate`` every server sends
+JSON-like text (``--payload json``), and wsload offers permessage-deflate
+(with ``--deflate-params``) to the servers whose name ends in ``-deflate``
+only: ``fastsock-deflate`` is the same ``serve broadcast`` as ``fastsock``
+(which accepts deflate by default), so one run compares the same broadcast
+compressed and uncompressed::
 
     python -m benchmarks.c10k --servers fastsock,fastsock-deflate --size 1024 --deflate \
         --deflate-params "server_no_context_takeover; client_max_window_bits"
@@ -63,15 +65,15 @@ ADAPTERS = [
 ]
 FAST_SERVE = (PYTHON, "-m", "fastsock", "serve")
 ADDR = ("--host", "{host}", "--port", "{port}")
-# the broadcast with permessage-deflate (no effect on clients that do not offer it)
-ADAPTERS.append(Adapter("fastsock-deflate", (*FAST_SERVE, "broadcast", *ADDR, "--compression", "deflate"),
-                        needs_app="broadcast", needs_option="--compression"))
+# With --deflate, wsload offers permessage-deflate to the servers whose name
+# ends in this, and not to the others.
+DEFLATE_SUFFIX = "-deflate"
+# fastsock's serve accepts permessage-deflate when offered (its default)
+ADAPTERS.append(Adapter("fastsock-deflate", (*FAST_SERVE, "broadcast", *ADDR), needs_app="broadcast"))
 # --mode hold: echo servers (each connection's one message comes back)
 HOLD_ADAPTERS = [
-    Adapter("fastsock", (*FAST_SERVE, "echo", *ADDR, "--compression", "none"), needs_app="echo",
-            needs_option="--compression"),
-    Adapter("fastsock-deflate", (*FAST_SERVE, "echo", *ADDR, "--compression", "deflate"), needs_app="echo",
-            needs_option="--compression"),
+    Adapter("fastsock", (*FAST_SERVE, "echo", *ADDR), needs_app="echo"),
+    Adapter("fastsock-deflate", (*FAST_SERVE, "echo", *ADDR), needs_app="echo"),
     Adapter("websockets", (PYTHON, "-m", "benchmarks.servers.ws_websockets", *ADDR, "--mode", "echo"),
             needs_module="websockets"),
     Adapter("websockets-deflate", (PYTHON, "-m", "benchmarks.servers.ws_websockets", *ADDR, "--mode", "echo",
@@ -153,16 +155,19 @@ def on_line(line: bytes, name: str, server: ServerProcess, samples: dict[str, Sa
     return None
 
 
-def wsload_argv(args: argparse.Namespace, port: int) -> list[str]:
-    """The load generator's command line for this run's mode."""
+def wsload_argv(args: argparse.Namespace, port: int, offer_deflate: bool = True) -> list[str]:
+    """The load generator's command line for this run's mode (permessage-deflate
+    offered only with --deflate and ``offer_deflate``)."""
     common = ["--host", args.host, "--port", str(port), "--connections", str(args.connections),
               "--concurrency", str(args.concurrency), "--sources", str(args.sources), "--idle", str(args.idle),
               "--size", str(args.size), "--phase-timeout", str(args.phase_timeout),
               "--connect-timeout", str(args.connect_timeout)]
     if getattr(args, "deflate", False):
-        common += ["--payload", "json", "--deflate"]
-        if args.deflate_params is not None:
-            common += ["--deflate-params", args.deflate_params]
+        common += ["--payload", "json"]
+        if offer_deflate:
+            common.append("--deflate")
+            if args.deflate_params is not None:
+                common += ["--deflate-params", args.deflate_params]
     if getattr(args, "mode", "c10k") == "hold":
         return [str(tool("wsload")), "--mode", "hold", *common]
     return [str(tool("wsload")), "--mode", "c10k", *common, "--ping-rounds", str(args.ping_rounds),
@@ -173,7 +178,7 @@ def wsload_argv(args: argparse.Namespace, port: int) -> list[str]:
 
 def drive(adapter: Adapter, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
     port = free_port()
-    argv = wsload_argv(args, port)
+    argv = wsload_argv(args, port, offer_deflate=adapter.name.endswith(DEFLATE_SUFFIX))
     budget = (args.connect_timeout + args.idle + args.ping_rounds * args.ping_spread
               + (2 + args.broadcasts) * args.phase_timeout + args.flood * args.flood_interval + 15)
     run_deadline = min(deadline, time.monotonic() + budget)

@@ -254,6 +254,9 @@ def test_c10k_hold_and_deflate_command_lines() -> None:
     args.mode = "c10k"
     argv = c10k.wsload_argv(args, 9)
     assert argv[1:3] == ["--mode", "c10k"] and "--broadcasts" in argv and "--deflate" in argv
+    plain = c10k.wsload_argv(args, 9, offer_deflate=False)   # the same JSON, no offer
+    assert "--deflate" not in plain and "--deflate-params" not in plain
+    assert plain[plain.index("--payload") + 1] == "json"
 
 
 def test_hold_and_deflate_goals() -> None:
