@@ -266,3 +266,25 @@ def test_hold_and_deflate_goals() -> None:
     bc = c10k.deflate_goals({"fastsock-deflate": {"bc_last_p50_ms": 30.0}, "fastsock": {"bc_last_p50_ms": 15.0}})
     assert not bc[0]["met"] and "2.00×" in bc[0]["measured"]
     assert c10k.hold_goals({}) == [] and c10k.deflate_goals({"fastsock": {}}) == []
+
+
+def test_wsload_c10k_deflate_against_fastsock_broadcast() -> None:
+    """The compressed broadcast run: JSON filler after the binary header, the
+    server's compressed messages inflated (a 16-byte prefix under
+    server_no_context_takeover), nothing lost."""
+    if not _has("--deflate"):
+        pytest.skip("wsload built without zlib")
+    port = free_port()
+    adapter = next(a for a in c10k.ADAPTERS if a.name == "fastsock-deflate")
+    with ServerProcess("fastsock-deflate", adapter.command("127.0.0.1", port), core=None):
+        out = subprocess.run([str(tool("wsload")), "--mode", "c10k", "--port", str(port), "--connections", "20",
+                              "--idle", "0", "--ping-rounds", "1", "--ping-spread", "0", "--broadcasts", "2",
+                              "--flood", "2", "--size", "1024", "--payload", "json", "--deflate-params",
+                              "server_no_context_takeover; client_max_window_bits", "--phase-timeout", "5"],
+                             capture_output=True, text=True, timeout=60).stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["errors"] == 0, res["last_error"]
+    assert res["broadcast"]["delivered"] == res["broadcast"]["expected"] == 40
+    assert res["flood"]["undelivered"] == 0
+    if "server_no_context_takeover" in res["deflate"]["accepted"]:
+        assert res["compressed_received"] == 80

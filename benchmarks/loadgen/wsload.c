@@ -46,7 +46,7 @@ static struct {
     uint64_t lost_gaps, out_of_order, foreign;
     int bcast_phase;            /* 1 while latency goes into hist */
     hist_t hist;                /* per-delivery latency in the broadcast phase */
-    int json;                   /* message filler: JSON-like text (sent as text) */
+    int json;                   /* message filler: JSON-like text (c10k: after the binary header; hold: as text) */
     uint64_t rx_compressed;     /* messages received with RSV1 */
     uint64_t replies;           /* hold mode: echoes received */
     uint8_t *hold_payload;
@@ -149,8 +149,8 @@ static int trigger(void) {
     K.t_send[seq] = t;
     K.expected[seq] = (uint32_t)OPEN_NOW;
     K.n_trig++;
-    sbuf_len = 0;
-    ws_put_message(c, K.json ? 1 : 2, pl, (size_t)K.size, NULL);
+    sbuf_len = 0;   /* binary even with JSON filler: the 16-byte header is not UTF-8 */
+    ws_put_message(c, 2, pl, (size_t)K.size, NULL);
     conn_send(c, sbuf, sbuf_len);
     sbuf_len = 0;
     free(pl);
