@@ -336,7 +336,12 @@ def test_a_handler_that_does_not_read_pauses_reading(aio: Any) -> None:
                         sent += 1
 
                 task = asyncio.ensure_future(sender())
-                await asyncio.sleep(0.5)
+                # Until the server's queue is full (bounded: a busy machine is slow).
+                for _ in range(1000):
+                    if handlers and handlers[0].core.queue_paused:
+                        break
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.3)     # the kernel buffers fill up behind it
                 # The server stopped reading; the sender is blocked in send().
                 core = handlers[0].core
                 assert core.queue_paused
