@@ -223,6 +223,13 @@ class ServerState:
         if self._sweep_timer is None:
             self._sweep_timer = loop.call_later(self.handshake_timeout, self._sweep)
 
+    def _handshake_done(self, hs: "ServerHandshakeProtocol") -> None:
+        handshakes = self.handshakes
+        handshakes.pop(hs, None)
+        if not handshakes and self._sweep_timer is not None:
+            self._sweep_timer.cancel()      # no timer outlives the last handshake
+            self._sweep_timer = None
+
     def _sweep(self) -> None:
         """Time out the handshakes past their deadline; come back at the next one."""
         self._sweep_timer = None
@@ -425,7 +432,7 @@ class ServerHandshakeProtocol:
 
     def _finish(self) -> None:
         self.done = True
-        self.state.handshakes.pop(self, None)
+        self.state._handshake_done(self)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
