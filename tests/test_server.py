@@ -544,3 +544,30 @@ def test_coroutine_api_gets_the_same_policy() -> None:
     for factory in (asyncio.new_event_loop, Reactor):
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(asyncio.wait_for(main(), 20))
+
+
+def test_auth_example_runs() -> None:
+    """examples/ws_auth.py (docs/howto/auth.md): async hook, route, Origin pattern."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "ws_auth.py"
+    spec = importlib.util.spec_from_file_location("ws_auth_example", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with ServerThread(example.ROUTES, **example.POLICY) as srv:
+        with connect(srv.url + "/rooms/lobby?token=s3cret-token", subprotocols=["chat.v1", "chat.v2"],
+                     origin="https://eu.app.example") as ws:
+            assert ws.recv(timeout=5) == "hello alice, welcome to lobby (chat.v2)"
+            ws.send("hi")
+            assert ws.recv(timeout=5) == "alice@lobby: hi"
+        with connect(srv.url + "/rooms/kitchen",
+                     additional_headers=[("Authorization", "Bearer other-token")]) as ws:
+            assert ws.recv(timeout=5) == "hello bob, welcome to kitchen (None)"
+        with pytest.raises(InvalidStatus) as info:
+            connect(srv.url + "/rooms/lobby?token=wrong")
+        assert info.value.response.status_code == 401
+        with pytest.raises(InvalidStatus) as info:
+            connect(srv.url + "/rooms/lobby?token=s3cret-token", origin="https://app.example.evil")
+        assert info.value.response.status_code == 403
