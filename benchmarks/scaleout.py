@@ -206,6 +206,143 @@ def echo_runs(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     return echo
 
 
+# -- --echo-profile: where the 2-worker echo spends its extra CPU ---------------------------
+
+def _proc_counters(pid: int) -> dict[str, float]:
+    """On-CPU seconds, context switches and migrations of one process (all threads)."""
+    out = {"cpu_s": cpu_seconds(psutil.Process(pid)), "voluntary": 0.0, "involuntary": 0.0,
+           "migrations": 0.0}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/sched") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    key = key.strip()
+                    if key == "nr_voluntary_switches":
+                        out["voluntary"] += float(value)
+                    elif key == "nr_involuntary_switches":
+                        out["involuntary"] += float(value)
+                    elif key == "se.nr_migrations":
+                        out["migrations"] += float(value)
+        except OSError:
+            continue
+    return out
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """The loop and message counters of a scrape (the supervisor's totals with workers)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in ("fastsock_loop_iterations_total", "fastsock_loop_io_events_total"):
+                out[sample.name] = sample.value
+            elif sample.name == "fastsock_received_messages_total" and \
+                    sample.labels.get("type") == "binary":
+                out["messages"] = sample.value
+    return out
+
+
+PROFILE_CONFIGS: dict[str, tuple[int, str, int | None]] = {
+    # name: (workers, pinning of the server processes, loadgen core)
+    "1 process, unpinned": (1, "none", None),
+    "2 workers, unpinned": (2, "none", None),
+    "2 workers, worker i on core i": (2, "own", None),
+    "1 process on core 0, loadgen on core 1": (1, "core0", 1),
+    "2 workers both on core 0, loadgen on core 1": (2, "core0", 1),
+    # SCHED_BATCH: a woken server does not preempt the running load generator,
+    # so more messages are ready per loop turn (chrt -b; the workers inherit it)
+    "1 process, SCHED_BATCH": (1, "batch", None),
+    "2 workers, SCHED_BATCH": (2, "batch", None),
+}
+
+
+def echo_profile_run(workers: int, pinning: str, loadgen_core: int | None, seconds: float,
+                     connections: int = ECHO_CONNECTIONS,
+                     inflight: int = ECHO_INFLIGHT) -> dict[str, Any]:
+    """One echo run like echo_run, with per-process CPU, context switches and
+    migrations, and the loop's turns and I/O events (from --metrics-port)."""
+    from benchmarks.procs import run_loadgen, tool
+    port, metrics_port = free_port(), free_port()
+    argv = [PYTHON, "-m", "fastsock", "serve", "echo", "--quiet", "--host", "127.0.0.1",
+            "--port", str(port), "--metrics-port", str(metrics_port)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    if pinning == "batch":
+        argv = ["chrt", "--batch", "0", *argv]
+    with TreeServerProcess("echo", argv, core=0 if pinning == "core0" else None) as server:
+        time.sleep(0.3)
+        servers = [c.pid for c in server.ps.children()] if workers > 1 else [server.ps.pid]
+        if pinning == "batch":
+            assert all(os.sched_getscheduler(pid) == os.SCHED_BATCH for pid in servers)
+        if pinning == "own":
+            for core, pid in enumerate(sorted(servers)):
+                psutil.Process(pid).cpu_affinity([core % len(os.sched_getaffinity(0))])
+        before = {pid: _proc_counters(pid) for pid in servers}
+        loop_before = _scrape(metrics_port)
+        sup_before = _proc_counters(server.ps.pid) if workers > 1 else None
+        res = run_loadgen([str(tool("wsload")), "--port", str(port), "--connections",
+                           str(connections), "--inflight", str(inflight), "--size", "64",
+                           "--binary", "--duration", str(seconds), "--warmup", "0"],
+                          core=loadgen_core, timeout=seconds + 60)
+        after = {pid: _proc_counters(pid) for pid in servers}
+        loop_after = _scrape(metrics_port)
+        sup_after = _proc_counters(server.ps.pid) if workers > 1 else None
+    msgs = float(res.get("messages", 0))
+    delta = {k: sum(after[p][k] - before[p][k] for p in servers) for k in before[servers[0]]}
+    cpu = delta["cpu_s"]
+    if sup_before is not None and sup_after is not None:
+        cpu += sup_after["cpu_s"] - sup_before["cpu_s"]     # the supervisor too (≈ 0)
+    turns = loop_after.get("fastsock_loop_iterations_total", 0) - loop_before.get("fastsock_loop_iterations_total", 0)
+    events = loop_after.get("fastsock_loop_io_events_total", 0) - \
+        loop_before.get("fastsock_loop_io_events_total", 0)
+    per_k = 1000.0 / msgs if msgs else float("nan")
+    return {"msgs_per_s": res.get("msgs_per_s"), "messages": msgs, "server_cpu_s": round(cpu, 3),
+            "msgs_per_cpu_s": round(msgs / cpu) if cpu > 0 else None,
+            "cpu_us_per_msg": round(1e6 * cpu / msgs, 4) if msgs else None,
+            "voluntary_per_1k_msgs": round(delta["voluntary"] * per_k, 3),
+            "involuntary_per_1k_msgs": round(delta["involuntary"] * per_k, 3),
+            "migrations_per_1k_msgs": round(delta["migrations"] * per_k, 3),
+            "turns_per_1k_msgs": round(turns * per_k, 2) if turns else None,
+            "io_events_per_turn": round(events / turns, 2) if turns else None,
+            "loadgen_cpu_pct": res.get("loadgen_cpu_pct"), "p99_us": res.get("p99_us"),
+            "errors": res.get("errors")}
+
+
+def echo_profile(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    rows: dict[str, list[dict[str, Any]]] = {}
+    configs = list(PROFILE_CONFIGS.items())
+    if args.echo_configs:
+        configs = [configs[int(i)] for i in args.echo_configs.split(",")]
+    for _ in range(args.rounds):                  # interleaved
+        for name, (workers, pinning, core) in configs:
+            rows.setdefault(name, []).append(
+                echo_profile_run(workers, pinning, core, args.echo_seconds,
+                                 args.echo_connections, args.echo_inflight))
+    medians = {name: c10k.combine(r) for name, r in rows.items()}
+    head = ("msgs/s", "msgs/CPU-s", "µs/msg", "vol/1k", "invol/1k", "migr/1k", "turns/1k",
+            "ev/turn", "lg CPU%")
+    print(f"\n{'':<46}" + "".join(f"{h:>11}" for h in head))
+    for name, r in medians.items():
+        cells = (r["msgs_per_s"], r["msgs_per_cpu_s"], r["cpu_us_per_msg"],
+                 r["voluntary_per_1k_msgs"], r["involuntary_per_1k_msgs"],
+                 r["migrations_per_1k_msgs"], r["turns_per_1k_msgs"], r["io_events_per_turn"],
+                 r["loadgen_cpu_pct"])
+        print(f"{name:<46}" + "".join(f"{c:>11.3f}" if isinstance(c, float) and c < 100
+                                        else f"{c:>11.0f}" if c is not None else f"{'-':>11}"
+                                        for c in cells))
+    names = list(PROFILE_CONFIGS)
+    for two, one in ((1, 0), (2, 0), (4, 3), (6, 5), (6, 0)):
+        if names[two] in medians and names[one] in medians:
+            ratio = medians[names[two]]["msgs_per_cpu_s"] / medians[names[one]]["msgs_per_cpu_s"]
+            print(f"msgs per CPU-s, {names[two]} / {names[one]}: {ratio:.3f}x")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.scaleout", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,6 +355,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --echo-seconds, also run 1 process at half the connections "
                         "(the load each of 2 workers gets)")
     p.add_argument("--skip-broadcast", action="store_true", help="only the echo comparison")
+    p.add_argument("--echo-connections", type=int, default=ECHO_CONNECTIONS,
+                   help="with --echo-profile: connections (default %(default)s)")
+    p.add_argument("--echo-inflight", type=int, default=ECHO_INFLIGHT,
+                   help="with --echo-profile: messages in flight per connection "
+                        "(default %(default)s)")
+    p.add_argument("--echo-configs", default=None,
+                   help="with --echo-profile: comma-separated indexes of the configurations "
+                        "to run (default: all)")
+    p.add_argument("--echo-profile", action="store_true",
+                   help="with --echo-seconds: instead of the plain echo comparison, profile it: "
+                        "pinning variants, context switches, migrations, loop turns per message")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     build_loadgen()
@@ -227,7 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         results = broadcast_runs(args)
         summary = {name: c10k.combine(rows) for name, rows in results.items()}
         print_broadcast(summary)
-    echo = echo_runs(args) if args.echo_seconds > 0 else {}
+    if args.echo_profile and args.echo_seconds > 0:
+        echo = echo_profile(args)
+    else:
+        echo = echo_runs(args) if args.echo_seconds > 0 else {}
     if args.out:
         args.out.write_text(json.dumps({"machine": machine_info(), "results": summary,
                                         "rounds": results, "echo": echo}, indent=1))
