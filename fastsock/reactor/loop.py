@@ -265,9 +265,12 @@ class _PyLoopCore:
 # The compiled core unless it is not built or FASTSOCK_PURE=1.
 _loopc = compiled("._loopc", __package__)
 _LoopCore: Any = _loopc.LoopCore if _loopc is not None else _PyLoopCore
-# TLS: the compiled record path (fastsock/transports/_tls.pyx) or asyncio's own
+# TLS: the compiled record path (fastsock/transports/_tls.pyx) or its twin,
+# asyncio's own with the same handshake-failure log line (_tls_py.py)
 _tls = compiled("fastsock.transports._tls")
-_SSLProtocol: Any = _tls.SSLProtocol if _tls is not None else sslproto.SSLProtocol
+if _tls is None:
+    from ..transports import _tls_py as _tls_twin
+_SSLProtocol: Any = _tls.SSLProtocol if _tls is not None else _tls_twin.SSLProtocol
 _Handle: Any = _loopc.Handle if _loopc is not None else events.Handle
 IMPLEMENTATION = "python" if _LoopCore is _PyLoopCore else "cython"
 

@@ -19,15 +19,12 @@ What changes is the per-record path, which this module compiles:
   ``send`` for every record of that turn (asyncio sends each write's
   records separately). Outside a read, a write goes out at once, as before.
 """
-import logging
 import ssl
 
 from asyncio import sslproto
 from asyncio.log import logger
 
-# Where a server says that a client spoke plain HTTP to its TLS port (one line
-# per connection: asyncio itself logs TLS handshake failures only in debug mode).
-tls_log = logging.getLogger("fastsock.tls")
+from ._tls_py import note_handshake_failure
 
 _SSLProtocolBase = sslproto.SSLProtocol
 _WRAPPED = sslproto.SSLProtocolState.WRAPPED
@@ -40,13 +37,6 @@ _SSL_AGAIN = sslproto.SSLAgainErrors
 _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 
-def _peer(address):
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0]
-        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
-    return str(address)
-
-
 class SSLProtocol(_SSLProtocolBase):
     """asyncio's ``SSLProtocol`` with the record path compiled and a read
     turn's records sent with one write."""
@@ -54,12 +44,7 @@ class SSLProtocol(_SSLProtocolBase):
     _in_read = 0  # nesting depth: a close while reading reads again (asyncio's _do_flush)
 
     def _on_handshake_complete(self, handshake_exc):
-        # OpenSSL recognises an HTTP request line where a ClientHello belongs.
-        if (handshake_exc is not None and self._server_side
-                and getattr(handshake_exc, "reason", None) == "HTTP_REQUEST"):
-            peer = self._transport.get_extra_info("peername") if self._transport else None
-            tls_log.warning("plain HTTP on a TLS port from %s; closing the connection",
-                            _peer(peer))
+        note_handshake_failure(self, handshake_exc)    # plain HTTP on a TLS port: one log line
         _SSLProtocolBase._on_handshake_complete(self, handshake_exc)
 
     def buffer_updated(self, nbytes):

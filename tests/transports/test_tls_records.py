@@ -111,5 +111,5 @@ def test_asyncios_record_path_sends_each_write(contexts: tuple[ssl.SSLContext, s
 
 def test_the_compiled_tls_protocol_is_the_loops_unless_switched_off() -> None:
     built = _switch.compiled("fastsock.transports._tls") is not None
-    expected = "fastsock.transports._tls" if built else "asyncio.sslproto"
+    expected = "fastsock.transports._tls" if built else "fastsock.transports._tls_py"
     assert loop_module._SSLProtocol.__module__ == expected
