@@ -227,3 +227,36 @@ def test_extra_headers_and_lazy_request_state() -> None:
     bad = ServerHandshake(HandshakePolicy(lambda: None, extra_headers=[("X", "a\r\nb")]), head())
     with pytest.raises(ValueError):
         bad.accept()
+
+
+NAMES = st.sampled_from(["Host", "host", "HOST"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.permutations(range(5)),
+       st.lists(st.tuples(st.from_regex(r"X-[A-Za-z0-9-]{1,12}", fullmatch=True),
+                          st.from_regex(r"[ -~]{0,30}", fullmatch=True)), max_size=5),
+       st.sampled_from(["Upgrade", "upgrade", "keep-alive, Upgrade"]),
+       st.from_regex(r"/[A-Za-z0-9/._~%-]{0,20}(\?[A-Za-z0-9=&]{0,10})?", fullmatch=True))
+def test_valid_requests_match_the_httptools_reference(raw_key: bytes, order: list[int],
+                                                      extra: list[tuple[str, str]],
+                                                      connection: str, target: str) -> None:
+    """The compiled scan accepts what parse_request + check_request accept and
+    answers with accept_response's bytes."""
+    from fastsock.websocket.handshake import accept_response, check_request, parse_request
+
+    key = base64.b64encode(raw_key).decode()
+    fields = [("Host", "example.com:80"), ("Upgrade", "websocket"), ("Connection", connection),
+              ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13")]
+    lines = [fields[i] for i in order] + extra
+    raw = (f"GET {target} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in lines)
+           + "\r\n").encode()
+    request = parse_request(raw)
+    expected = accept_response(check_request(request))
+    status, _, got_target, response, *_ = both(raw)
+    assert (status, got_target, response) == (101, request.target, expected)
+    hs = ServerHandshake(HandshakePolicy(lambda: None), raw)
+    assert hs.request is not None
+    assert list(hs.request.headers) == list(request.headers)
+    assert (hs.request.method, hs.request.path, hs.request.query, hs.request.version) == (
+        request.method, request.path, request.query, request.version)

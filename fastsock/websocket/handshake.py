@@ -1,9 +1,11 @@
 """RFC 6455 opening handshake, sans-I/O: parse and check requests and responses.
 
-Nothing here touches a socket. The server glue finds the end of the request
-head (``\\r\\n\\r\\n``, bounded by ``max_head_size``), hands it to
-:func:`parse_request`, checks it with :func:`check_request` and answers with
-:func:`accept_response` or :func:`http_response`. The client glue builds its
+Nothing here touches a socket. The server decides with
+:class:`~fastsock.websocket.server_handshake.ServerHandshake`, which scans
+the head in compiled code; :func:`parse_request` (httptools),
+:func:`check_request` and :func:`accept_response` are the same checks
+step by step, a reference the compiled scan is tested against, and
+:func:`http_response` writes every HTTP answer. The client glue builds its
 request with :func:`client_request` and checks the answer with
 :func:`parse_response` and :func:`check_response`.
 """
