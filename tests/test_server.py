@@ -164,6 +164,8 @@ def http_status(port: int, request: bytes, host: str = "127.0.0.1") -> tuple[int
 
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+UPGRADE_OK = (b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: " + KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
 
 @pytest.mark.parametrize("request_bytes, status", [
@@ -191,6 +193,17 @@ KEY = "dGhlIHNhbXBsZSBub25jZQ=="
     (b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X-Pad: y\r\n" * 101 + b"\r\n", 431),
     (b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"y" * 20000 + b"\r\n\r\n", 431),
     (b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n", 426),                # plain HTTP
+    # header syntax the compiled scan refuses (RFC 9112)
+    (UPGRADE_OK.replace(b"Host: h\r\n", b"Host: h\r\n folded\r\n"), 400),      # obs-fold
+    (UPGRADE_OK.replace(b"Host: h", b"Host : h"), 400),                    # space before colon
+    (UPGRADE_OK.replace(b"Host: h", b"Host: h\x01"), 400),                 # control character
+    (UPGRADE_OK.replace(b"Host: h", b"Host: a\rb"), 400),                  # bare CR
+    (UPGRADE_OK.replace(b"Host: h", b"Ho(st: h"), 400),                    # not a token
+    (UPGRADE_OK.replace(b"GET / ", b"GET /a b "), 400),                    # space in target
+    (UPGRADE_OK.replace(b"Host: h\r\n", b"Host: h\r\n" + b"Origin: o\r\n" * 9), 400),
+    (UPGRADE_OK.replace(b"Host: h\r\n", b"Host: h\r\nSec-WebSocket-Key: " + KEY.encode()
+                        + b"\r\n"), 400),                                 # two keys
+    (UPGRADE_OK.replace(b"HTTP/1.1", b"HTTP/1.x"), 400),
 ])
 def test_bad_handshakes_get_the_exact_status(loop_kind: str, request_bytes: bytes, status: int) -> None:
     with ServerThread(Echo, loop=loop_kind) as srv:
