@@ -496,7 +496,13 @@ class ServerHandshakeProtocol:
                 # An async hook runs on the loop; the handshake timer keeps
                 # running, and a lost connection cancels it.
                 self.buffer = rest
-                pending = self.pending = asyncio.ensure_future(result, loop=state.loop)
+                try:
+                    pending = self.pending = asyncio.ensure_future(result, loop=state.loop)
+                except Exception:       # a loop that cannot run tasks (a test clock)
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    self._internal_error("process_request returned an awaitable this loop cannot run")
+                    return
                 pending.add_done_callback(lambda task: self._processed(task, hs))
                 return
             if result is not None:
