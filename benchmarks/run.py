@@ -212,7 +212,8 @@ def cert_files(args: argparse.Namespace) -> aio_loops.CertFiles:
 
 
 def loadgen_argv(scenario: str, host: str, port: int, case: dict[str, int], duration: float,
-                 warmup: float, binary: bool, deflate_params: str | None = None) -> list[str]:
+                 warmup: float, binary: bool, deflate_params: str | None = None,
+                 deflate_level: int | None = None) -> list[str]:
     argv = [str(tool(LOADGEN[scenario])), "--host", host, "--port", str(port),
             "--size", str(case["size"]), "--inflight", str(case["inflight"]),
             "--duration", str(duration), "--warmup", str(warmup)]
@@ -228,6 +229,8 @@ def loadgen_argv(scenario: str, host: str, port: int, case: dict[str, int], dura
         argv += ["--text", "--payload", "json", "--deflate"]
         if deflate_params is not None:
             argv += ["--deflate-params", deflate_params]
+        if deflate_level is not None:
+            argv += ["--deflate-level", str(deflate_level)]
     return argv
 
 
@@ -253,7 +256,8 @@ def run_once(scenario: str, adapter: Adapter, case: dict[str, int], args: argpar
         t0 = time.monotonic()
         budget = args.duration + args.warmup + 30
         result = run_loadgen(loadgen_argv(scenario, args.host, port, case, args.duration, args.warmup,
-                                          args.binary, args.deflate_params), core=args.client_core, timeout=budget)
+                                          args.binary, args.deflate_params, args.deflate_level),
+                             core=args.client_core, timeout=budget)
         after = server.sample()
         wall = time.monotonic() - t0
         result = normalise(result, case["size"])
@@ -425,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", metavar="A/B,...", help="same-run msgs/s ratios of server A to server B to report")
     p.add_argument("--deflate-params", metavar="PARAMS",
                    help="deflate-echo: the parameters wsload offers (default: client_max_window_bits)")
+    p.add_argument("--deflate-level", type=int, choices=range(10), metavar="0-9",
+                   help="deflate-echo: zlib level of wsload's own compressor (default 6); 1 keeps the load "
+                        "generator's share small at large sizes (the server's work does not depend on it)")
     p.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke run")
     p.add_argument("--time-limit", type=float, default=230.0, help="stop starting runs after this many seconds")
     p.add_argument("--host", default="127.0.0.1")
