@@ -1,0 +1,219 @@
+"""permessage-deflate against the `websockets` library, both directions,
+with each parameter combination, over real sockets on 127.0.0.1.
+
+* our server (``fastsock.adapters.aio.serve``, deflate on by default) with
+  websockets' client and its ``ClientPerMessageDeflateFactory(...)``;
+* our client (``aio.connect``, deflate offered by default or set up with
+  ``ClientPerMessageDeflate(...)``) with websockets' server and its
+  ``ServerPerMessageDeflateFactory(...)``.
+
+Each run checks the negotiated parameters, that messages really travel
+compressed (RSV1 on the wire), and echoes text and binary messages from
+empty to 1 MiB, compressible and not, in order (context takeover carries
+history between them).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, Optional
+
+import pytest
+
+websockets = pytest.importorskip("websockets")
+from websockets.extensions.permessage_deflate import (  # noqa: E402
+    ClientPerMessageDeflateFactory,
+    ServerPerMessageDeflateFactory,
+)
+
+from fastsock.adapters import aio  # noqa: E402
+from fastsock.websocket import WebSocketHandler, WebSocketOptions  # noqa: E402
+from fastsock.websocket.extensions import (  # noqa: E402
+    ClientPerMessageDeflate,
+    PerMessageDeflate,
+    ServerPerMessageDeflate,
+)
+
+TIMEOUT = 30.0
+OPTIONS = WebSocketOptions(max_message_size=4 << 20, ping_interval=None)
+
+
+def _messages() -> list[Any]:
+    doc = json.dumps([{"id": i, "name": f"user{i}", "online": i % 3 == 0} for i in range(200)])
+    return ["", "x", "hello " * 20, doc, doc.encode(), os.urandom(3000), b"\x00" * (1 << 20),
+            "é€😀" * 5000, doc[:700], bytes(range(256)) * 64]
+
+
+class RecordingEcho(WebSocketHandler):
+    """Echoes; keeps the first header byte of each frame received (RSV1 check)."""
+
+    first_bytes: list[int] = []
+
+    def data_received(self, data: bytes) -> None:
+        RecordingEcho.first_bytes.append(data[0])
+        super().data_received(data)
+
+    def on_message(self, data: Any) -> None:
+        self.send(data)
+
+
+class Inbox(WebSocketHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.raw = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.raw += data
+        super().data_received(data)
+
+    def on_message(self, data: Any) -> None:
+        self.inbox.put_nowait(data)
+
+
+def run(coro: Any) -> Any:
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
+    finally:
+        loop.close()
+
+
+CLIENT_PARAMS = [
+    {},
+    dict(server_no_context_takeover=True),
+    dict(client_no_context_takeover=True),
+    dict(server_no_context_takeover=True, client_no_context_takeover=True),
+    dict(server_max_window_bits=10),
+    dict(server_max_window_bits=15),
+    dict(client_max_window_bits=9),
+    dict(client_max_window_bits=True),
+    dict(client_max_window_bits=None),
+    dict(server_max_window_bits=9, client_max_window_bits=11, client_no_context_takeover=True),
+]
+
+
+@pytest.mark.parametrize("params", CLIENT_PARAMS, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "default")
+@pytest.mark.parametrize("server_nct", [False, True])
+def test_our_server_with_websockets_client(params: dict[str, Any], server_nct: bool) -> None:
+    async def main() -> None:
+        RecordingEcho.first_bytes = []
+        server = await aio.serve(
+            RecordingEcho, "127.0.0.1", 0, options=OPTIONS,
+            compression=ServerPerMessageDeflate(server_no_context_takeover=server_nct))
+        try:
+            async with websockets.connect(
+                    f"ws://127.0.0.1:{server.port}/", compression=None, max_size=4 << 20,
+                    extensions=[ClientPerMessageDeflateFactory(**params)]) as ws:
+                answer = ws.response.headers["Sec-WebSocket-Extensions"]
+                assert answer.startswith("permessage-deflate")
+                assert ("server_no_context_takeover" in answer) == (
+                    server_nct or bool(params.get("server_no_context_takeover")))
+                if "server_max_window_bits" in params:
+                    assert f"server_max_window_bits={min(12, params['server_max_window_bits'])}" in answer
+                if isinstance(params.get("client_max_window_bits"), int) and \
+                        params["client_max_window_bits"] is not True:
+                    assert f"client_max_window_bits={params['client_max_window_bits']}" in answer
+                for m in _messages():
+                    await ws.send(m)
+                    assert await ws.recv() == m
+                [handler] = list(server.connections)
+                [ext] = handler._extensions
+                assert isinstance(ext, PerMessageDeflate)
+                assert ext.local_no_context_takeover == (
+                    server_nct or bool(params.get("server_no_context_takeover")))
+            # websockets compresses every message: RSV1 frames reached us.
+            assert any(b & 0x40 for b in RecordingEcho.first_bytes)
+        finally:
+            server.close()
+            await server.wait_closed(5)
+
+    run(main())
+
+
+SERVER_PARAMS = [
+    {},
+    dict(server_no_context_takeover=True),
+    dict(client_no_context_takeover=True),
+    dict(server_max_window_bits=9),
+    dict(client_max_window_bits=10),
+    dict(server_max_window_bits=11, client_max_window_bits=9,
+         server_no_context_takeover=True, client_no_context_takeover=True),
+]
+OUR_CLIENT = [
+    ClientPerMessageDeflate(),
+    ClientPerMessageDeflate(client_max_window_bits=None),
+    ClientPerMessageDeflate(server_no_context_takeover=True, client_no_context_takeover=True),
+    ClientPerMessageDeflate(server_max_window_bits=10, client_max_window_bits=11),
+]
+
+
+@pytest.mark.parametrize("params", SERVER_PARAMS, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "default")
+@pytest.mark.parametrize("ours", range(len(OUR_CLIENT)))
+def test_our_client_with_websockets_server(params: dict[str, Any], ours: int) -> None:
+    factory = OUR_CLIENT[ours]
+
+    async def echo(conn: Any) -> None:
+        async for m in conn:
+            await conn.send(m)
+
+    async def main() -> None:
+        async with websockets.serve(echo, "127.0.0.1", 0, compression=None, max_size=4 << 20,
+                                    extensions=[ServerPerMessageDeflateFactory(**params)]) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            ws = await aio.connect(f"ws://127.0.0.1:{port}/", Inbox, options=OPTIONS,
+                                   compression=factory)
+            [ext] = ws._extensions
+            assert isinstance(ext, PerMessageDeflate)
+            assert ext.remote_no_context_takeover == bool(
+                params.get("server_no_context_takeover") or factory.server_no_context_takeover)
+            assert ext.local_no_context_takeover == bool(
+                params.get("client_no_context_takeover") or factory.client_no_context_takeover)
+            if "server_max_window_bits" in params:
+                assert ext.remote_max_window_bits == min(
+                    params["server_max_window_bits"], factory.server_max_window_bits or 15)
+            for m in _messages():
+                ws.send(m)
+                assert await ws.inbox.get() == m
+            assert ws.raw[0] & 0x40                 # the first echo came compressed
+            ws.close()
+            await asyncio.sleep(0.05)
+
+    run(main())
+
+
+def test_compression_none_negotiates_nothing() -> None:
+    async def main() -> None:
+        server = await aio.serve(RecordingEcho, "127.0.0.1", 0, compression=None)
+        try:
+            async with websockets.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+                assert "Sec-WebSocket-Extensions" not in ws.response.headers
+                await ws.send("x" * 1000)
+                assert await ws.recv() == "x" * 1000
+            ws2 = await aio.connect(f"ws://127.0.0.1:{server.port}/", Inbox, compression=None)
+            assert ws2._extensions == ()
+            ws2.close()
+        finally:
+            server.close()
+            await server.wait_closed(5)
+
+    run(main())
+
+
+def test_defaults_negotiate_deflate_between_our_client_and_server() -> None:
+    async def main() -> None:
+        server = await aio.serve(RecordingEcho, "127.0.0.1", 0, options=OPTIONS)
+        try:
+            ws = await aio.connect(f"ws://127.0.0.1:{server.port}/", Inbox, options=OPTIONS)
+            [ext] = ws._extensions
+            assert isinstance(ext, PerMessageDeflate)
+            for m in _messages():
+                ws.send(m)
+                assert await ws.inbox.get() == m
+            ws.close()
+        finally:
+            server.close()
+            await server.wait_closed(5)
+
+    run(main())
