@@ -244,3 +244,28 @@ def test_only_unacceptable_offers_are_declined_gracefully(server_port: int) -> N
 def test_malformed_offer_is_answered_with_400(server_port: int, offer: str) -> None:
     c = Raw(server_port, offer)
     assert c.status == 400
+
+
+@pytest.mark.parametrize("flag,negotiated", [((), True), (("--compression", "deflate"), True),
+                                              (("--compression", "none"), False)])
+def test_serve_echo_compression_flag(flag: tuple[str, ...], negotiated: bool) -> None:
+    from conformance.launch import ServerProcess, server_command
+    server = ServerProcess(server_command("fastsock") + list(flag))
+    try:
+        port = int(server.url.rsplit(":", 1)[1].strip("/"))
+        c = Raw(port, "permessage-deflate; client_max_window_bits")
+        answer = c.header("Sec-WebSocket-Extensions")
+        assert (answer is not None) == negotiated, answer
+        text = ("echo " * 100).encode()
+        if negotiated:
+            c.sock.sendall(frame(1, deflate(text), rsv=0x40))
+            b0, payload = c.read_frame()
+            assert b0 == 0xC1
+            assert zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == text
+        else:
+            c.sock.sendall(frame(1, text))
+            assert c.read_frame() == (0x81, text)
+        c.sock.close()
+    finally:
+        assert server.stop() == 0
+        server.stderr.close()

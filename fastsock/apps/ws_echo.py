@@ -95,6 +95,9 @@ def add_ws_arguments(parser: argparse.ArgumentParser, default_port: int = DEFAUL
                             "(default: %(default)s)")
     group.add_argument("--slow-peer", choices=("pause", "drop", "disconnect"), default="pause",
                        help="what to do with a peer over --write-limit (default: %(default)s)")
+    group.add_argument("--compression", choices=("deflate", "none"), default="deflate",
+                       help="permessage-deflate: accept it when a client offers it, or never "
+                            "(default: %(default)s; docs/compression.md)")
     add_tls_arguments(parser)
     add_metrics_arguments(parser)
     add_worker_arguments(parser)
@@ -120,6 +123,8 @@ def serve_ws(app: str, handler: Any, args: argparse.Namespace, *,
     ssl_context = server_ssl_context(args)
     kwargs.setdefault("options", options_from(args))
     kwargs.setdefault("handshake_timeout", args.handshake_timeout)
+    kwargs.setdefault("compression", None if getattr(args, "compression", "deflate") == "none"
+                      else "deflate")
     metrics = MetricsSetup(args, host)
     if metrics.metrics is not None:
         from fastsock.server import default_http_handler
