@@ -217,3 +217,51 @@ def test_defaults_negotiate_deflate_between_our_client_and_server() -> None:
             await server.wait_closed(5)
 
     run(main())
+
+
+@pytest.mark.parametrize("server_nct,compressions", [(True, 1), (False, 4)])
+def test_broadcast_compresses_once_without_server_context_takeover(
+        server_nct: bool, compressions: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastsock.websocket import broadcast
+    calls = []
+    encode = PerMessageDeflate.encode
+
+    def counting(self: PerMessageDeflate, opcode: int, payload: bytes) -> tuple[int, bytes]:
+        calls.append(len(payload))
+        return encode(self, opcode, payload)
+
+    monkeypatch.setattr(PerMessageDeflate, "encode", counting)
+
+    async def main() -> None:
+        server = await aio.serve(
+            RecordingEcho, "127.0.0.1", 0, options=OPTIONS,
+            compression=ServerPerMessageDeflate(server_no_context_takeover=server_nct))
+        try:
+            clients = [await aio.connect(f"ws://127.0.0.1:{server.port}/", Inbox, options=OPTIONS)
+                       for _ in range(4)]
+            message = json.dumps([{"n": i, "text": "broadcast"} for i in range(100)])
+            for _ in range(3):
+                calls.clear()
+                assert broadcast(server.connections, message) == 4
+                for c in clients:
+                    assert await c.inbox.get() == message
+                assert calls == [len(message)] * compressions
+            for c in clients:
+                assert c.raw[0] & 0x40          # it came compressed
+                c.close()
+        finally:
+            server.close()
+            await server.wait_closed(5)
+
+    run(main())
+
+
+def test_example_runs() -> None:
+    import pathlib
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "examples" / "ws_compression.py")],
+                         capture_output=True, text=True, timeout=60, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert "broadcast to 3" in out.stdout and out.stdout.rstrip().endswith("ok")
