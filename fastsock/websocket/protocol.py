@@ -1030,7 +1030,7 @@ def broadcast(connections: Iterable[Union[WebSocketHandler, Wrapped]],
                 handler._dropped()
                 handler.abort()
                 continue
-        handler._count_frame_out(out)
+        handler._count_frame_out(frame)     # payload bytes before compression (metrics)
         handler._queue_frame(out)
         sent += 1
     # Recorded on the server of the connections (the last one's: a
