@@ -22,8 +22,8 @@ format, routing, batching, bounded queue and accounting); what differs:
   a ``sunsubscribe`` pushed by the server (its slot migrated) refreshes the
   map and subscribes on the new owner.
 - Outage: a primary's connection retries with the same doubling back-off
-  and re-subscribes its channels; the other primaries' connections go on
-  delivering. Publishing resumes once every primary answers ``PING`` (as
+  and re-subscribes its channels; the other primaries' connections stay
+  up. Publishing resumes once every primary answers ``PING`` (as
   Redis itself refuses commands while a slot is uncovered, with its default
   ``cluster-require-full-coverage yes``): until then publishes are queued
   within ``max_queue``, oldest dropped and counted.
