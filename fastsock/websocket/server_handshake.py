@@ -288,14 +288,19 @@ class ServerHandshake:
         self._protocols: Optional[str] = protocols
         self._offers: Optional[str] = offers
         if status == _UPGRADE:
-            path = target.partition("?")[0]
-            match = policy.router.match(path)
-            if match is None:
-                self.outcome = PENDING
-                self.reject(404, f"no WebSocket endpoint at {path}", failure="no_route")
-                return
-            self.factory, params = match
-            self.request = HandshakeRequest(head, params)
+            router = policy.router
+            if router.default is not None:      # one handler for every path
+                self.factory = router.default
+                self.request = HandshakeRequest(head)
+            else:
+                path = target.partition("?")[0]
+                match = router.match(path)
+                if match is None:
+                    self.outcome = PENDING
+                    self.reject(404, f"no WebSocket endpoint at {path}", failure="no_route")
+                    return
+                self.factory, params = match
+                self.request = HandshakeRequest(head, params)
             self.response = response
             self.outcome = PENDING
             if policy.origins is not None and not policy.origins.allows(origin):
