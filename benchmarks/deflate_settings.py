@@ -180,14 +180,60 @@ def backends(args: argparse.Namespace) -> None:
                   f"  wire {wire:7.0f} B", flush=True)
 
 
+def _pool_child(limit: int) -> None:
+    from fastsock.websocket.extensions import permessage_deflate as pmd
+    pmd.set_active_contexts(limit or None)
+    peer = pmd.PerMessageDeflate(local_max_window_bits=12)
+    msgs = [json_message(1024, seed) for seed in range(8)]
+    wires = [peer.encode(1, m)[1] for m in msgs]
+    conns = []
+    before = rss()
+    for i in range(N_CONNS):
+        ext = pmd.PerMessageDeflate(local_max_window_bits=12, remote_max_window_bits=12)
+        ext.decode(0x40, 1, wires[0], 1 << 20)        # each connection got one message...
+        ext.encode(1, msgs[0])                          # ...and answered it
+        conns.append(ext)
+    per_conn = (rss() - before) / N_CONNS
+    # round robin over all connections: every message after an idle spell
+    t = time.perf_counter()
+    for k in range(2):
+        for ext in conns:
+            ext.encode(1, msgs[1 + k])
+    rr = (time.perf_counter() - t) / (2 * N_CONNS)
+    # one busy connection
+    one = conns[0]
+    t = time.perf_counter()
+    for k in range(2000):
+        one.encode(1, msgs[k % 8])
+    busy = (time.perf_counter() - t) / 2000
+    print(json.dumps({"bytes": per_conn, "rr_us": rr * 1e6, "busy_us": busy * 1e6}))
+
+
+def pool(args: argparse.Namespace) -> None:
+    """2,000 connections with context takeover both ways (window 12,
+    memLevel 5), each after one 1 KiB message in and one out: RSS per
+    connection, and the time per message when every message comes from a
+    connection that was idle (round robin) or from one busy connection."""
+    for limit in (0, 1024, 256, 64):
+        out = subprocess.run([sys.executable, "-m", "benchmarks.deflate_settings", "_pool",
+                              str(limit)], check=True, capture_output=True, text=True).stdout
+        r = json.loads(out)
+        print(f"active contexts {limit or 'unlimited':>9}: RSS/conn {r['bytes'] / 1024:6.1f} KiB"
+              f"   round robin {r['rr_us']:6.1f} us/msg   one busy {r['busy_us']:6.1f} us/msg",
+              flush=True)
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_pool":
+        _pool_child(int(sys.argv[2]))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "_memory":
         _memory_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["memory", "ratio", "backends"])
+    ap.add_argument("what", choices=["memory", "ratio", "backends", "pool"])
     args = ap.parse_args()
-    {"memory": memory, "ratio": ratio, "backends": backends}[args.what](args)
+    {"memory": memory, "ratio": ratio, "backends": backends, "pool": pool}[args.what](args)
 
 
 if __name__ == "__main__":

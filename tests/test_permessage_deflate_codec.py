@@ -191,3 +191,44 @@ def test_threshold_and_no_takeover_connections_hold_no_state_of_their_own() -> N
     assert own.memory_held
     own.release()
     assert not own.memory_held
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@given(msgs=st.lists(messages, min_size=1, max_size=8),
+       compact_c=st.lists(st.booleans(), min_size=8, max_size=8),
+       compact_d=st.lists(st.booleans(), min_size=8, max_size=8),
+       wbits=st.integers(9, 15))
+@settings(**settings_kw)  # type: ignore[arg-type]
+def test_compacted_contexts_carry_on_from_their_history(
+        impl: ModuleType, msgs: list[bytes], compact_c: list[bool], compact_d: list[bool],
+        wbits: int) -> None:
+    # compact() keeps only the window and frees zlib's state; the next
+    # message rebuilds it, and the stream stays one valid DEFLATE stream
+    # (checked with an independent inflater that was never compacted).
+    c, d = impl.Compressor(wbits, 5, 6), impl.Decompressor(wbits)
+    ref = zlib.decompressobj(-15)
+    for m, cc, dc in zip(msgs, compact_c, compact_d):
+        if cc:
+            c.compact()
+            assert not c.allocated and c.held <= 1 << wbits
+        if dc:
+            d.compact()
+            assert not d.allocated and d.held <= 1 << wbits
+        z = c.compress(m)
+        assert ref.decompress(z + b"\x00\x00\xff\xff") == m
+        assert d.decompress(z, None) == m
+
+
+def test_pool_keeps_the_most_recently_used_contexts_whole() -> None:
+    from fastsock.websocket.extensions.permessage_deflate import ContextPool
+    pool = ContextPool(2)
+    zs = [_deflate_py.Compressor(12, 5, 6) for _ in range(4)]
+    for z in zs:
+        z.compress(b"some history " * 20)
+        pool.use(z)
+    assert [z.allocated for z in zs] == [False, False, True, True]
+    assert [z.held for z in zs[:2]] == [260, 260]
+    pool.use(zs[0])                        # back in use: the oldest whole one is compacted
+    assert zs[0].compress(b"more") and zs[0].allocated and not zs[2].allocated
+    pool.forget(zs[0])                     # its connection closed
+    assert len(pool) == 1

@@ -265,3 +265,37 @@ def test_example_runs() -> None:
                          capture_output=True, text=True, timeout=60, cwd=root)
     assert out.returncode == 0, out.stderr
     assert "broadcast to 3" in out.stdout and out.stdout.rstrip().endswith("ok")
+
+
+def test_contexts_compacted_by_the_pool_keep_working_with_websockets() -> None:
+    # A pool of 2 whole contexts for 5 busy connections: every message comes
+    # from a compacted context (round robin), both directions, and websockets
+    # (context takeover on its side) decodes and encodes as usual.
+    from fastsock.websocket.extensions import permessage_deflate as pmd
+    saved = pmd.compressor_pool.limit
+
+    async def main() -> None:
+        server = await aio.serve(RecordingEcho, "127.0.0.1", 0, options=OPTIONS)
+        try:
+            clients = [await websockets.connect(f"ws://127.0.0.1:{server.port}/",
+                                                max_size=4 << 20) for _ in range(5)]
+            for round_ in range(6):
+                for i, ws in enumerate(clients):
+                    m = json.dumps({"round": round_, "client": i, "pad": "abc" * (50 + i)})
+                    await ws.send(m)
+                    assert await ws.recv() == m
+            assert len(pmd.compressor_pool) == 2 and len(pmd.decompressor_pool) == 2
+            compacted = [h for h in server.connections
+                         if not h._extensions[0].memory_held]
+            assert len(compacted) == 3
+            for ws in clients:
+                await ws.close()
+        finally:
+            server.close()
+            await server.wait_closed(5)
+
+    pmd.set_active_contexts(2)
+    try:
+        run(main())
+    finally:
+        pmd.set_active_contexts(saved)

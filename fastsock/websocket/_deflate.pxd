@@ -10,6 +10,7 @@ cdef extern from "zlib.h":
 cdef class Compressor:
     cdef z_stream _strm
     cdef bint _ready                 # _strm is initialised (lazily, at the first message)
+    cdef bytes _history              # the window kept by compact(), or None
     cdef readonly int wbits, mem_level, level
     cdef readonly bint no_context_takeover
 
@@ -17,5 +18,6 @@ cdef class Compressor:
 cdef class Decompressor:
     cdef z_stream _strm
     cdef bint _ready
+    cdef bytes _history
     cdef readonly int wbits
     cdef readonly bint no_context_takeover

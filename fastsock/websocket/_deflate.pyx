@@ -12,6 +12,7 @@ grows. Neither allocates zlib's state before its first message; ``release``
 frees it.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
 from libc.string cimport memset
@@ -32,11 +33,15 @@ cdef extern from "zlib.h":
                      int strategy)
     int deflate(z_stream *strm, int flush)
     int deflateReset(z_stream *strm)
+    int deflateGetDictionary(z_stream *strm, unsigned char *dictionary, unsigned int *dictLength)
+    int deflateSetDictionary(z_stream *strm, const unsigned char *dictionary, unsigned int dictLength)
     int deflateEnd(z_stream *strm)
     unsigned long deflateBound(z_stream *strm, unsigned long sourceLen)
     int inflateInit2(z_stream *strm, int windowBits)
     int inflate(z_stream *strm, int flush)
     int inflateReset(z_stream *strm)
+    int inflateGetDictionary(z_stream *strm, unsigned char *dictionary, unsigned int *dictLength)
+    int inflateSetDictionary(z_stream *strm, const unsigned char *dictionary, unsigned int dictLength)
     int inflateEnd(z_stream *strm)
     const char *zlibVersion()
 
@@ -87,9 +92,29 @@ cdef class Compressor:
     def release(self):
         """Free zlib's state; the next message allocates it again (with
         context takeover that starts a new context: only at the end)."""
+        self._history = None
         if self._ready:
             deflateEnd(&self._strm)
             self._ready = False
+
+    def compact(self):
+        """Keep only the history (the last window of what was compressed,
+        at most 1 << wbits bytes) and free zlib's state; the next message
+        rebuilds it from that history, so the context carries on."""
+        cdef unsigned int n = 0
+        if not self._ready or self.no_context_takeover:
+            return
+        deflateGetDictionary(&self._strm, NULL, &n)
+        history = PyBytes_FromStringAndSize(NULL, n)
+        deflateGetDictionary(&self._strm, <unsigned char *>PyBytes_AS_STRING(history), &n)
+        deflateEnd(&self._strm)
+        self._ready = False
+        self._history = history if n else None
+
+    @property
+    def held(self):
+        """Bytes of history kept by ``compact`` (0 when none)."""
+        return len(self._history) if self._history is not None else 0
 
     def compress(self, data):
         """One message's payload as sent on the wire (tail stripped)."""
@@ -103,6 +128,11 @@ cdef class Compressor:
                             self.mem_level, Z_DEFAULT_STRATEGY) != Z_OK:
                 raise MemoryError("zlib deflateInit2 failed")
             self._ready = True
+            if self._history is not None:
+                history = self._history
+                self._history = None
+                deflateSetDictionary(&self._strm, <const unsigned char *>PyBytes_AS_STRING(history),
+                                     <unsigned int>PyBytes_GET_SIZE(history))
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
             if view.len > INPUT_MAX:
@@ -166,9 +196,28 @@ cdef class Decompressor:
 
     def release(self):
         """Free zlib's state (see :meth:`Compressor.release`)."""
+        self._history = None
         if self._ready:
             inflateEnd(&self._strm)
             self._ready = False
+
+    def compact(self):
+        """Keep only the history (the window) and free zlib's state (see
+        :meth:`Compressor.compact`)."""
+        cdef unsigned int n = 0
+        if not self._ready or self.no_context_takeover:
+            return
+        inflateGetDictionary(&self._strm, NULL, &n)
+        history = PyBytes_FromStringAndSize(NULL, n)
+        inflateGetDictionary(&self._strm, <unsigned char *>PyBytes_AS_STRING(history), &n)
+        inflateEnd(&self._strm)
+        self._ready = False
+        self._history = history if n else None
+
+    @property
+    def held(self):
+        """Bytes of history kept by ``compact`` (0 when none)."""
+        return len(self._history) if self._history is not None else 0
 
     def decompress(self, data, max_size=None, bint text=False):
         """The message inflated from ``data`` (a whole message's payload).
@@ -195,6 +244,11 @@ cdef class Decompressor:
             if inflateInit2(&self._strm, -self.wbits) != Z_OK:
                 raise MemoryError("zlib inflateInit2 failed")
             self._ready = True
+            if self._history is not None:
+                history = self._history
+                self._history = None
+                inflateSetDictionary(&self._strm, <const unsigned char *>PyBytes_AS_STRING(history),
+                                     <unsigned int>PyBytes_GET_SIZE(history))
         elif self.no_context_takeover:
             inflateReset(&self._strm)
         validator = None

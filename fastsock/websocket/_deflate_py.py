@@ -55,13 +55,29 @@ class Compressor:
         self.level = level
         self.no_context_takeover = no_context_takeover
         self._z: Any = None
+        # The last window of input (what zlib's deflateGetDictionary gives),
+        # tracked by hand: the zlib module cannot read it back.
+        self._window = b""
+        self._history: Optional[bytes] = None
 
     @property
     def allocated(self) -> bool:
         return self._z is not None
 
+    @property
+    def held(self) -> int:
+        return len(self._history) if self._history is not None else 0
+
     def release(self) -> None:
         self._z = None
+        self._history = None
+
+    def compact(self) -> None:
+        """Keep only the history and drop zlib's state (see ``_deflate.pyx``)."""
+        if self._z is None or self.no_context_takeover:
+            return
+        self._z = None
+        self._history = self._window or None
 
     def compress(self, data: Any) -> bytes:
         """One message's payload as sent on the wire (tail stripped)."""
@@ -69,7 +85,14 @@ class Compressor:
             raise ValueError("cannot compress a message of 2 GiB or more")
         z = self._z
         if z is None:
-            z = zlib.compressobj(self.level, zlib.DEFLATED, -self.wbits, self.mem_level)
+            if self._history is not None:
+                z = zlib.compressobj(self.level, zlib.DEFLATED, -self.wbits, self.mem_level,
+                                     zlib.Z_DEFAULT_STRATEGY, self._history)
+                self._history = None
+            else:
+                z = zlib.compressobj(self.level, zlib.DEFLATED, -self.wbits, self.mem_level)
+        if not self.no_context_takeover:
+            self._window = (self._window + bytes(data))[-(1 << self.wbits):]
         out: bytes = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
         # The zlib module cannot reset a stream: without context takeover a
         # fresh one per message is the same thing.
@@ -87,13 +110,27 @@ class Decompressor:
         self.wbits = wbits
         self.no_context_takeover = no_context_takeover
         self._z: Any = None
+        self._window = b""          # the last window of output (inflateGetDictionary)
+        self._history: Optional[bytes] = None
 
     @property
     def allocated(self) -> bool:
         return self._z is not None
 
+    @property
+    def held(self) -> int:
+        return len(self._history) if self._history is not None else 0
+
     def release(self) -> None:
         self._z = None
+        self._history = None
+
+    def compact(self) -> None:
+        """Keep only the history and drop zlib's state (see ``_deflate.pyx``)."""
+        if self._z is None or self.no_context_takeover:
+            return
+        self._z = None
+        self._history = self._window or None
 
     def decompress(self, data: Any, max_size: Optional[int] = None, text: bool = False) -> bytes:
         """The message inflated from ``data``; see ``_deflate.pyx`` for the errors."""
@@ -102,7 +139,12 @@ class Decompressor:
         limit = _INPUT_MAX if max_size is None else min(max_size, _INPUT_MAX - 1) + 1
         z = self._z
         if z is None or self.no_context_takeover:
-            z = self._z = zlib.decompressobj(-self.wbits)
+            if self._history is not None:
+                z = self._z = zlib.decompressobj(-self.wbits, self._history)
+                self._history = None
+            else:
+                z = self._z = zlib.decompressobj(-self.wbits)
+        fresh = -1                  # where a new stream started in out, if one did
         cap = min(limit, max(FIRST_OUT, 4 * len(data) + 64))
         out = bytearray()
         checked = 0
@@ -121,6 +163,7 @@ class Decompressor:
                         # starts a new stream, without the old window.
                         pending = z.unused_data
                         z = self._z = zlib.decompressobj(-self.wbits)
+                        fresh = len(out)
                         if seg == 1 or not pending:
                             ended = True
                             break
@@ -147,4 +190,8 @@ class Decompressor:
         except ProtocolError:
             self._z = None
             raise
-        return bytes(out)
+        result = bytes(out)
+        if not self.no_context_takeover:
+            window = self._window + result if fresh < 0 else result[fresh:]
+            self._window = window[-(1 << self.wbits):]
+        return result

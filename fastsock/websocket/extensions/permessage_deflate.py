@@ -22,6 +22,7 @@ the client, any answer that is not valid for the offer fails the handshake
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from ..._switch import compiled
@@ -55,7 +56,10 @@ __all__ = [
     "IMPLEMENTATION",
     "PerMessageDeflate",
     "ServerPerMessageDeflate",
+    "ContextPool",
+    "DEFAULT_ACTIVE_CONTEXTS",
     "client_factories",
+    "set_active_contexts",
     "server_factories",
 ]
 
@@ -83,6 +87,60 @@ _WINDOW_VALUES = {str(n): n for n in range(8, 16)}   # no leading zeros, no sign
 # and a broadcast compresses once for all of them.
 _shared_compressors: dict[tuple[int, int, int], Compressor] = {}
 _shared_decompressor: Optional[Decompressor] = None
+
+
+class ContextPool:
+    """Bounds how many context-takeover zlib states hold memory at once.
+
+    Every connection with context takeover needs its history (the last
+    window of what went through) to carry on, but not zlib's working state
+    (hash tables, buffers: most of its memory, see docs/compression.md).
+    The ``limit`` most recently used states stay whole; when one more is
+    used, the least recently used is compacted to its history
+    (``Compressor.compact``: at most ``1 << wbits`` bytes) and rebuilt from
+    it when its connection sends or receives again. One pool serves the
+    compressors and one the decompressors of the process; ``limit=None``
+    never compacts.
+    """
+
+    __slots__ = ("limit", "_lru")
+
+    def __init__(self, limit: Optional[int]) -> None:
+        self.limit = limit
+        self._lru: OrderedDict[Any, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def use(self, z: Any) -> None:
+        lru = self._lru
+        if z in lru:
+            lru.move_to_end(z)
+            return
+        lru[z] = None
+        limit = self.limit
+        if limit is not None:
+            while len(lru) > limit:
+                lru.popitem(last=False)[0].compact()
+
+    def forget(self, z: Any) -> None:
+        self._lru.pop(z, None)
+
+
+# Measured (docs/compression.md): rebuilding a state from its history costs
+# a few microseconds, paid only by a connection that was idle while this
+# many others were busy.
+DEFAULT_ACTIVE_CONTEXTS = 256
+compressor_pool = ContextPool(DEFAULT_ACTIVE_CONTEXTS)
+decompressor_pool = ContextPool(DEFAULT_ACTIVE_CONTEXTS)
+
+
+def set_active_contexts(limit: Optional[int]) -> None:
+    """How many context-takeover compressors (and, separately,
+    decompressors) keep zlib's whole state; None: all of them."""
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be >= 1 or None")
+    compressor_pool.limit = decompressor_pool.limit = limit
 
 
 def _shared_compressor(wbits: int, mem_level: int, level: int) -> Compressor:
@@ -230,7 +288,8 @@ class PerMessageDeflate(Extension):
 
     @property
     def memory_held(self) -> bool:
-        """True if this connection holds zlib state of its own."""
+        """True if this connection holds zlib state of its own (not just
+        compacted history)."""
         return any(z is not None and not z.no_context_takeover and z.allocated
                    for z in (self._compressor, self._decompressor))
 
@@ -238,17 +297,27 @@ class PerMessageDeflate(Extension):
                max_size: Optional[int] = None) -> bytes:
         if not rsv & RSV1:
             return payload
-        return self.decompressor.decompress(payload, max_size, opcode == 1)
+        d = self.decompressor
+        if not self.remote_no_context_takeover:
+            decompressor_pool.use(d)
+        return d.decompress(payload, max_size, opcode == 1)
 
     def encode(self, opcode: int, payload: bytes) -> tuple[int, bytes]:
         if len(payload) < self.threshold:
             return 0, payload
-        return RSV1, self.compressor.compress(payload)
+        c = self.compressor
+        if not self.local_no_context_takeover:
+            compressor_pool.use(c)
+        return RSV1, c.compress(payload)
 
     def release(self) -> None:
-        for z in (self._compressor, self._decompressor):
-            if z is not None and not z.no_context_takeover:
-                z.release()
+        c, d = self._compressor, self._decompressor
+        if c is not None and not c.no_context_takeover:
+            compressor_pool.forget(c)
+            c.release()
+        if d is not None and not d.no_context_takeover:
+            decompressor_pool.forget(d)
+            d.release()
         self._compressor = self._decompressor = None
 
 
