@@ -155,20 +155,43 @@ def _fmt(fmt: str, v: Any) -> str:
         return str(v)
 
 
+HOLD_COLUMNS = [
+    ("connected", "connected", "{:,}"),
+    ("replies", "echoed", "{:,}"),
+    ("deflate_accepted", "extension accepted", "{}"),
+    ("connect_s", "connect s", "{:.2f}"),
+    ("rss_per_conn_kib", "RSS KiB/conn", "{:.2f}"),
+    ("kernel_slab_kib_per_conn_pair", "kernel slab KiB/conn (both ends)", "{:.1f}"),
+    ("idle_cpu_pct", "idle CPU %", "{:.1f}"),
+    ("peak_rss_mib", "peak RSS MiB", "{:.1f}"),
+]
+
+
 def _c10k_markdown(result: dict[str, Any]) -> str:
     p = result.get("params", {})
-    out = ["## C10k", "", *_header(result), "",
-           f"{p.get('connections', '?'):,} WebSocket connections from one `wsload --mode c10k` process "
-           f"(core {p.get('client_core')}) to a broadcast server (core {p.get('server_core')}); "
-           f"{p.get('broadcasts')} single broadcasts of {p.get('size')} B, then a flood of "
-           f"{p.get('flood')} broadcasts every {p.get('flood_interval_ms')} ms.", "",
-           "| server | " + " | ".join(h for _, h, _ in C10K_COLUMNS) + " |",
-           "|---|" + "---:|" * len(C10K_COLUMNS)]
+    hold = p.get("mode") == "hold"
+    columns = HOLD_COLUMNS if hold else C10K_COLUMNS
+    deflate = (f" JSON-like payload; permessage-deflate offered to the `-deflate` servers"
+               f"{' (' + p['deflate_params'] + ')' if p.get('deflate_params') else ''}." if p.get("deflate") else "")
+    if hold:
+        what = (f"{p.get('connections', '?'):,} WebSocket connections from one `wsload --mode hold` process "
+                f"(core {p.get('client_core')}) to an echo server (core {p.get('server_core')}); each sends "
+                f"one {p.get('size')} B message and gets it back, then all stay idle for {p.get('idle_s')} s; "
+                f"RSS per connection = (RSS at the end of idle − RSS before connecting) ÷ connections.")
+    else:
+        what = (f"{p.get('connections', '?'):,} WebSocket connections from one `wsload --mode c10k` process "
+                f"(core {p.get('client_core')}) to a broadcast server (core {p.get('server_core')}); "
+                f"{p.get('broadcasts')} single broadcasts of {p.get('size')} B, then a flood of "
+                f"{p.get('flood')} broadcasts every {p.get('flood_interval_ms')} ms.")
+    out = ["## C10k" + (" (hold: memory per used idle connection)" if hold else ""), "", *_header(result), "",
+           what + deflate, "",
+           "| server | " + " | ".join(h for _, h, _ in columns) + " |",
+           "|---|" + "---:|" * len(columns)]
     for name, r in result.get("results", {}).items():
         if "error" in r and "connected" not in r:
-            out.append(f"| {name} | failed: {r['error'][:200]} |" + " |" * (len(C10K_COLUMNS) - 1))
+            out.append(f"| {name} | failed: {r['error'][:200]} |" + " |" * (len(columns) - 1))
             continue
-        out.append(f"| {name} | " + " | ".join(_fmt(f, r.get(k)) for k, _, f in C10K_COLUMNS) + " |")
+        out.append(f"| {name} | " + " | ".join(_fmt(f, r.get(k)) for k, _, f in columns) + " |")
     lim = result.get("limits", {})
     fds = {n: r.get("server_fds") for n, r in result.get("results", {}).items() if r.get("server_fds")}
     if lim.get("server_connections") and fds:
@@ -220,6 +243,8 @@ def render_chart(result: dict[str, Any], path: Path) -> Path | None:
             return None
         metrics = [("connect_s", "time to connect all (s)"), ("rss_per_conn_kib", "server RSS per conn (KiB)"),
                    ("bc_last_p50_ms", "broadcast to last, p50 (ms)"), ("flood_lag_max_ms", "flood: max lag (ms)")]
+        if result.get("params", {}).get("mode") == "hold":
+            metrics = metrics[:2]
         fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6))
         for ax, (key, title) in zip(axes, metrics):
             names = list(rows)
@@ -227,7 +252,9 @@ def render_chart(result: dict[str, Any], path: Path) -> Path | None:
             ax.bar(names, vals, color=["#d62728" if n.startswith("fastsock") else "#7f7f7f" for n in names])
             ax.set_title(title, fontsize=9)
             ax.tick_params(axis="x", labelrotation=45, labelsize=8)
-        fig.suptitle(f"C10k: {result.get('params', {}).get('connections', '?')} WebSocket connections", fontsize=10)
+        hold = result.get("params", {}).get("mode") == "hold"
+        fig.suptitle(f"{'Hold' if hold else 'C10k'}: {result.get('params', {}).get('connections', '?')} WebSocket "
+                     f"connections", fontsize=10)
     else:
         cases = result.get("cases", [])
         servers = result.get("servers", [])
