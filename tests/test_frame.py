@@ -417,6 +417,18 @@ def test_apply_mask_matches_naive(codec, n):
     assert codec.apply_mask(data, bytearray(key)) == expected
 
 
+def test_apply_mask_every_length_and_source_offset(codec):
+    # the out-of-place kernel: 64-byte vector blocks, 8-byte words, then bytes;
+    # sources at every offset mod 16 (bytes objects are 16-byte aligned)
+    base = os.urandom(70000 + 16)
+    key = b"\x9d\x01\xf0\x7e"
+    sizes = list(range(0, 200)) + [255, 256, 257, 4095, 4096, 4097, 65535, 65536, 65537]
+    for n in sizes:
+        for off in (0, 1, 5, 8, 15):
+            data = base[off:off + n]
+            assert codec.apply_mask(memoryview(base)[off:off + n], key) == naive_mask(data, key), (n, off)
+
+
 def test_apply_mask_unaligned_and_non_contiguous(codec):
     data = os.urandom(100)
     for off in range(1, 9):
