@@ -180,6 +180,24 @@ def backends(args: argparse.Namespace) -> None:
                   f"  wire {wire:7.0f} B", flush=True)
 
 
+def threshold(args: argparse.Namespace) -> None:
+    """Small messages: compressed size (ratio) and time per message, with
+    and without context takeover, at the default settings (12/5/6)."""
+    from fastsock.websocket import _deflate as z
+    for size in (16, 24, 32, 48, 64, 96, 128, 256):
+        msgs = [json_message(size, seed) for seed in range(400)]
+        row = []
+        for nct in (False, True):
+            c = z.Compressor(12, 5, 6, nct)
+            total = sum(len(c.compress(m)) for m in msgs)
+            c = z.Compressor(12, 5, 6, nct)
+            it = iter(msgs * 10)
+            t = _best(lambda: c.compress(next(it)), 5, 400)
+            row.append((total / (size * len(msgs)), t * 1e6))
+        print(f"{size:4} B  takeover: ratio {row[0][0]:.3f}, {row[0][1]:.2f} us   "
+              f"no takeover: ratio {row[1][0]:.3f}, {row[1][1]:.2f} us", flush=True)
+
+
 def _pool_child(limit: int) -> None:
     from fastsock.websocket.extensions import permessage_deflate as pmd
     pmd.set_active_contexts(limit or None)
@@ -231,9 +249,10 @@ def main() -> None:
         _memory_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["memory", "ratio", "backends", "pool"])
+    ap.add_argument("what", choices=["memory", "ratio", "backends", "pool", "threshold"])
     args = ap.parse_args()
-    {"memory": memory, "ratio": ratio, "backends": backends, "pool": pool}[args.what](args)
+    {"memory": memory, "ratio": ratio, "backends": backends, "pool": pool,
+     "threshold": threshold}[args.what](args)
 
 
 if __name__ == "__main__":

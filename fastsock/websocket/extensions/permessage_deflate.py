@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_MEM_LEVEL",
     "DEFAULT_SERVER_MAX_WINDOW_BITS",
     "DEFAULT_THRESHOLD",
+    "DEFAULT_THRESHOLD_NO_CONTEXT_TAKEOVER",
     "EXTENSION_NAME",
     "IMPLEMENTATION",
     "PerMessageDeflate",
@@ -73,9 +74,13 @@ DEFAULT_SERVER_MAX_WINDOW_BITS = 12     # our compressor's window (server side)
 DEFAULT_CLIENT_MAX_WINDOW_BITS = 12     # the window we ask the peer to compress with
 DEFAULT_MEM_LEVEL = 5
 DEFAULT_COMPRESSION_LEVEL = 6
-# Messages shorter than this are sent uncompressed (RSV1 is per message):
-# under it DEFLATE saves a few bytes at most and costs a zlib call.
-DEFAULT_THRESHOLD = 64
+# Messages shorter than this are sent uncompressed (RSV1 is per message).
+# Measured on JSON-like messages (docs/compression.md): without context
+# takeover DEFLATE makes messages under ~48 bytes bigger and saves 12 % at
+# 64; with it, history makes even 32-byte messages shrink to a fraction,
+# and under that the bytes saved are a handful for a zlib call.
+DEFAULT_THRESHOLD = 32                  # with context takeover
+DEFAULT_THRESHOLD_NO_CONTEXT_TAKEOVER = 64
 
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -236,13 +241,16 @@ class PerMessageDeflate(Extension):
                  remote_no_context_takeover: bool = False,
                  local_max_window_bits: int = 15, remote_max_window_bits: int = 15,
                  mem_level: int = DEFAULT_MEM_LEVEL, level: int = DEFAULT_COMPRESSION_LEVEL,
-                 threshold: int = DEFAULT_THRESHOLD) -> None:
+                 threshold: Optional[int] = None) -> None:
         self.local_no_context_takeover = local_no_context_takeover
         self.remote_no_context_takeover = remote_no_context_takeover
         self.local_max_window_bits = local_max_window_bits
         self.remote_max_window_bits = remote_max_window_bits
         self.mem_level = mem_level
         self.level = level
+        if threshold is None:
+            threshold = (DEFAULT_THRESHOLD_NO_CONTEXT_TAKEOVER if local_no_context_takeover
+                         else DEFAULT_THRESHOLD)
         self.threshold = threshold
         self._compressor: Optional[Compressor] = None
         self._decompressor: Optional[Decompressor] = None
@@ -337,7 +345,8 @@ class ServerPerMessageDeflate:
       decompressor's memory); None: 15, zlib's maximum.
     - ``mem_level`` (1..9), ``level`` (0..9): zlib's memLevel and
       compression level for our compressor.
-    - ``threshold``: messages shorter than this go uncompressed.
+    - ``threshold``: messages shorter than this go uncompressed; None:
+      32 bytes with context takeover on our side, 64 without.
     """
 
     name = EXTENSION_NAME
@@ -347,14 +356,14 @@ class ServerPerMessageDeflate:
                  server_max_window_bits: int = DEFAULT_SERVER_MAX_WINDOW_BITS,
                  client_max_window_bits: Optional[int] = DEFAULT_CLIENT_MAX_WINDOW_BITS,
                  mem_level: int = DEFAULT_MEM_LEVEL, level: int = DEFAULT_COMPRESSION_LEVEL,
-                 threshold: int = DEFAULT_THRESHOLD) -> None:
+                 threshold: Optional[int] = None) -> None:
         _check_window("server_max_window_bits", server_max_window_bits)
         _check_window("client_max_window_bits", client_max_window_bits)
         if not 1 <= mem_level <= 9:
             raise ValueError("mem_level must be 1..9")
         if not 0 <= level <= 9:
             raise ValueError("level must be 0..9")
-        if threshold < 0:
+        if threshold is not None and threshold < 0:
             raise ValueError("threshold must be >= 0")
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
@@ -426,7 +435,7 @@ class ClientPerMessageDeflate:
                  client_max_window_bits: Union[bool, int, None] = True,
                  compress_max_window_bits: int = DEFAULT_CLIENT_MAX_WINDOW_BITS,
                  mem_level: int = DEFAULT_MEM_LEVEL, level: int = DEFAULT_COMPRESSION_LEVEL,
-                 threshold: int = DEFAULT_THRESHOLD) -> None:
+                 threshold: Optional[int] = None) -> None:
         _check_window("server_max_window_bits", server_max_window_bits)
         if client_max_window_bits is False:
             client_max_window_bits = None
