@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -138,3 +139,33 @@ def test_a_worker_that_is_gone_keeps_its_counters_but_not_its_gauges() -> None:
     totals.add(text.replace(b"3.0", b"9.0"))
     got = {s.name: s.value for family in totals.metrics() for s in family.samples}
     assert got == {"c_total": 5.0 + 1.0 + 5.0, "g": 2.0 + 7.0, "q_peak_bytes": 9.0}
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_that_does_not_answer_is_left_out_of_the_scrape() -> None:
+    """A stopped worker (SIGSTOP) cannot answer: the scrape comes back after the
+    supervisor's deadline with the other worker's numbers, and says so."""
+    from fastsock.workers_metrics import ASK_TIMEOUT
+
+    metrics_port = free_port()
+    cmd = [sys.executable, "-m", "fastsock", "serve", "echo", "--workers", "2", "--port", "0",
+           "--metrics-port", str(metrics_port)]
+    with supervisor(cmd) as (proc, line):
+        assert CLI_READY.match(line), line
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        assert samples(get(url).decode())[("fastsock_workers_reporting", ())] == 2
+        stopped = min(worker_pids(proc))
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            got = samples(get(url).decode())
+            waited = time.monotonic() - started
+            assert got[("fastsock_workers_reporting", ())] == 1
+            assert got[("fastsock_workers", ())] == 2
+            assert ASK_TIMEOUT * 0.9 <= waited < ASK_TIMEOUT + 5
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        # its late answer is discarded; the next scrape has both again
+        assert samples(get(url).decode())[("fastsock_workers_reporting", ())] == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
