@@ -76,7 +76,7 @@ READY_LINE_MAX = 4096                # bytes a worker may send with ready()
 REQUEST_LINE_MAX = 256               # a supervisor's request to a worker (one line)
 ANSWER_MAX = 64 << 20                # bytes of one worker's answer the supervisor reads
 ANSWER_WRITE_TIMEOUT = 5.0           # a worker writing its answer waits at most this
-_LENGTH = struct.Struct(">Q")        # an answer: its length, then its bytes
+_ANSWER = struct.Struct(">QQ")       # an answer: its length and its request's id, then its bytes
 _PR_SET_PDEATHSIG = 1                # prctl(2) option: signal me when my parent dies
 
 Target = Callable[["Worker"], Optional[int]]
@@ -128,14 +128,16 @@ class Worker:
             self._requests += data
             while b"\n" in self._requests:
                 line, _, self._requests = self._requests.partition(b"\n")
+                number, _, request = line.partition(b" ")   # "<id> <request>"
                 try:
-                    body = answer(line.decode(errors="replace"))
+                    body = answer(request.decode(errors="replace"))
                 except Exception:
-                    log.exception("worker %d: answering %r failed", self.index, line)
+                    log.exception("worker %d: answering %r failed", self.index, request)
                     body = b""
                 try:                      # small and rare: write it at once
                     control.settimeout(ANSWER_WRITE_TIMEOUT)
-                    control.sendall(_LENGTH.pack(len(body)) + body)
+                    control.sendall(_ANSWER.pack(len(body), int(number) if number.isdigit() else 0)
+                                    + body)
                 except OSError as exc:
                     log.warning("worker %d: cannot answer the supervisor: %s", self.index, exc)
                 finally:
@@ -234,6 +236,8 @@ class _Proc:
     stopping: bool = False             # we asked it to stop: its exit is not a crash
     kill_at: Optional[float] = None
     control: Optional[socket.socket] = None   # our end of its request channel
+    answers: bytearray = field(default_factory=bytearray)   # bytes read from it, not parsed yet
+    skip: int = 0                      # bytes of an oversized answer still to drop
 
 
 @dataclass
@@ -282,6 +286,7 @@ class Supervisor:
         self._reload_again = False
         self._boot_failed = False
         self._ask_lock = threading.Lock()
+        self._request_id = 0
         self._closing_controls: list[socket.socket] = []   # of exited workers
         self.pid = os.getpid()
 
@@ -304,22 +309,23 @@ class Supervisor:
         with self._ask_lock:
             procs = [s.current for s in self._slots
                      if s.current is not None and s.current.ready and s.current.control]
+            self._request_id += 1
+            number = self._request_id
             answers: dict[int, Optional[bytes]] = {}
-            waiting: dict[int, tuple[_Proc, bytearray]] = {}
+            waiting: dict[int, _Proc] = {}
             sel = selectors.DefaultSelector()
-            line = request.replace("\n", " ").encode() + b"\n"
+            line = f"{number} {request}".replace("\n", " ").encode() + b"\n"
             try:
                 for proc in procs:
                     control = proc.control
                     answers[proc.pid] = None
                     try:
                         assert control is not None
-                        self._discard_stale(control)
                         control.settimeout(timeout)
                         control.sendall(line)
                         control.setblocking(False)
-                        sel.register(control, selectors.EVENT_READ, proc.pid)
-                        waiting[proc.pid] = (proc, bytearray())
+                        sel.register(control, selectors.EVENT_READ, proc)
+                        waiting[proc.pid] = proc
                     except (OSError, ValueError, AssertionError):
                         continue             # exited meanwhile
                 deadline = time.monotonic() + timeout
@@ -328,8 +334,7 @@ class Supervisor:
                     if left <= 0:
                         break
                     for key, _ in sel.select(left):
-                        pid = key.data
-                        proc, buf = waiting[pid]
+                        proc = key.data
                         try:
                             data = key.fileobj.recv(1 << 16)  # type: ignore[union-attr]
                         except BlockingIOError:
@@ -338,16 +343,13 @@ class Supervisor:
                             data = b""
                         if not data:
                             sel.unregister(key.fileobj)
-                            del waiting[pid]
+                            del waiting[proc.pid]
                             continue
-                        buf += data
-                        if len(buf) >= _LENGTH.size:
-                            (size,) = _LENGTH.unpack_from(buf)
-                            if size > ANSWER_MAX or len(buf) - _LENGTH.size >= size:
-                                if size <= ANSWER_MAX:
-                                    answers[pid] = bytes(buf[_LENGTH.size:_LENGTH.size + size])
-                                sel.unregister(key.fileobj)
-                                del waiting[pid]
+                        body = _take_answer(proc, data, number)
+                        if body is not None:
+                            answers[proc.pid] = body
+                            sel.unregister(key.fileobj)
+                            del waiting[proc.pid]
             finally:
                 sel.close()
             return [(p.slot, p.pid, answers.get(p.pid)) for p in procs]
@@ -364,15 +366,6 @@ class Supervisor:
         finally:
             self._ask_lock.release()
 
-    @staticmethod
-    def _discard_stale(control: socket.socket) -> None:
-        """Drop what a worker answered too late to a previous request."""
-        control.setblocking(False)
-        try:
-            while control.recv(1 << 16):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
 
     def run(self) -> int:
         """Start the workers and supervise them until SIGTERM/SIGINT; returns 0
@@ -729,6 +722,33 @@ class Supervisor:
         if self._reload_again:
             self._reload_again = False
             self._start_reload()
+
+
+def _take_answer(proc: _Proc, data: bytes, number: int) -> Optional[bytes]:
+    """Add ``data`` read from ``proc``'s channel; the answer to request
+    ``number`` once it is complete. Answers to earlier requests (a worker that
+    answered after their deadline) are dropped whole, so the framing holds."""
+    buf = proc.answers
+    if proc.skip:                          # the rest of an oversized answer
+        dropped = min(proc.skip, len(data))
+        proc.skip -= dropped
+        data = data[dropped:]
+    buf += data
+    while len(buf) >= _ANSWER.size:
+        size, answered = _ANSWER.unpack_from(buf)
+        if size > ANSWER_MAX:
+            log.warning("worker %d: answer of %d bytes dropped (more than %d)", proc.slot, size,
+                        ANSWER_MAX)
+            proc.skip = size - min(size, len(buf) - _ANSWER.size)
+            del buf[:_ANSWER.size + size]
+            continue
+        if len(buf) < _ANSWER.size + size:
+            return None
+        body = bytes(buf[_ANSWER.size:_ANSWER.size + size])
+        del buf[:_ANSWER.size + size]
+        if answered == number:
+            return body
+    return None
 
 
 def _signal(pid: int, sig: int) -> None:

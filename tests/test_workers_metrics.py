@@ -169,3 +169,25 @@ def test_a_worker_that_does_not_answer_is_left_out_of_the_scrape() -> None:
         assert samples(get(url).decode())[("fastsock_workers_reporting", ())] == 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+
+
+def test_answers_are_framed_by_request_id_and_late_ones_dropped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervisor's side of the channel: an answer arrives in pieces; an
+    answer to an earlier request (too late for its scrape) is dropped whole,
+    as is one over the size bound, and the framing holds for the next."""
+    import fastsock.workers as workers
+
+    def frame(number: int, body: bytes) -> bytes:
+        return workers._ANSWER.pack(len(body), number) + body
+
+    proc = workers._Proc(0, 1, 1234, -1, 0.0, 0.0)
+    data = frame(6, b"late answer") + frame(7, b"fresh")
+    assert workers._take_answer(proc, data[:5], 7) is None
+    assert workers._take_answer(proc, data[5:20], 7) is None
+    assert workers._take_answer(proc, data[20:], 7) == b"fresh"
+    assert not proc.answers
+    monkeypatch.setattr(workers, "ANSWER_MAX", 8)
+    big = frame(8, b"x" * 20)
+    assert workers._take_answer(proc, big[:25], 8) is None        # dropped, 3 bytes to go
+    assert workers._take_answer(proc, big[25:] + frame(9, b"ok"), 9) == b"ok"
