@@ -75,7 +75,6 @@ SUPERVISOR_TICK = 1.0                # longest sleep of the supervisor loop
 READY_LINE_MAX = 4096                # bytes a worker may send with ready()
 REQUEST_LINE_MAX = 256               # a supervisor's request to a worker (one line)
 ANSWER_MAX = 64 << 20                # bytes of one worker's answer the supervisor reads
-ANSWER_WRITE_TIMEOUT = 5.0           # a worker writing its answer waits at most this
 _ANSWER = struct.Struct(">QQ")       # an answer: its length and its request's id, then its bytes
 _PR_SET_PDEATHSIG = 1                # prctl(2) option: signal me when my parent dies
 
@@ -114,6 +113,19 @@ class Worker:
         if control is None:
             return
         control.setblocking(False)
+        out = bytearray()                 # answers not yet taken by the socket
+
+        def flush() -> None:
+            try:
+                sent = control.send(out)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("worker %d: cannot answer the supervisor: %s", self.index, exc)
+                sent = len(out)
+            del out[:sent]
+            if not out:
+                loop.remove_writer(control.fileno())
 
         def readable() -> None:
             try:
@@ -134,14 +146,14 @@ class Worker:
                 except Exception:
                     log.exception("worker %d: answering %r failed", self.index, request)
                     body = b""
-                try:                      # small and rare: write it at once
-                    control.settimeout(ANSWER_WRITE_TIMEOUT)
-                    control.sendall(_ANSWER.pack(len(body), int(number) if number.isdigit() else 0)
-                                    + body)
-                except OSError as exc:
-                    log.warning("worker %d: cannot answer the supervisor: %s", self.index, exc)
-                finally:
-                    control.setblocking(False)
+                # Never blocks the loop: what the socket does not take now is
+                # written when it can take more (the supervisor reads while it
+                # waits for answers, and drops late ones by their id).
+                pending = bool(out)
+                out.extend(_ANSWER.pack(len(body), int(number) if number.isdigit() else 0))
+                out.extend(body)
+                if not pending:
+                    loop.add_writer(control.fileno(), flush)
 
         loop.add_reader(control.fileno(), readable)
 
