@@ -299,3 +299,29 @@ def test_contexts_compacted_by_the_pool_keep_working_with_websockets() -> None:
         run(main())
     finally:
         pmd.set_active_contexts(saved)
+
+
+def test_coroutine_api_compresses_by_default_both_ways() -> None:
+    import fastsock
+
+    async def handler(ws: Any) -> None:
+        async for m in ws:
+            await ws.send(m)
+
+    async def main() -> None:
+        async with fastsock.serve(handler, "127.0.0.1", 0, options=OPTIONS) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with fastsock.connect(f"ws://127.0.0.1:{port}/", options=OPTIONS) as ws:
+                [ext] = ws.core._extensions
+                assert isinstance(ext, PerMessageDeflate)
+                for m in _messages():
+                    await ws.send(m)
+                    assert await ws.recv() == m
+            # and websockets' client against the coroutine server
+            async with websockets.connect(f"ws://127.0.0.1:{port}/", max_size=4 << 20) as wsc:
+                assert "permessage-deflate" in wsc.response.headers["Sec-WebSocket-Extensions"]
+                for m in _messages():
+                    await wsc.send(m)
+                    assert await wsc.recv() == m
+
+    run(main())
