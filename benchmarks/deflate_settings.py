@@ -180,6 +180,34 @@ def backends(args: argparse.Namespace) -> None:
                   f"  wire {wire:7.0f} B", flush=True)
 
 
+def _backend_memory_child(name: str) -> None:
+    if name == "zlib-ng":
+        from zlib_ng import zlib_ng as mod
+    else:
+        import zlib as mod
+    msg = json_message(1024)
+    keep = []
+    before = rss()
+    for _ in range(1000):
+        c = mod.compressobj(6, mod.DEFLATED, -12, 5)
+        c.compress(msg)
+        c.flush(mod.Z_SYNC_FLUSH)
+        keep.append(c)
+    print(json.dumps({"bytes": (rss() - before) / 1000}))
+
+
+def backend_memory(args: argparse.Namespace) -> None:
+    """RSS per compressor (window 12, memLevel 5, after one 1 KiB message):
+    zlib (Python's module, the same libz as fastsock's C module) and zlib-ng."""
+    for name in ("zlib", "zlib-ng"):
+        run = subprocess.run([sys.executable, "-m", "benchmarks.deflate_settings",
+                              "_backend_memory", name], capture_output=True, text=True)
+        if run.returncode:
+            print(f"{name}: not available")
+            continue
+        print(f"{name:8} compressor RSS {json.loads(run.stdout)['bytes'] / 1024:6.1f} KiB", flush=True)
+
+
 def threshold(args: argparse.Namespace) -> None:
     """Small messages: compressed size (ratio) and time per message, with
     and without context takeover, at the default settings (12/5/6)."""
@@ -242,6 +270,9 @@ def pool(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_backend_memory":
+        _backend_memory_child(sys.argv[2])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "_pool":
         _pool_child(int(sys.argv[2]))
         return
@@ -249,10 +280,11 @@ def main() -> None:
         _memory_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["memory", "ratio", "backends", "pool", "threshold"])
+    ap.add_argument("what", choices=["memory", "ratio", "backends", "backend-memory", "pool",
+                                     "threshold"])
     args = ap.parse_args()
-    {"memory": memory, "ratio": ratio, "backends": backends, "pool": pool,
-     "threshold": threshold}[args.what](args)
+    {"memory": memory, "ratio": ratio, "backends": backends, "backend-memory": backend_memory,
+     "pool": pool, "threshold": threshold}[args.what](args)
 
 
 if __name__ == "__main__":
