@@ -141,6 +141,10 @@ def _public_names_table() -> str:
         defined = getattr(value, "__module__", None) or exporter
         if defined == "fastsock" or defined.startswith("fastsock."):
             module = _documented_module(defined)
+            if module not in public_modules():
+                # defined in a private leaf module (fastsock._close_code): the
+                # page of the public module that re-exports it documents it
+                module = exporter
             rows.append(f"| [`{name}`][{module}.{name}] | {kind} | [`{module}`]({module}.md) |")
         else:
             # a standard-library object that fastsock re-exports as it is
