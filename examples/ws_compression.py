@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 from fastsock.adapters import aio
 from fastsock.websocket import WebSocketHandler, broadcast
@@ -42,7 +42,7 @@ async def main() -> None:
         Feed, "127.0.0.1", 0,
         compression=ServerPerMessageDeflate(server_no_context_takeover=True))
     url = f"ws://127.0.0.1:{server.port}/"
-    clients = [await aio.connect(url, Client) for _ in range(3)]
+    clients = [cast(Client, await aio.connect(url, Client)) for _ in range(3)]
     print("negotiated:", clients[0]._extensions[0])
 
     update = json.dumps({"type": "prices",

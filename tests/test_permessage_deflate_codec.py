@@ -237,3 +237,30 @@ def test_pool_keeps_the_most_recently_used_contexts_whole() -> None:
     assert zs[0].compress(b"more") and zs[0].allocated and not zs[2].allocated
     pool.forget(zs[0])                     # its connection closed
     assert len(pool) == 1
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@given(messages_=st.lists(st.lists(messages, min_size=1, max_size=4), min_size=1, max_size=4),
+       nct=st.booleans())
+@settings(**settings_kw)  # type: ignore[arg-type]
+def test_a_message_compressed_fragment_by_fragment(impl: ModuleType,
+                                                   messages_: list[list[bytes]],
+                                                   nct: bool) -> None:
+    # compress(part, final=False) for all but the last fragment: the joined
+    # fragments (plus the tail) inflate to the whole message, and the
+    # context goes on (or resets) after the last one.
+    c, d = impl.Compressor(12, 5, 6, nct), impl.Decompressor(15, nct)
+    for parts in messages_:
+        wire = b"".join(c.compress(p, i == len(parts) - 1) for i, p in enumerate(parts))
+        assert d.decompress(wire, None) == b"".join(parts)
+
+
+@needs_compiled
+@given(parts=st.lists(messages, min_size=1, max_size=5))
+@settings(**settings_kw)  # type: ignore[arg-type]
+def test_fragments_give_the_same_bytes_compiled_and_twin(parts: list[bytes]) -> None:
+    assert _compiled is not None
+    a, b = _compiled.Compressor(12, 5, 6), _deflate_py.Compressor(12, 5, 6)
+    for i, p in enumerate(parts):
+        final = i == len(parts) - 1
+        assert a.compress(p, final) == b.compress(p, final)

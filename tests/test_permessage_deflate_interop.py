@@ -325,3 +325,53 @@ def test_coroutine_api_compresses_by_default_both_ways() -> None:
                     assert await wsc.recv() == m
 
     run(main())
+
+
+@pytest.mark.parametrize("server_nct", [False, True])
+def test_coroutine_fragmented_send_is_compressed_fragment_by_fragment(server_nct: bool) -> None:
+    # send(async iterable) streams: each fragment is compressed as it comes
+    # (RSV1 on the first frame only), while other connections send through
+    # the same (shared, without context takeover) compressor in between.
+    import fastsock
+    pieces = [json.dumps({"part": i, "data": "stream " * 40}) for i in range(6)]
+
+    async def fragments() -> Any:
+        for p in pieces:
+            yield p
+            await asyncio.sleep(0.005)
+
+    async def handler(ws: Any) -> None:
+        async for m in ws:
+            if m == "stream":
+                await ws.send(fragments())
+            else:
+                await ws.send(m)
+
+    async def chatter(port: int) -> None:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/") as other:
+            for i in range(20):
+                m = json.dumps({"other": i, "pad": "x" * 200})
+                await other.send(m)
+                assert await other.recv() == m
+
+    async def main() -> None:
+        async with fastsock.serve(
+                handler, "127.0.0.1", 0, options=OPTIONS,
+                compression=ServerPerMessageDeflate(server_no_context_takeover=server_nct)) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with websockets.connect(f"ws://127.0.0.1:{port}/", max_size=4 << 20) as ws:
+                task = asyncio.ensure_future(chatter(port))
+                for _ in range(3):
+                    await ws.send("stream")
+                    assert await ws.recv() == "".join(pieces)
+                await task
+            # (websockets fails a message with RSV1 on a continuation frame:
+            # the checks above also cover RSV1 on the first frame only.)
+            async with fastsock.connect(f"ws://127.0.0.1:{port}/", options=OPTIONS) as ours:
+                await ours.send("stream")
+                assert await ours.recv() == "".join(pieces)
+                # our client sends fragments compressed too
+                await ours.send(fragments())
+                assert await ours.recv() == "".join(pieces)
+
+    run(main())

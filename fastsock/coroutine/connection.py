@@ -399,8 +399,11 @@ class Connection:
         done: asyncio.Future[None] = core._loop.create_future()
         self._fragmenting = done
         try:
-            if core._extensions:
-                # Extensions encode whole messages: join, then send one message.
+            exts = core._extensions
+            # permessage-deflate compresses fragment by fragment; any other
+            # extension encodes whole messages: join, then send one message.
+            streaming = exts[0] if len(exts) == 1 and hasattr(exts[0], "encode_fragment") else None
+            if exts and streaming is None:
                 parts = [f async for f in _aiter(fragments)]
                 if parts:
                     if any(isinstance(p, str) for p in parts) and not all(isinstance(p, str) for p in parts):
@@ -410,6 +413,7 @@ class Connection:
                 return
             opcode = 0
             total = 0
+            first = True
             previous: Optional[bytes] = None
             async for fragment in _aiter(fragments):
                 if isinstance(fragment, str):
@@ -423,14 +427,17 @@ class Connection:
                 elif kind != opcode:
                     raise TypeError("fragments must be all str or all bytes-like")
                 if previous is not None:
-                    self._write_frame(OP_CONTINUATION if total else opcode, previous, fin=False)
+                    self._write_frame(OP_CONTINUATION if total else opcode, previous, fin=False,
+                                      ext=streaming, first=first)
+                    first = False
                     total += len(previous)
                     if core._writing_paused:
                         await core.drained()
                 previous = payload
             if previous is None:
                 return            # an empty iterable sends nothing
-            self._write_frame(OP_CONTINUATION if total else opcode, previous, fin=True)
+            self._write_frame(OP_CONTINUATION if total else opcode, previous, fin=True,
+                              ext=streaming, first=first)
             total += len(previous)
             if opcode == OP_TEXT:
                 core._tx_text += 1
@@ -442,11 +449,15 @@ class Connection:
             self._fragmenting = None
             done.set_result(None)
 
-    def _write_frame(self, opcode: int, payload: bytes, *, fin: bool) -> None:
+    def _write_frame(self, opcode: int, payload: bytes, *, fin: bool, ext: Any = None,
+                     first: bool = False) -> None:
         core = self.core
         if core._state is not OPEN:
             raise core._closed_error()
-        core._out.append(build_frame(opcode, payload, fin=fin, mask=core._client))
+        rsv = 0
+        if ext is not None:
+            rsv, payload = ext.encode_fragment(opcode, payload, first, fin)
+        core._out.append(build_frame(opcode, payload, fin=fin, rsv=rsv, mask=core._client))
         if not core._batching:
             core._flush()
 
@@ -549,13 +560,14 @@ class _DebugConnection(Connection):
                 ctx[0].debug("%s > %s %s [%d bytes]", ctx[1], kind, detail, size)
         await Connection.send(self, message)
 
-    def _write_frame(self, opcode: int, payload: bytes, *, fin: bool) -> None:
+    def _write_frame(self, opcode: int, payload: bytes, *, fin: bool, ext: Any = None,
+                     first: bool = False) -> None:
         ctx = self.core._log_ctx
         if ctx is not None:
             kind = "TEXT" if opcode == OP_TEXT else "BINARY" if opcode == OP_BINARY else "CONT"
             ctx[0].debug("%s > %s fragment fin=%s %s [%d bytes]", ctx[1], kind, fin,
                          payload[:_DEBUG_PREVIEW].hex(" "), len(payload))
-        Connection._write_frame(self, opcode, payload, fin=fin)
+        Connection._write_frame(self, opcode, payload, fin=fin, ext=ext, first=first)
 
 
 async def _aiter(items: Union[Iterable[Fragment], AsyncIterable[Fragment]]) -> AsyncIterator[Fragment]:

@@ -116,8 +116,11 @@ cdef class Compressor:
         """Bytes of history kept by ``compact`` (0 when none)."""
         return len(self._history) if self._history is not None else 0
 
-    def compress(self, data):
-        """One message's payload as sent on the wire (tail stripped)."""
+    def compress(self, data, bint final=True):
+        """One message's payload as sent on the wire (tail stripped). With
+        ``final=False``, one fragment of a message sent in pieces: flushed
+        but not ended (the tail stays, the context is not reset); the
+        message's last fragment is compressed with ``final=True``."""
         cdef Py_buffer view
         cdef PyObject *out = NULL
         cdef Py_ssize_t cap, produced = 0
@@ -161,12 +164,12 @@ cdef class Compressor:
                     break
                 cap *= 2
                 _PyBytes_Resize(&out, cap)
-            if self.no_context_takeover:
+            if final and self.no_context_takeover:
                 deflateReset(&self._strm)
             # A sync flush ends with the empty stored block 00 00 ff ff; a
             # flush with nothing new (an empty message after another) may
             # emit nothing at all, which the receiver's tail inflates to b"".
-            if produced >= 4:
+            if final and produced >= 4:
                 produced -= 4
             _PyBytes_Resize(&out, produced)
             result = <bytes>out

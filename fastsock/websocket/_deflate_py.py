@@ -79,8 +79,10 @@ class Compressor:
         self._z = None
         self._history = self._window or None
 
-    def compress(self, data: Any) -> bytes:
-        """One message's payload as sent on the wire (tail stripped)."""
+    def compress(self, data: Any, final: bool = True) -> bytes:
+        """One message's payload as sent on the wire (tail stripped); with
+        ``final=False`` one fragment of a message sent in pieces (see
+        ``_deflate.pyx``)."""
         if len(data) > _INPUT_MAX:
             raise ValueError("cannot compress a message of 2 GiB or more")
         z = self._z
@@ -94,6 +96,9 @@ class Compressor:
         if not self.no_context_takeover:
             self._window = (self._window + bytes(data))[-(1 << self.wbits):]
         out: bytes = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+        if not final:
+            self._z = z
+            return out
         # The zlib module cannot reset a stream: without context takeover a
         # fresh one per message is the same thing.
         self._z = z if not self.no_context_takeover else zlib.compressobj(

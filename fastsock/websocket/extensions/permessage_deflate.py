@@ -254,6 +254,7 @@ class PerMessageDeflate(Extension):
         self.threshold = threshold
         self._compressor: Optional[Compressor] = None
         self._decompressor: Optional[Decompressor] = None
+        self._fragmenter: Optional[Compressor] = None   # see encode_fragment
 
     def __repr__(self) -> str:
         return (f"PerMessageDeflate(local_no_context_takeover={self.local_no_context_takeover}, "
@@ -318,7 +319,32 @@ class PerMessageDeflate(Extension):
             compressor_pool.use(c)
         return RSV1, c.compress(payload)
 
+    def encode_fragment(self, opcode: int, payload: bytes, first: bool,
+                        fin: bool) -> tuple[int, bytes]:
+        """One fragment of a message sent in pieces (the coroutine API's
+        ``send(iterable)``): compressed as it comes, RSV1 on the first
+        frame only, the tail stripped from the last. The threshold does not
+        apply (the size is not known in advance). Without context takeover
+        the process's shared compressor cannot be held across fragments
+        (other connections use it in between), so such a message gets a
+        compressor of its own, dropped at its end."""
+        if first:
+            self._fragmenter = None
+            if self.local_no_context_takeover and not fin:
+                self._fragmenter = Compressor(self.local_max_window_bits, self.mem_level,
+                                              self.level, True)
+        c = self._fragmenter
+        if c is None:
+            c = self.compressor
+            if not self.local_no_context_takeover:
+                compressor_pool.use(c)
+        out = c.compress(payload, fin)
+        if fin:
+            self._fragmenter = None
+        return (RSV1 if first else 0), out
+
     def release(self) -> None:
+        self._fragmenter = None
         c, d = self._compressor, self._decompressor
         if c is not None and not c.no_context_takeover:
             compressor_pool.forget(c)
