@@ -107,10 +107,8 @@ def test_debug_lines_per_message_only_when_enabled_at_open(aio: Any, caplog: pyt
         await ws.ping()
 
     async def main() -> None:
-        # Uncompressed: with permessage-deflate the coroutine send joins
-        # fragments into one message, and this test logs the fragments.
         async with serve({"/echo": handler, "/frag": fragments}, "127.0.0.1", 0,
-                         logger="test.debug", compression=None) as server:
+                         logger="test.debug") as server:
             async with websockets.connect(f"ws://127.0.0.1:{server.port}/echo") as client:
                 await client.send("hello")
                 assert await client.recv() == "hello"
