@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, Optional, Sequence, cast
 
 from ..websocket.extensions.permessage_deflate import client_factories
 from ..client import ClientHandshakeProtocol
+from ..frame import CloseCode
 from ..server import Routes, ServerState
 from ..websocket.handshake import parse_uri
 from ..websocket.protocol import WebSocketHandler, WebSocketOptions
@@ -61,7 +62,7 @@ class AioWebSocketServer:
         ``emfile`` is None: asyncio's loop does not count it)."""
         return self.state.snapshot()
 
-    def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
         """Stop accepting and send ``code`` to every open connection."""
         self.server.close()
         self.state.close_all(code, reason)
