@@ -43,6 +43,8 @@ cdef class LoopCore:
     cdef public unsigned long long _timers_run
     cdef public unsigned long long _callbacks_run
     cdef public unsigned long long _iterations
+    # {"loop": self}: create_future's keyword arguments, built once
+    cdef dict _future_kwargs
 
     cdef TimerHandle _call_at(self, object when, object callback, tuple args, object context)
     cdef int _compact_timers(self) except -1

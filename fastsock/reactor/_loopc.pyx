@@ -41,6 +41,7 @@ cdef extern from "Python.h":
     int PyContext_Enter(object ctx) except -1
     int PyContext_Exit(object ctx) except -1
     object PyContext_CopyCurrent()
+    object PyObject_Call(object callable, object args, object kwargs)
 
 
 # Compact the timer heap when more than this many cancelled timers sit in it
@@ -219,6 +220,10 @@ cdef class LoopCore:
         self._closed = True      # until asyncio's __init__ opens the loop
         self._ready = deque()
         self._timers = []
+        # create_future's keyword arguments, made once: calling the C Future
+        # type with them skips building a kwargs dict per future (its
+        # __init__ only reads them).
+        self._future_kwargs = {"loop": self}
 
     # ---------------------------------------------------------------- time
     def time(self):
@@ -230,7 +235,7 @@ cdef class LoopCore:
 
     def create_future(self):
         """asyncio's C ``Future`` on this loop (every await of a stream makes one)."""
-        return _Future(loop=self)
+        return PyObject_Call(_Future, _NO_ARGS, self._future_kwargs)
 
     def create_task(self, coro, *, name=None, context=None):
         """asyncio's ``create_task`` (a C ``Task``, or the task factory's)."""
