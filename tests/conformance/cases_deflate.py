@@ -187,7 +187,6 @@ def _offers_text(offers: Sequence[Offer]) -> str:
 
 
 DEFLATE_CASES: list[Case] = []
-DECLINABLE: set[str] = set()   # ids of cases a server may pass by declining
 for _j, (_desc, _make, _binary) in enumerate(CORPORA, 1):
     for _i, (_size, _count, _t, _frag) in enumerate(MSG_SIZES, 1):
         DEFLATE_CASES.append(Case(
@@ -204,8 +203,6 @@ for _j, _offers in enumerate(DEFLATE_PARAMS, 1):
             f"{_size}, auto-fragment to {_frag} octets; {_offers_text(_offers)}",
             lambda o=_offers, s=_size, c=_count, f=_frag: _script(0, s, c, f, o),
             slow=_size * _count > SLOW_OCTETS))
-        if _may_decline(_offers):
-            DECLINABLE.add(f"13.{_j}.{_i}")
 
 assert len({c.id for c in DEFLATE_CASES}) == len(DEFLATE_CASES) == (5 + 7) * len(MSG_SIZES)
 

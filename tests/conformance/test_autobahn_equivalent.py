@@ -23,7 +23,7 @@ import pytest
 
 from .cases import (CASES, FAILED, NON_STRICT, OK, OP_PING, OP_TEXT, Case, Close, HoldReading,
                     Script, Send, Sleep, frame, msg, run_case, select)
-from .cases_deflate import DECLINABLE, DEFLATE_CASES, select_deflate
+from .cases_deflate import DEFLATE_CASES, select_deflate
 from .launch import ServerProcess, server_command
 from .lax_server import LaxServer
 
@@ -141,39 +141,12 @@ def test_deflate_case_on_websockets(websockets_deflate_url: str, case) -> None:
     _check(websockets_deflate_url, case)
 
 
-def _echo_has_compression() -> bool:
-    """Does ``python -m fastsock serve echo`` have ``--compression`` yet?"""
-    import subprocess
-    import sys
-    try:
-        out = subprocess.run([sys.executable, "-m", "fastsock", "serve", "echo", "--help"],
-                             capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "--compression" in out
-
-
-# Until `serve echo` takes --compression (issue 13) it declines every offer,
-# and these cases must fail; once it has the option they run as the rest.
-_NO_DEFLATE = pytest.mark.xfail(
-    not _echo_has_compression(),
-    reason="python -m fastsock serve echo has no --compression (permessage-deflate) yet",
-    strict=True)
-
-
-
-def _deflate_params(cases) -> list:
-    params = _params(cases)
-    return [p if p.id in DECLINABLE else pytest.param(*p.values, id=p.id, marks=[*p.marks, _NO_DEFLATE])
-            for p in params]
-
-
-@pytest.mark.parametrize("case", _deflate_params(DEFLATE_CASES))
+@pytest.mark.parametrize("case", _params(DEFLATE_CASES))
 def test_deflate_case(fastsock_url: str, case) -> None:
     _check(fastsock_url, case)
 
 
-@pytest.mark.parametrize("case", _deflate_params(select_deflate(include_slow=False)))
+@pytest.mark.parametrize("case", _params(select_deflate(include_slow=False)))
 def test_deflate_case_on_other_loops(variant_url: str, case) -> None:
     _check(variant_url, case)
 
