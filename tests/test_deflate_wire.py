@@ -296,9 +296,7 @@ def test_unacceptable_offers_are_declined(server: ServerProcess, offer: str) -> 
     "permessage-deflate; server_max_window_bits=1 0",          # not a token
     'permessage-deflate; server_max_window_bits="1"0',
     "permessage-deflate; client_max_window_bits=@",
-    pytest.param("permessage-deflate;; server_no_context_takeover", marks=pytest.mark.xfail(
-        strict=True, reason="found here: the server skips an empty parameter (';;') and accepts "
-        "the offer, though docs/compression.md says an empty parameter name gets 400")),
+    "permessage-deflate;; server_no_context_takeover",
 ])
 def test_malformed_offers_get_400(server: ServerProcess, offer: str) -> None:
     status, headers = _upgrade(server.url, offer)

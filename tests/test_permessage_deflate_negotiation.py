@@ -222,3 +222,12 @@ def test_client_fails_the_handshake_on_an_invalid_answer(kw: dict[str, object],
     with pytest.raises(ExtensionResponseError) as info:
         ClientPerMessageDeflate(**kw).accept(params(answer))  # type: ignore[arg-type]
     assert info.value.status == 101
+
+
+@pytest.mark.parametrize("offer", ["permessage-deflate;; server_no_context_takeover",
+                                   "permessage-deflate; client_max_window_bits;"])
+def test_empty_parameter_is_malformed(offer: str) -> None:
+    with pytest.raises(MalformedOfferError):
+        ServerPerMessageDeflate().accept(params(offer))
+    with pytest.raises(ExtensionResponseError):
+        ClientPerMessageDeflate().accept(params(offer.replace("client_max_window_bits", "server_no_context_takeover")))

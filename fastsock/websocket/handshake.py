@@ -270,8 +270,8 @@ def parse_extension_header(value: Optional[str]) -> list[tuple[str, list[tuple[s
             continue
         params: list[tuple[str, Optional[str]]] = []
         for p in parts[1:]:
-            if not p:
-                continue
+            # An empty parameter (";;" or a trailing ";") is kept as ("",
+            # None): the factory decides (permessage-deflate answers 400).
             k, eq, v = p.partition("=")
             params.append((k.strip().lower(), v.strip().strip('"') if eq else None))
         offers.append((parts[0].lower(), params))
