@@ -343,6 +343,10 @@ class Reactor(_LoopCore, asyncio.SelectorEventLoop):  # type: ignore[misc]
         # the dispatch's callbacks, bound once rather than on every turn
         self._stale_cb = self._stale_event
         self._failed_cb = self._callback_failed
+        # asyncio's C Future and Task look up loop.call_soon for every callback
+        # they schedule (each task wake-up): bound once here, that lookup finds
+        # it in the instance dict instead of making a bound method each time.
+        self.__dict__["call_soon"] = self.call_soon
         self._timers: list[tuple[float, int, events.TimerHandle]] = []
         self._timer_seq = 0
         self._cancelled_timers = 0
