@@ -103,7 +103,7 @@ async def _run_usage(usage: str, ns: dict[str, Any], url: str) -> None:
     await asyncio.wait_for(ns["_usage"](), 10)
 
 
-@pytest.mark.parametrize("page", ["websockets.md", "aiohttp.md", "picows.md"])
+@pytest.mark.parametrize("page", ["aiohttp.md", "picows.md"])
 def test_migration_guide_server_and_clients(page: str, capsys: pytest.CaptureFixture[str]) -> None:
     from fastsock.adapters import aio
 
@@ -125,13 +125,40 @@ def test_migration_guide_server_and_clients(page: str, capsys: pytest.CaptureFix
     assert capsys.readouterr().out.split() == ["hello", "hello"]
 
 
+def test_websockets_guide_callback_echo_serves_both_clients() -> None:
+    """docs/migrate/websockets.md: the page's callback echo (its chat-rooms
+    diff is checked by tests/coroutine/test_chat_rooms_migration.py) answers
+    the websockets client and fastsock's coroutine client."""
+    websockets_client = pytest.importorskip("websockets.asyncio.client")
+    import fastsock
+    from fastsock.adapters import aio
+
+    ns: dict[str, Any] = {}
+    server_block = next(b for b in python_blocks(DOCS / "migrate" / "websockets.md")
+                        if "fastsock.server import run" in b)
+    run_block(server_block, ns, drop_from="run(")
+
+    async def main() -> list[Any]:
+        server = await aio.serve({"/": ns["Echo"]}, "127.0.0.1", 0)
+        url = f"ws://127.0.0.1:{server.port}/"
+        try:
+            async with websockets_client.connect(url) as ws:
+                await ws.send("hello")
+                first = await asyncio.wait_for(ws.recv(), 10)
+            async with fastsock.connect(url) as fs:
+                await fs.send(b"bytes")
+                second = await asyncio.wait_for(fs.recv(), 10)
+            return [first, second]
+        finally:
+            server.close()
+            await server.wait_closed(5)
+
+    assert asyncio.run(main()) == ["hello", b"bytes"]
+
+
 async def other_client(page: str, url: str) -> None:
     blocks = python_blocks(DOCS / "migrate" / page)
-    if page == "websockets.md":
-        pytest.importorskip("websockets")
-        code = next(b for b in blocks if "websockets.asyncio.client" in b)
-        await _run_usage(code, {}, url)
-    elif page == "aiohttp.md":
+    if page == "aiohttp.md":
         pytest.importorskip("aiohttp")
         code = next(b for b in blocks if "ClientSession" in b)
         await _run_usage(code, {}, url)
