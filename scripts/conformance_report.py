@@ -3,6 +3,7 @@
     python scripts/conformance_report.py ws://127.0.0.1:9001/
     python scripts/conformance_report.py --server fastsock         # starts `python -m fastsock serve echo`
     python scripts/conformance_report.py --server websockets --cases 3 6.4 --no-slow
+    python scripts/conformance_report.py --server fastsock --cases 12 13.7   # permessage-deflate
 
 Prints one line per case (OK / NON-STRICT / FAILED, time, what was observed
 when not OK) and a summary; exits 1 when any case is not OK. The server must
@@ -21,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conformance.cases import CASES, FAILED, NON_STRICT, OK, run_case, select  # noqa: E402
+from conformance.cases_deflate import select_deflate  # noqa: E402
 from conformance.launch import ServerProcess, server_command  # noqa: E402
 
 
@@ -28,14 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("url", nargs="?", help="ws:// URL of a running echo server")
-    target.add_argument("--server", choices=["fastsock", "websockets", "picows", "aiohttp"],
+    target.add_argument("--server", choices=["fastsock", "websockets", "websockets-deflate",
+                                             "picows", "aiohttp"],
                         help="start this echo server on a free port and test it")
     parser.add_argument("--loop", choices=["fastsock", "asyncio", "uvloop"],
                         help="with --server fastsock: the event loop to serve on")
     parser.add_argument("--host", default="127.0.0.1", help="with --server: address to listen on")
     parser.add_argument("--cases", nargs="*", metavar="ID",
-                        help="case ids or prefixes (e.g. 6.4 7 9.1.6); default: all")
-    parser.add_argument("--no-slow", action="store_true", help="skip the 9.x limits cases")
+                        help="case ids or prefixes (e.g. 6.4 7 9.1.6 12.1); default: all of "
+                             "1-10 (12/13 with --deflate)")
+    parser.add_argument("--deflate", action="store_true",
+                        help="also run the permessage-deflate cases 12.* and 13.*")
+    parser.add_argument("--no-slow", action="store_true", help="skip the slow cases (9.x limits, 12/13 above 4 KiB)")
     parser.add_argument("--patience", type=float, default=1.0,
                         help="multiply every deadline (not the fail-fast window) by this")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -45,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cases = select(args.cases, include_slow=not args.no_slow)
+    if args.cases or args.deflate:
+        cases += select_deflate(args.cases, include_slow=not args.no_slow)
     if not cases:
         parser.error(f"no case matches {args.cases}; ids run from {CASES[0].id} to {CASES[-1].id}")
     server = (ServerProcess(server_command(args.server, host=args.host, loop=args.loop))
