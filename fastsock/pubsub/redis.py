@@ -42,7 +42,7 @@ import collections
 import logging
 import struct
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..server import Histogram
 from .memory import NODE_ID_BYTES, Hub
@@ -80,6 +80,14 @@ CONNECT_TIMEOUT = 2.0
 CLEANUP_ATTEMPTS = 2           # aclose(): removing our presence from Redis
 COMMAND_TIMEOUT = 5.0
 _NETWORK_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+async def _aclose_quietly(pubsub: Any) -> None:
+    """Close a pub/sub connection that may already be broken."""
+    try:
+        await pubsub.aclose()
+    except _NETWORK_ERRORS:
+        pass
 
 
 class RedisHub(Hub):
@@ -156,10 +164,7 @@ class RedisHub(Hub):
         self._tasks = []
         pubsub, self._closing_pubsub = self._closing_pubsub or self._pubsub, None
         if pubsub is not None:
-            try:
-                await pubsub.aclose()
-            except _NETWORK_ERRORS:
-                pass
+            await _aclose_quietly(pubsub)
         # Two tries: a loop's shutdown may have closed the pooled connection
         # under redis-py, which notices on the first use and reconnects.
         for _ in range(CLEANUP_ATTEMPTS if self._pub is not None else 0):
@@ -346,17 +351,12 @@ class RedisHub(Hub):
                 self._pubsub = pubsub
                 self.stats["subscribes"] += len(wanted)
                 if self._sub_down_since is not None:
-                    # Redis may have restarted empty: write our presence again.
-                    self._presence_dirty |= set(self._topics)
-                    self._alive_due = 0.0
-                    self._wake.set()
-                    self.stats["reconnects"] += 1
-                    self._back("subscriber", self._sub_down_since,
-                               f"re-subscribed to {len(wanted)} topics")
+                    self._resubscribed("subscriber", self._sub_down_since,
+                                       f"re-subscribed to {len(wanted)} topics")
                     self._sub_down_since = None
                 backoff = self.reconnect_min
                 self._resync.set()       # topics added or removed meanwhile
-                await self._read(pubsub)
+                await self._read(pubsub, self._on_pubsub_message)
             except asyncio.CancelledError:
                 # Stopping: end at once, awaiting nothing, so the task is done
                 # before the loop stops (aclose() closes the connection).
@@ -373,14 +373,25 @@ class RedisHub(Hub):
                     self._sub_down_since = time.monotonic()
             self._pubsub = None
             self._subscribed = set()
-            try:
-                await pubsub.aclose()
-            except _NETWORK_ERRORS:
-                pass
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self.reconnect_max)
+            backoff = await self._retry_after(pubsub, backoff)
 
-    async def _read(self, pubsub: Any) -> None:
+    def _on_pubsub_message(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "message":
+            self._on_message(msg["channel"], msg["data"])
+
+    # -- shared by the subscriber loops (redis_cluster.py runs one per primary) -----------
+    def _resubscribed(self, which: str, since: float, what: str) -> None:
+        """A subscriber is back after an outage. Redis may have restarted empty:
+        write our presence again."""
+        self._presence_dirty |= set(self._topics)
+        self._alive_due = 0.0
+        self._wake.set()
+        self.stats["reconnects"] += 1
+        self._back(which, since, what)
+
+    async def _read(self, pubsub: Any, handle: Callable[[dict[str, Any]], None]) -> None:
+        """Pass each message of ``pubsub`` to ``handle`` until the connection
+        fails; a silent connection is PINGed, and fails if no answer comes."""
         waiting_pong = False
         while True:
             msg = await pubsub.get_message(timeout=self.ping_interval)
@@ -391,9 +402,14 @@ class RedisHub(Hub):
                 waiting_pong = True
                 continue
             waiting_pong = False
-            if msg["type"] != "message":
-                continue
-            self._on_message(msg["channel"], msg["data"])
+            handle(msg)
+
+    async def _retry_after(self, pubsub: Any, backoff: float) -> float:
+        """Close a failed subscriber connection, wait ``backoff`` seconds and
+        return the next (doubled, capped) back-off."""
+        await _aclose_quietly(pubsub)
+        await asyncio.sleep(backoff)
+        return min(backoff * 2, self.reconnect_max)
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         """A message from Redis on one of our channels: write its frame as it is."""

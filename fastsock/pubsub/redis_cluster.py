@@ -33,13 +33,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Optional
 from urllib.parse import unquote
 
 from .memory import Hub
 from .redis import (
     _NETWORK_ERRORS, COMMAND_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_MAX_QUEUE, DEFAULT_PREFIX,
-    PING_INTERVAL, RECONNECT_MAX, RECONNECT_MIN, RESUME_DELAY, RedisHub, log)
+    PING_INTERVAL, RECONNECT_MAX, RECONNECT_MIN, RESUME_DELAY, RedisHub, _aclose_quietly, log)
 
 try:
     import redis.asyncio as aioredis
@@ -244,10 +245,7 @@ class RedisClusterHub(RedisHub):
         pubsub = shard.closing or shard.pubsub
         shard.pubsub = shard.closing = None
         if pubsub is not None:
-            try:
-                await pubsub.aclose()
-            except _NETWORK_ERRORS:
-                pass
+            await _aclose_quietly(pubsub)
         await shard.client.aclose()
 
     async def _sync(self, shard: _Shard) -> None:
@@ -282,17 +280,12 @@ class RedisClusterHub(RedisHub):
                 shard.pubsub = pubsub
                 self.stats["subscribes"] += len(wanted)
                 if shard.down_since is not None:
-                    # The node may have restarted empty: write our presence again.
-                    self._presence_dirty |= set(self._topics)
-                    self._alive_due = 0.0
-                    self._wake.set()
-                    self.stats["reconnects"] += 1
-                    self._back(f"subscriber of {shard.name}", shard.down_since,
-                               f"re-subscribed to {len(wanted)} channels")
+                    self._resubscribed(f"subscriber of {shard.name}", shard.down_since,
+                                       f"re-subscribed to {len(wanted)} channels")
                     shard.down_since = None
                 backoff = self.reconnect_min
                 self._resync.set()       # channels added or removed meanwhile
-                await self._read_shard(shard, pubsub)
+                await self._read(pubsub, partial(self._on_shard_message, shard))
             except asyncio.CancelledError:
                 shard.closing = pubsub
                 shard.pubsub = None
@@ -314,31 +307,16 @@ class RedisClusterHub(RedisHub):
                     shard.down_since = time.monotonic()
             shard.pubsub = None
             shard.subscribed = set()
-            try:
-                await pubsub.aclose()
-            except _NETWORK_ERRORS:
-                pass
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self.reconnect_max)
+            backoff = await self._retry_after(pubsub, backoff)
 
-    async def _read_shard(self, shard: _Shard, pubsub: Any) -> None:
-        waiting_pong = False
-        while True:
-            msg = await pubsub.get_message(timeout=self.ping_interval)
-            if msg is None:
-                if waiting_pong:
-                    raise ConnectionError(f"no answer to PING in {self.ping_interval}s")
-                await pubsub.ping()
-                waiting_pong = True
-                continue
-            waiting_pong = False
-            kind = msg["type"]
-            if kind == "smessage":
-                self._on_message(msg["channel"], msg["data"])
-            elif kind == "sunsubscribe" and msg["channel"] in shard.subscribed:
-                # Not ours (ours leave `subscribed` first): the server dropped
-                # the channel because its slot moved to another node.
-                raise _Rerouted(msg["channel"].decode(errors="replace"))
+    def _on_shard_message(self, shard: _Shard, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "smessage":
+            self._on_message(msg["channel"], msg["data"])
+        elif kind == "sunsubscribe" and msg["channel"] in shard.subscribed:
+            # Not ours (ours leave `subscribed` first): the server dropped
+            # the channel because its slot moved to another node.
+            raise _Rerouted(msg["channel"].decode(errors="replace"))
 
     def snapshot(self) -> dict[str, Any]:
         out = super().snapshot()
