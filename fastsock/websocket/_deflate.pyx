@@ -62,6 +62,27 @@ cdef enum:
 FIRST_OUT = _FIRST_OUT
 STEP_MAX = _STEP_MAX
 
+# deflate/inflate's GetDictionary and SetDictionary, for the helpers the two
+# classes share.
+ctypedef int (*_get_dictionary_t)(z_stream *, unsigned char *, unsigned int *) noexcept
+ctypedef int (*_set_dictionary_t)(z_stream *, const unsigned char *, unsigned int) noexcept
+
+
+cdef inline bytes _window_of(z_stream *strm, _get_dictionary_t get_dictionary):
+    """The stream's last window (at most 1 << wbits bytes), or None when empty."""
+    cdef unsigned int n = 0
+    get_dictionary(strm, NULL, &n)
+    history = PyBytes_FromStringAndSize(NULL, n)
+    get_dictionary(strm, <unsigned char *>PyBytes_AS_STRING(history), &n)
+    return history if n else None
+
+
+cdef inline void _restore_window(z_stream *strm, bytes history,
+                                 _set_dictionary_t set_dictionary) noexcept:
+    """Start a fresh stream from the window ``compact`` kept."""
+    set_dictionary(strm, <const unsigned char *>PyBytes_AS_STRING(history),
+                   <unsigned int>PyBytes_GET_SIZE(history))
+
 
 cdef class Compressor:
     """Compresses one whole message at a time (see the module docstring)."""
@@ -101,15 +122,11 @@ cdef class Compressor:
         """Keep only the history (the last window of what was compressed,
         at most 1 << wbits bytes) and free zlib's state; the next message
         rebuilds it from that history, so the context carries on."""
-        cdef unsigned int n = 0
         if not self._ready or self.no_context_takeover:
             return
-        deflateGetDictionary(&self._strm, NULL, &n)
-        history = PyBytes_FromStringAndSize(NULL, n)
-        deflateGetDictionary(&self._strm, <unsigned char *>PyBytes_AS_STRING(history), &n)
+        self._history = _window_of(&self._strm, deflateGetDictionary)
         deflateEnd(&self._strm)
         self._ready = False
-        self._history = history if n else None
 
     @property
     def held(self):
@@ -134,8 +151,7 @@ cdef class Compressor:
             if self._history is not None:
                 history = self._history
                 self._history = None
-                deflateSetDictionary(&self._strm, <const unsigned char *>PyBytes_AS_STRING(history),
-                                     <unsigned int>PyBytes_GET_SIZE(history))
+                _restore_window(&self._strm, history, deflateSetDictionary)
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
             if view.len > INPUT_MAX:
@@ -207,15 +223,11 @@ cdef class Decompressor:
     def compact(self):
         """Keep only the history (the window) and free zlib's state (see
         :meth:`Compressor.compact`)."""
-        cdef unsigned int n = 0
         if not self._ready or self.no_context_takeover:
             return
-        inflateGetDictionary(&self._strm, NULL, &n)
-        history = PyBytes_FromStringAndSize(NULL, n)
-        inflateGetDictionary(&self._strm, <unsigned char *>PyBytes_AS_STRING(history), &n)
+        self._history = _window_of(&self._strm, inflateGetDictionary)
         inflateEnd(&self._strm)
         self._ready = False
-        self._history = history if n else None
 
     @property
     def held(self):
@@ -250,8 +262,7 @@ cdef class Decompressor:
             if self._history is not None:
                 history = self._history
                 self._history = None
-                inflateSetDictionary(&self._strm, <const unsigned char *>PyBytes_AS_STRING(history),
-                                     <unsigned int>PyBytes_GET_SIZE(history))
+                _restore_window(&self._strm, history, inflateSetDictionary)
         elif self.no_context_takeover:
             inflateReset(&self._strm)
         validator = None

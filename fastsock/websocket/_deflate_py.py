@@ -39,26 +39,17 @@ FIRST_OUT = 1024
 STEP_MAX = 1 << 20
 
 
-class Compressor:
-    """Compresses one whole message at a time (see the module docstring)."""
+class _Stream:
+    """What a Compressor and a Decompressor share: zlib's state, allocated at
+    the first message, and the history ``compact`` keeps in its place."""
 
-    def __init__(self, wbits: int = 15, mem_level: int = 8, level: int = 6,
-                 no_context_takeover: bool = False) -> None:
-        if not 9 <= wbits <= 15:
-            raise ValueError("wbits must be 9..15 (zlib cannot compress raw DEFLATE with 8)")
-        if not 1 <= mem_level <= 9:
-            raise ValueError("mem_level must be 1..9")
-        if not -1 <= level <= 9:
-            raise ValueError("level must be -1..9")
-        self.wbits = wbits
-        self.mem_level = mem_level
-        self.level = level
-        self.no_context_takeover = no_context_takeover
-        self._z: Any = None
-        # The last window of input (what zlib's deflateGetDictionary gives),
-        # tracked by hand: the zlib module cannot read it back.
-        self._window = b""
-        self._history: Optional[bytes] = None
+    no_context_takeover: bool
+    _z: Any
+    # The last window of input (compressing) or output (inflating), what
+    # zlib's deflateGetDictionary/inflateGetDictionary give, tracked by hand:
+    # the zlib module cannot read it back.
+    _window: bytes
+    _history: Optional[bytes]
 
     @property
     def allocated(self) -> bool:
@@ -78,6 +69,26 @@ class Compressor:
             return
         self._z = None
         self._history = self._window or None
+
+
+class Compressor(_Stream):
+    """Compresses one whole message at a time (see the module docstring)."""
+
+    def __init__(self, wbits: int = 15, mem_level: int = 8, level: int = 6,
+                 no_context_takeover: bool = False) -> None:
+        if not 9 <= wbits <= 15:
+            raise ValueError("wbits must be 9..15 (zlib cannot compress raw DEFLATE with 8)")
+        if not 1 <= mem_level <= 9:
+            raise ValueError("mem_level must be 1..9")
+        if not -1 <= level <= 9:
+            raise ValueError("level must be -1..9")
+        self.wbits = wbits
+        self.mem_level = mem_level
+        self.level = level
+        self.no_context_takeover = no_context_takeover
+        self._z = None
+        self._window = b""
+        self._history = None
 
     def compress(self, data: Any, final: bool = True) -> bytes:
         """One message's payload as sent on the wire (tail stripped); with
@@ -106,7 +117,7 @@ class Compressor:
         return out[:-4]
 
 
-class Decompressor:
+class Decompressor(_Stream):
     """Inflates one whole message at a time (see the module docstring)."""
 
     def __init__(self, wbits: int = 15, no_context_takeover: bool = False) -> None:
@@ -114,28 +125,9 @@ class Decompressor:
             raise ValueError("wbits must be 8..15")
         self.wbits = wbits
         self.no_context_takeover = no_context_takeover
-        self._z: Any = None
-        self._window = b""          # the last window of output (inflateGetDictionary)
-        self._history: Optional[bytes] = None
-
-    @property
-    def allocated(self) -> bool:
-        return self._z is not None
-
-    @property
-    def held(self) -> int:
-        return len(self._history) if self._history is not None else 0
-
-    def release(self) -> None:
         self._z = None
+        self._window = b""
         self._history = None
-
-    def compact(self) -> None:
-        """Keep only the history and drop zlib's state (see ``_deflate.pyx``)."""
-        if self._z is None or self.no_context_takeover:
-            return
-        self._z = None
-        self._history = self._window or None
 
     def decompress(self, data: Any, max_size: Optional[int] = None, text: bool = False) -> bytes:
         """The message inflated from ``data``; see ``_deflate.pyx`` for the errors."""
