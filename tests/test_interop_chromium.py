@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import queue
-import shutil
-import signal
-import subprocess
-import tempfile
 import threading
 from typing import Iterator
 
 import pytest
 
+from chromium_launch import fail_without_report, headless_chromium
+# test_interop_deflate_peers.py imports these two from here, under these names.
+from chromium_launch import find_chromium as _chromium
+from chromium_launch import stop_group as _stop_group  # noqa: F401
 from conformance.launch import ServerProcess, server_command
 
 websockets_sync = pytest.importorskip("websockets.sync.server")
@@ -81,28 +80,6 @@ ws.onclose = (e) => { results.close = {code: e.code, wasClean: e.wasClean}; fini
 </script>"""
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("Chromium is not installed (Debian package chromium)")
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL, the process group this test started."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(10)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture
 def echo_url() -> Iterator[str]:
     if importlib.util.find_spec("fastsock.server") is None:
@@ -151,24 +128,11 @@ def page_server(echo_url: str) -> Iterator[tuple[str, "queue.Queue[str]"]]:
 def test_chromium_page_against_fastsock_echo(page_server) -> None:
     chromium = _chromium()
     url, reports = page_server
-    # ignore_cleanup_errors: a Chromium helper may still be writing its
-    # profile for a moment after the process group is gone
-    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile, \
-            tempfile.TemporaryFile("w+") as log:
-        browser = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--no-default-browser-check", "--disable-extensions", f"--user-data-dir={profile}",
-             "--enable-logging=stderr", url],
-            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)  # Chromium forks helpers
+    with headless_chromium(chromium, url) as log:
         try:
-            try:
-                result = json.loads(reports.get(timeout=TIMEOUT))
-            except queue.Empty:
-                log.seek(0)
-                lines = [line for line in log.read().splitlines() if "dbus" not in line]
-                pytest.fail("the page sent no report; Chromium said:\n" + "\n".join(lines[-20:]))
-        finally:
-            _stop_group(browser)
+            result = json.loads(reports.get(timeout=TIMEOUT))
+        except queue.Empty:
+            fail_without_report(log)
     assert result["errors"] == []
     assert [e["kind"] for e in result["echoes"]] == ["text", "text", "text", "binary", "text", "binary"]
     assert all(e["ok"] for e in result["echoes"]), result["echoes"]

@@ -26,10 +26,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
-import shutil
-import signal
-import tempfile
 from typing import Any, Optional
 
 import pytest
@@ -39,11 +35,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastsock.coroutine import Connection, serve
 from fastsock.websocket import Response, WebSocketOptions
 
+from chromium_launch import fail_without_report, find_chromium, headless_chromium_async
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 REPORT_TIMEOUT = 60.0     # seconds for the page to report
 RUN_TIMEOUT = 120.0       # seconds for one test's coroutine
-STOP_TIMEOUT = 10.0       # seconds for Chromium to exit after SIGTERM
 MAX_MESSAGE = 8 << 20     # bytes: the server's message size limit here
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>fastsock wss interop</title>
@@ -94,14 +91,6 @@ ws.onclose = (e) => { results.close = {code: e.code, wasClean: e.wasClean}; fini
 </script>"""
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("Chromium is not installed (Debian package chromium)")
-
-
 def spki_sha256(cert_pem: bytes) -> str:
     """base64 SHA-256 of a certificate's SubjectPublicKeyInfo (Chromium's pin format)."""
     cert = x509.load_pem_x509_certificate(cert_pem)
@@ -109,38 +98,13 @@ def spki_sha256(cert_pem: bytes) -> str:
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
-async def _stop_group(proc: "asyncio.subprocess.Process") -> None:
-    """SIGTERM, then SIGKILL, the process group of the browser this test started."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
-            return
-        except TimeoutError:
-            continue
-
-
 async def _browse(chromium: str, url: str, spki: str, reports: "asyncio.Queue[str]") -> Any:
-    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile, \
-            tempfile.TemporaryFile("w+") as log:
-        browser = await asyncio.create_subprocess_exec(
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--no-default-browser-check", "--disable-extensions", f"--user-data-dir={profile}",
-            f"--ignore-certificate-errors-spki-list={spki}", "--enable-logging=stderr", url,
-            stdout=asyncio.subprocess.DEVNULL, stderr=log,
-            start_new_session=True)      # Chromium forks helpers: one group to stop
+    async with headless_chromium_async(
+            chromium, url, f"--ignore-certificate-errors-spki-list={spki}") as log:
         try:
-            try:
-                return json.loads(await asyncio.wait_for(reports.get(), REPORT_TIMEOUT))
-            except TimeoutError:
-                log.seek(0)
-                lines = [line for line in log.read().splitlines() if "dbus" not in line]
-                pytest.fail("the page sent no report; Chromium said:\n" + "\n".join(lines[-20:]))
-        finally:
-            await _stop_group(browser)
+            return json.loads(await asyncio.wait_for(reports.get(), REPORT_TIMEOUT))
+        except TimeoutError:
+            fail_without_report(log)
 
 
 async def _page_and_echo(tls: Any, chromium: str, spki: Optional[str]) -> tuple[Any, list[Any]]:
@@ -175,7 +139,7 @@ async def _page_and_echo(tls: Any, chromium: str, spki: Optional[str]) -> tuple[
 
 
 def test_chromium_against_coroutine_server_over_wss(aio: Any, tls: Any) -> None:
-    chromium = _chromium()
+    chromium = find_chromium()
     aio.tolerate_handshake_failures()
     result, seen = aio.run(_page_and_echo(tls, chromium, None), RUN_TIMEOUT)
     assert result["errors"] == []
@@ -187,7 +151,7 @@ def test_chromium_against_coroutine_server_over_wss(aio: Any, tls: Any) -> None:
 
 
 def test_chromium_refuses_the_test_certificate_without_its_pin(aio: Any, tls: Any) -> None:
-    chromium = _chromium()
+    chromium = find_chromium()
     aio.tolerate_handshake_failures()
     # the pin of a key the server does not use
     other = spki_sha256(tls.untrusted_cert.cert_chain_pems[0].bytes())
