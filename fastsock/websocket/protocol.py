@@ -323,17 +323,29 @@ class WebSocketHandler(HandlerCore):
                 transport.set_write_buffer_limits(high=opts.write_limit, low=opts.write_low)
             except (AttributeError, NotImplementedError):
                 pass
-        self._state = OPEN
+        self._enter(OPEN)
         self.opened_at = time.monotonic()
-        self._fast = not client and not self._extensions and transport is not None
         self._writer = _writer_for(transport) if self._fast else None
-        self._rx_fast = not self._extensions and opts.validate_utf8
         if loop is not None and opts.ping_interval:
             self._next_ping_at = loop.time() + opts.ping_interval
             self._ping_timer = loop.call_later(opts.ping_interval, self._keepalive)
         self.on_open()
         if self._out and not self._batching:
             self._flush()
+
+    def _enter(self, state: State) -> None:
+        """The one place the state changes; the compiled core's fast-path
+        flags follow from it. ``_fast`` (send frames and writes at once):
+        open, a server, no extensions, a transport. ``_rx_fast`` (the codec
+        delivers whole messages, UTF-8 already checked): open, no
+        extensions, UTF-8 validation on. Every other state clears both."""
+        self._state = state
+        if state is OPEN:
+            self._fast = (not self._client and not self._extensions
+                          and self._transport is not None)
+            self._rx_fast = not self._extensions and self._options.validate_utf8
+        else:
+            self._fast = self._rx_fast = False
 
     # ------------------------------------------------------------ properties
 
@@ -530,8 +542,7 @@ class WebSocketHandler(HandlerCore):
             self._close_sent = True
             self._sent_code = code
             self._queue_control(0x88, payload)
-        self._state = CLOSING
-        self._fast = self._rx_fast = False
+        self._enter(CLOSING)
         self._frag = None
         self._finish_closing()
 
@@ -680,8 +691,7 @@ class WebSocketHandler(HandlerCore):
         if not self._close_sent:
             data = code.to_bytes(2, "big") + reason.encode()[:123]
             self._send_close(code, data)
-        self._state = CLOSING
-        self._fast = self._rx_fast = False
+        self._enter(CLOSING)
         self._frag = None
         self._cancel_ping()
         if self._out:
@@ -725,8 +735,7 @@ class WebSocketHandler(HandlerCore):
         self._close_sent = True
         self._sent_code = code
         self._queue_control(0x88, data)
-        self._state = CLOSING
-        self._fast = self._rx_fast = False
+        self._enter(CLOSING)
         self._cancel_ping()
         self._arm_close_timer()
 
@@ -871,11 +880,9 @@ class WebSocketHandler(HandlerCore):
         if self._state is CLOSED:
             return
         if self._state is CONNECTING:
-            self._state = CLOSED
-            self._fast = self._rx_fast = False
+            self._enter(CLOSED)
             return
-        self._state = CLOSED
-        self._fast = self._rx_fast = False
+        self._enter(CLOSED)
         self._parser = None            # HandlerCore.data_received ignores what follows
         self._writing_paused = False
         self._wake_drain_waiters()
