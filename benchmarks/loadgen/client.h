@@ -310,6 +310,31 @@ static long ws_parse(const uint8_t *p, size_t n, int *b0, const uint8_t **pl, si
     return (long)(h + l);
 }
 
+/* The next server frame in p[*off..n) for the caller's loop, past the ones
+ * every tool treats alike: a PING is answered with its PONG (so keepalives
+ * never fail us), a CLOSE or an invalid frame drops the connection.  Returns
+ * 1 with the frame's first byte and payload (*off moved past it), 0 when the
+ * rest is incomplete, -1 once the connection is dropped (the caller returns n). */
+static int ws_next_frame(conn_t *c, const uint8_t *p, size_t n, size_t *off,
+                         int *b0, const uint8_t **pl, size_t *len) {
+    while (*off < n) {
+        long fl = ws_parse(p + *off, n - *off, b0, pl, len);
+        if (fl == 0) return 0;
+        if (fl < 0) { conn_drop(c, "bad frame from server", 0); return -1; }
+        *off += (size_t)fl;
+        int op = *b0 & 0x0F;
+        if (op == 0x9) {
+            uint8_t pong[140];
+            sbuf_put(pong, ws_build_masked(pong, 0x8A, *pl, *len > 125 ? 125 : *len));
+        } else if (op == 0x8) {
+            conn_drop(c, "server sent close", 0); return -1;
+        } else {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ---- permessage-deflate (RFC 7692) ---- */
 static const uint8_t PMD_TAIL[4] = {0x00, 0x00, 0xFF, 0xFF};
 
@@ -790,19 +815,10 @@ static size_t echo_on_data(conn_t *c, uint8_t *p, size_t n) {
         return n;
     }
     size_t off = 0;
-    while (off < n) {
-        int b0; const uint8_t *pl; size_t len;
-        long fl = ws_parse(p + off, n - off, &b0, &pl, &len);
-        if (fl == 0) break;
-        if (fl < 0) { conn_drop(c, "bad frame from server", 0); return n; }
-        off += (size_t)fl;
+    int b0, got; const uint8_t *pl; size_t len;
+    while ((got = ws_next_frame(c, p, n, &off, &b0, &pl, &len)) > 0) {
         int op = b0 & 0x0F;
-        if (op == 0x9) {            /* answer pings so keepalives never fail us */
-            uint8_t pong[140];
-            sbuf_put(pong, ws_build_masked(pong, 0x8A, pl, len > 125 ? 125 : len));
-        } else if (op == 0x8) {
-            conn_drop(c, "server sent close", 0); return n;
-        } else if (op == 1 || op == 2) {
+        if (op == 1 || op == 2) {
             if (b0 & 0x40) {        /* compressed: inflate and compare with what we sent */
                 if (!c->pmd) { conn_drop(c, "RSV1 without permessage-deflate", 0); return n; }
                 pmd_reserve((size_t)E.size);
@@ -819,7 +835,7 @@ static size_t echo_on_data(conn_t *c, uint8_t *p, size_t n) {
             echo_complete(c);
         }
     }
-    return off;
+    return got < 0 ? n : off;
 }
 
 static void echo_usage(const char *prog, int ws) {

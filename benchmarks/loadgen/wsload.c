@@ -72,22 +72,13 @@ static void k_on_fail(conn_t *c) { (void)c; K.failed++; }
 
 static size_t k_on_data(conn_t *c, uint8_t *p, size_t n) {
     size_t off = 0;
-    while (off < n) {
-        int b0; const uint8_t *pl; size_t len;
-        long fl = ws_parse(p + off, n - off, &b0, &pl, &len);
-        if (fl == 0) break;
-        if (fl < 0) { conn_drop(c, "bad frame from server", 0); return n; }
-        off += (size_t)fl;
+    int b0, got; const uint8_t *pl; size_t len;
+    while ((got = ws_next_frame(c, p, n, &off, &b0, &pl, &len)) > 0) {
         int op = b0 & 0x0F;
-        if (op == 0x9) {
-            uint8_t pong[140];
-            sbuf_put(pong, ws_build_masked(pong, 0x8A, pl, len > 125 ? 125 : len));
-        } else if (op == 0xA) {
+        if (op == 0xA) {
             uint32_t idx;
             if (len == 8 && (memcpy(&idx, pl, 4), idx == (uint32_t)c->idx)) { c->pongs_ok++; K.pongs_ok++; }
             else K.pongs_bad++;
-        } else if (op == 0x8) {
-            conn_drop(c, "server sent close", 0); return n;
         } else if (op == 1 || op == 2) {
             if (b0 & 0x40) {        /* compressed: the header is in the first 16 inflated bytes */
                 if (!c->pmd) { conn_drop(c, "RSV1 without permessage-deflate", 0); return n; }
@@ -110,19 +101,22 @@ static size_t k_on_data(conn_t *c, uint8_t *p, size_t n) {
             c->next_seq = seq + 1;
         }
     }
-    return off;
+    return got < 0 ? n : off;
 }
 
 static const hooks_t k_hooks = {k_on_open, k_on_data, k_on_fail};
 
-static void pump(int timeout_ms) {
+/* One round of the event loop: the ready connections' events go to hooks. */
+static void pump_with(const hooks_t *hooks, int timeout_ms) {
     static struct epoll_event evs[1024];
     int n = epoll_wait(CL.ep, evs, 1024, timeout_ms);
     if (n < 0) { if (errno == EINTR) return; die("epoll_wait"); }
     for (int i = 0; i < n; i++) {
-        conn_event(evs[i].data.ptr, evs[i].events, &k_hooks);
+        conn_event(evs[i].data.ptr, evs[i].events, hooks);
     }
 }
+
+static void pump(int timeout_ms) { pump_with(&k_hooks, timeout_ms); }
 
 static int ms_until(uint64_t t) {
     uint64_t now = now_ns();
@@ -171,6 +165,27 @@ static double quant_ms(uint64_t *v, int n, double q) {
     return v[i] / 1e6;
 }
 
+/* The options c10k and hold modes share (each mode parses the rest):
+ * 1 when a is one of them, its value v taken. */
+static int k_shared_option(const char *prog, const char *a, const char *v) {
+    if (!strcmp(a, "--mode")) return 1;
+    else if (!strcmp(a, "--host")) CL.host = v;
+    else if (!strcmp(a, "--port")) CL.port = (int)parse_long(prog, a, v, 1, 65535);
+    else if (!strcmp(a, "--path")) CL.path = v;
+    else if (!strcmp(a, "--connections")) K.conns = (int)parse_long(prog, a, v, 1, 1000000);
+    else if (!strcmp(a, "--concurrency")) K.concurrency = (int)parse_long(prog, a, v, 1, 1000000);
+    else if (!strcmp(a, "--sources")) CL.n_sources = (int)parse_long(prog, a, v, 1, 254);
+    else if (!strcmp(a, "--connect-timeout")) K.connect_timeout = parse_double(prog, a, v, 0.1, 300);
+    else if (!strcmp(a, "--idle")) K.idle = parse_double(prog, a, v, 0, 120);
+    else if (!strcmp(a, "--phase-timeout")) K.phase_timeout = parse_double(prog, a, v, 0.1, 120);
+    else if (!strcmp(a, "--payload")) {
+        if (!strcmp(v, "json")) K.json = 1;
+        else if (strcmp(v, "alpha")) usage_error(prog, "--payload must be alpha or json", v);
+    }
+    else return 0;
+    return 1;
+}
+
 static void usage(void) {
     printf("usage: wsload --mode c10k --port N [--host 127.0.0.1] [--path /] [--connections 10000]\n"
            "  [--concurrency 1000] [--sources 1] [--connect-timeout 30] [--idle 2]\n"
@@ -193,15 +208,7 @@ static int c10k_main(int argc, char **argv) {
         if (ws_common_option(prog, argc, argv, &i)) continue;
         if (i + 1 >= argc) usage_error(prog, "missing value for", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "--mode")) continue;
-        else if (!strcmp(a, "--host")) CL.host = v;
-        else if (!strcmp(a, "--port")) CL.port = (int)parse_long(prog, a, v, 1, 65535);
-        else if (!strcmp(a, "--path")) CL.path = v;
-        else if (!strcmp(a, "--connections")) K.conns = (int)parse_long(prog, a, v, 1, 1000000);
-        else if (!strcmp(a, "--concurrency")) K.concurrency = (int)parse_long(prog, a, v, 1, 1000000);
-        else if (!strcmp(a, "--sources")) CL.n_sources = (int)parse_long(prog, a, v, 1, 254);
-        else if (!strcmp(a, "--connect-timeout")) K.connect_timeout = parse_double(prog, a, v, 0.1, 300);
-        else if (!strcmp(a, "--idle")) K.idle = parse_double(prog, a, v, 0, 120);
+        if (k_shared_option(prog, a, v)) continue;
         else if (!strcmp(a, "--ping-rounds")) K.ping_rounds = (int)parse_long(prog, a, v, 0, 1000);
         else if (!strcmp(a, "--ping-spread")) K.ping_spread = parse_double(prog, a, v, 0, 60);
         else if (!strcmp(a, "--broadcasts")) K.broadcasts = (int)parse_long(prog, a, v, 0, 100000);
@@ -209,11 +216,6 @@ static int c10k_main(int argc, char **argv) {
         else if (!strcmp(a, "--flood")) K.flood = (int)parse_long(prog, a, v, 0, 100000);
         else if (!strcmp(a, "--flood-interval")) K.flood_interval = parse_double(prog, a, v, 0.001, 10);
         else if (!strcmp(a, "--size")) K.size = (int)parse_long(prog, a, v, 16, 65536);
-        else if (!strcmp(a, "--phase-timeout")) K.phase_timeout = parse_double(prog, a, v, 0.1, 120);
-        else if (!strcmp(a, "--payload")) {
-            if (!strcmp(v, "json")) K.json = 1;
-            else if (strcmp(v, "alpha")) usage_error(prog, "--payload must be alpha or json", v);
-        }
         else usage_error(prog, "unknown option", a);
     }
     if (CL.port < 0) usage_error(prog, "--port is required", NULL);
@@ -371,19 +373,10 @@ static int c10k_main(int argc, char **argv) {
 
 static size_t h_on_data(conn_t *c, uint8_t *p, size_t n) {
     size_t off = 0;
-    while (off < n) {
-        int b0; const uint8_t *pl; size_t len;
-        long fl = ws_parse(p + off, n - off, &b0, &pl, &len);
-        if (fl == 0) break;
-        if (fl < 0) { conn_drop(c, "bad frame from server", 0); return n; }
-        off += (size_t)fl;
+    int b0, got; const uint8_t *pl; size_t len;
+    while ((got = ws_next_frame(c, p, n, &off, &b0, &pl, &len)) > 0) {
         int op = b0 & 0x0F;
-        if (op == 0x9) {
-            uint8_t pong[140];
-            sbuf_put(pong, ws_build_masked(pong, 0x8A, pl, len > 125 ? 125 : len));
-        } else if (op == 0x8) {
-            conn_drop(c, "server sent close", 0); return n;
-        } else if (op == 1 || op == 2) {
+        if (op == 1 || op == 2) {
             if (b0 & 0x40) {
                 if (!c->pmd) { conn_drop(c, "RSV1 without permessage-deflate", 0); return n; }
                 pmd_reserve((size_t)K.size);
@@ -398,7 +391,7 @@ static size_t h_on_data(conn_t *c, uint8_t *p, size_t n) {
             K.replies++;
         }
     }
-    return off;
+    return got < 0 ? n : off;
 }
 
 static void h_on_open(conn_t *c) {
@@ -412,12 +405,7 @@ static void h_on_open(conn_t *c) {
 
 static const hooks_t h_hooks = {h_on_open, h_on_data, k_on_fail};
 
-static void h_pump(int timeout_ms) {
-    static struct epoll_event evs[1024];
-    int n = epoll_wait(CL.ep, evs, 1024, timeout_ms);
-    if (n < 0) { if (errno == EINTR) return; die("epoll_wait"); }
-    for (int i = 0; i < n; i++) conn_event(evs[i].data.ptr, evs[i].events, &h_hooks);
-}
+static void h_pump(int timeout_ms) { pump_with(&h_hooks, timeout_ms); }
 
 static int hold_main(int argc, char **argv) {
     const char *prog = "wsload";
@@ -429,21 +417,8 @@ static int hold_main(int argc, char **argv) {
         if (ws_common_option(prog, argc, argv, &i)) continue;
         if (i + 1 >= argc) usage_error(prog, "missing value for", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "--mode")) continue;
-        else if (!strcmp(a, "--host")) CL.host = v;
-        else if (!strcmp(a, "--port")) CL.port = (int)parse_long(prog, a, v, 1, 65535);
-        else if (!strcmp(a, "--path")) CL.path = v;
-        else if (!strcmp(a, "--connections")) K.conns = (int)parse_long(prog, a, v, 1, 1000000);
-        else if (!strcmp(a, "--concurrency")) K.concurrency = (int)parse_long(prog, a, v, 1, 1000000);
-        else if (!strcmp(a, "--sources")) CL.n_sources = (int)parse_long(prog, a, v, 1, 254);
-        else if (!strcmp(a, "--connect-timeout")) K.connect_timeout = parse_double(prog, a, v, 0.1, 300);
-        else if (!strcmp(a, "--idle")) K.idle = parse_double(prog, a, v, 0, 120);
+        if (k_shared_option(prog, a, v)) continue;
         else if (!strcmp(a, "--size")) K.size = (int)parse_long(prog, a, v, 1, 16 << 20);
-        else if (!strcmp(a, "--phase-timeout")) K.phase_timeout = parse_double(prog, a, v, 0.1, 120);
-        else if (!strcmp(a, "--payload")) {
-            if (!strcmp(v, "json")) K.json = 1;
-            else if (strcmp(v, "alpha")) usage_error(prog, "--payload must be alpha or json", v);
-        }
         else usage_error(prog, "unknown option", a);
     }
     if (CL.port < 0) usage_error(prog, "--port is required", NULL);
