@@ -19,6 +19,7 @@ import ssl as _ssl
 from typing import Any, Callable, NamedTuple, Optional, Sequence, TypeVar, Union, cast
 
 from .exceptions import ConnectTimeoutError, InvalidResponseError
+from .frame import CloseCode
 from .proxy import ProxySetting, open_tunnel, select_proxy
 from .websocket.extensions.permessage_deflate import Compression, client_factories
 from .websocket.client_handshake import (
@@ -103,7 +104,7 @@ class ClientHandshakeProtocol:
                            subprotocol=handshake.subprotocol, extensions=handshake.extensions)
         except Exception as exc:
             log.exception("error in %s.on_open", type(handler).__name__)
-            handler.fail(1011, "internal error")
+            handler.fail(CloseCode.INTERNAL_ERROR, "internal error")
             if not self.future.done():
                 self.future.set_exception(exc)
             return

@@ -19,6 +19,7 @@ import logging
 import ssl as _ssl
 from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence, Union, cast
 
+from .frame import CloseCode
 from .websocket.handshake import (
     MAX_HEAD_SIZE,
     MAX_HEADERS,
@@ -257,7 +258,7 @@ class ServerState:
     def __len__(self) -> int:
         return len(self.handlers) + len(self.handshakes)
 
-    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    def close_all(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
         """Graceful stop: close every WebSocket with ``code``; drop half-done handshakes."""
         for hs in list(self.handshakes):
             hs.abort()
@@ -281,9 +282,9 @@ class ServerState:
         # "1006" where no close frame went that way (never on the wire).
         self.retired = [a + b for a, b in zip(self.retired, sum_counters((handler,)))]
         sent = handler._sent_code if handler._close_sent else None
-        self.close_codes_sent[close_code_label(1006 if sent is None else sent)] += 1
+        self.close_codes_sent[close_code_label(CloseCode.ABNORMAL_CLOSURE if sent is None else sent)] += 1
         got = handler.close_code if handler._close_received else None
-        self.close_codes_received[close_code_label(1006 if got is None else got)] += 1
+        self.close_codes_received[close_code_label(CloseCode.ABNORMAL_CLOSURE if got is None else got)] += 1
 
     def _count_control(self, key: str, size: int) -> None:
         # A ping or pong in or out (WebSocketHandler._count_control).
@@ -576,7 +577,7 @@ class ServerHandshakeProtocol:
                            subprotocol=hs.subprotocol, request=hs.request, flusher=state.flusher)
         except Exception:
             log.exception("error in %s.on_open", type(handler).__name__)
-            handler.fail(1011, "internal error")
+            handler.fail(CloseCode.INTERNAL_ERROR, "internal error")
             return
         if rest:
             handler.data_received(rest)
@@ -609,7 +610,7 @@ class WebSocketServer:
         ``fastsock.metrics`` exposes to Prometheus (docs/metrics.md)."""
         return self.state.snapshot()
 
-    def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
         """Stop accepting and start closing every connection with ``code``."""
         self.tcp_server.close()
         self.state.close_all(code, reason)

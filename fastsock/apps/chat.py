@@ -17,6 +17,7 @@ from typing import Optional, Union
 
 from fastsock.apps._pubsub import add_pubsub_arguments, hub_from, start_hub
 from fastsock.apps.ws_echo import add_ws_arguments, serve_ws
+from fastsock.frame import CloseCode
 from fastsock.pubsub import Hub, MemoryHub
 from fastsock.websocket import Request, Response, WebSocketHandler
 
@@ -97,7 +98,7 @@ class ChatHandler(WebSocketHandler):
     def on_open(self) -> None:
         room = self.chat.room_of(self.path)
         if room is None:               # a route that also reaches other paths
-            self.close(1008, "no such room")
+            self.close(CloseCode.POLICY_VIOLATION, "no such room")
             return
         self.room = room
         hub = self.chat.hub
@@ -110,7 +111,7 @@ class ChatHandler(WebSocketHandler):
 
     def on_message(self, data: Union[str, bytes]) -> None:
         if not isinstance(data, str):
-            self.close(1003, "text only")
+            self.close(CloseCode.UNSUPPORTED_DATA, "text only")
             return
         if self.room is not None:
             self.chat.say(self.room, f"{self.name}: {data[:MAX_LINE]}")

@@ -37,7 +37,7 @@ import uuid
 from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, Optional, Union
 
 from ..exceptions import ConnectionClosedOK
-from ..frame import OP_BINARY, OP_CONTINUATION, OP_TEXT, build_frame
+from ..frame import OP_BINARY, OP_CONTINUATION, OP_TEXT, CloseCode, build_frame
 from ..websocket.protocol import CLOSED, OPEN, State, WebSocketHandler
 
 __all__ = ["Connection", "ConnectionCore", "DEFAULT_MAX_QUEUE", "Data", "Dumps", "Loads",
@@ -481,7 +481,7 @@ class Connection:
         waiters[payload] = (future, time.perf_counter())
         return await future
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake (if not started) and wait until the connection is closed."""
         self.core.close(code, reason)
         await self.wait_closed()
@@ -536,7 +536,7 @@ class _DebugCore(ConnectionCore):
         self._debug(">", "PING", data.hex(" "), len(data))
         ConnectionCore.ping(self, payload)
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         if self._state is OPEN:
             self._debug(">", "CLOSE", f"{code} {reason!r}", len(reason.encode()) + 2)
         ConnectionCore.close(self, code, reason)

@@ -29,6 +29,7 @@ from typing import (TYPE_CHECKING, Any, Awaitable, Callable, Generator, Mapping,
                     Sequence, Union, cast, overload)
 
 from ..exceptions import ConnectionClosed
+from ..frame import CloseCode
 from ..server import ProcessRequest, ServerState, WebSocketServer, default_http_handler
 from ..server import serve as _callback_serve
 from ..websocket.extensions.permessage_deflate import Compression
@@ -51,7 +52,6 @@ CallbackFactory = Callable[[], WebSocketHandler]
 AnyHandler = Union[Handler, CallbackFactory]
 Routes = Union[AnyHandler, Mapping[str, AnyHandler]]
 # Close code and reason when the application's handler raises.
-INTERNAL_ERROR = 1011
 INTERNAL_ERROR_REASON = "internal error"
 # ServerState's default: seconds for a client to finish the opening handshake.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
@@ -158,12 +158,12 @@ class Server:
         except ConnectionClosed:
             pass                    # the peer went away while the handler used the connection
         except asyncio.CancelledError:
-            core.close(1001, "server shutting down")
+            core.close(CloseCode.GOING_AWAY, "server shutting down")
             raise
         except Exception:
             self._log.exception("connection handler failed (%s %s)", conn.id, conn.remote_address)
             if core._state is OPEN:
-                core.close(INTERNAL_ERROR, INTERNAL_ERROR_REASON)
+                core.close(CloseCode.INTERNAL_ERROR, INTERNAL_ERROR_REASON)
         else:
             core.close()            # 1000; does nothing if closing already started
         finally:
@@ -213,7 +213,7 @@ class Server:
             self.close()
             raise
 
-    def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
         """Stop accepting and start closing every connection with ``code``."""
         if self.server is not None:
             self.server.close()

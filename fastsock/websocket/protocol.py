@@ -37,7 +37,7 @@ from ..exceptions import (
     ProtocolError,
 )
 from .. import frame as _codec
-from ..frame import FrameParser, build_frame
+from ..frame import CloseCode, FrameParser, build_frame
 from ._core_py import COALESCE as _COALESCE
 from ._core_py import COUNTER_FIELDS, _H_BINARY, _H_TEXT, _pack16
 from ._core_py import frame_header as _header
@@ -417,7 +417,7 @@ class WebSocketHandler(HandlerCore):
             if frame.rsv and (op == 0 or op >= 8):
                 # An extension marks a message by its first frame (RFC 7692
                 # 6: RSV1 never on a continuation or control frame).
-                self.fail(1002, "RSV bit on a continuation or control frame")
+                self.fail(CloseCode.PROTOCOL_ERROR, "RSV bit on a continuation or control frame")
                 return
             if op == 1 or op == 2:
                 if self._state is not OPEN:
@@ -436,7 +436,7 @@ class WebSocketHandler(HandlerCore):
                         try:
                             text = payload.decode()
                         except UnicodeDecodeError:
-                            self.fail(1007, "invalid UTF-8 in text message")
+                            self.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
                             return
                         self._rx_text += 1
                         self._rx_text_bytes += len(payload)
@@ -448,7 +448,7 @@ class WebSocketHandler(HandlerCore):
             elif op == 0:
                 frag = self._frag
                 if frag is None:                    # the parser prevents this; be safe
-                    self.fail(1002, "unexpected continuation frame")
+                    self.fail(CloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
                     return
                 frag.append(frame.payload)
                 if frame.fin:
@@ -465,7 +465,7 @@ class WebSocketHandler(HandlerCore):
                         try:
                             text = payload.decode()
                         except UnicodeDecodeError:
-                            self.fail(1007, "invalid UTF-8 in text message")
+                            self.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
                             return
                         self._rx_text += 1
                         self._rx_text_bytes += len(payload)
@@ -509,29 +509,30 @@ class WebSocketHandler(HandlerCore):
             self.fail(exc.close_code, str(exc))
             return None
         except Exception as exc:   # a broken extension: internal error, not the peer's
-            self.fail(1011, f"extension failed: {exc}")
+            self.fail(CloseCode.INTERNAL_ERROR, f"extension failed: {exc}")
             return None
         if size is not None and len(payload) > size:
-            self.fail(1009, "message too big after decoding")
+            self.fail(CloseCode.MESSAGE_TOO_BIG, "message too big after decoding")
             return None
         return payload
 
     def _close_frame_received(self, payload: bytes) -> None:
         n = len(payload)
+        code: int
         if n == 0:
-            code, reason = 1005, ""
+            code, reason = CloseCode.NO_STATUS_RCVD, ""
         elif n == 1:
-            self.fail(1002, "close frame with a 1-byte payload")
+            self.fail(CloseCode.PROTOCOL_ERROR, "close frame with a 1-byte payload")
             return
         else:
             code = (payload[0] << 8) | payload[1]
             if not is_valid_close_code(code):
-                self.fail(1002, f"invalid close code {code}")
+                self.fail(CloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
                 return
             try:
                 reason = payload[2:].decode()
             except UnicodeDecodeError:
-                self.fail(1007, "invalid UTF-8 in close reason")
+                self.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in close reason")
                 return
         self._close_received = True
         self.close_code = code
@@ -662,7 +663,7 @@ class WebSocketHandler(HandlerCore):
         if not self._batching:
             self._flush()
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake; everything sent before is delivered first.
 
         ``on_close`` follows when the peer answers (or after ``close_timeout``).
@@ -721,8 +722,8 @@ class WebSocketHandler(HandlerCore):
     # ------------------------------------------------------------ internals
 
     def _closed_error(self) -> ConnectionClosed:
-        code = self.close_code if self.close_code is not None else (self._sent_code or 1006)
-        cls = ConnectionClosedOK if code in (1000, 1001) else ConnectionClosedError
+        code = self.close_code if self.close_code is not None else (self._sent_code or CloseCode.ABNORMAL_CLOSURE)
+        cls = ConnectionClosedOK if code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY) else ConnectionClosedError
         return cls(code, self.close_reason)
 
     def _queue_control(self, b0: int, payload: bytes) -> None:
@@ -803,7 +804,7 @@ class WebSocketHandler(HandlerCore):
         if self._pings and opts.ping_timeout:
             deadline = min(self._pings.values()) + opts.ping_timeout
             if now >= deadline:
-                self.fail(1011, "keepalive ping timeout")
+                self.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
                 return
         if now >= self._next_ping_at:
             if not self._pings:
@@ -901,13 +902,13 @@ class WebSocketHandler(HandlerCore):
             # We failed the connection: report why, not the peer's echo.
             code, reason = self._fail_code, self._fail_reason
             if self.close_code is None:
-                self.close_code = 1006
+                self.close_code = CloseCode.ABNORMAL_CLOSURE
         elif self._close_received:
-            code = self.close_code if self.close_code is not None else 1005
+            code = self.close_code if self.close_code is not None else CloseCode.NO_STATUS_RCVD
             reason = self.close_reason
         else:
-            code, reason = 1006, ""
-            self.close_code = 1006
+            code, reason = CloseCode.ABNORMAL_CLOSURE, ""
+            self.close_code = CloseCode.ABNORMAL_CLOSURE
         server = self.server
         try:
             self.on_close(code, reason)
