@@ -17,7 +17,17 @@ What changes is the per-record path, which this module compiles:
   writes is encrypted at once but the records wait in the outgoing BIO;
   when the read is done they leave with **one** transport write, one
   ``send`` for every record of that turn (asyncio sends each write's
-  records separately). Outside a read, a write goes out at once, as before.
+  records separately). Outside a read, a write goes out at once, as before;
+  the application transport's ``write`` is compiled too, and a write with
+  nothing queued before it is encrypted and sent without the backlog deque;
+* flow control: the high/low-water checks asyncio makes after every read
+  and write are made inline, asyncio's methods run only when a limit is
+  crossed;
+* the receive buffer: on fastsock's loop, ``get_buffer`` hands out the
+  loop-owned receive buffer (one per loop thread) instead of a 256 KiB
+  buffer per connection -- ``buffer_updated`` copies what was received into
+  the incoming BIO before anything else runs, so nothing else can see the
+  buffer in between.
 """
 import ssl
 
@@ -33,6 +43,7 @@ _SHUTDOWN = sslproto.SSLProtocolState.SHUTDOWN
 _UNWRAPPED = sslproto.SSLProtocolState.UNWRAPPED
 _DO_HANDSHAKE = sslproto.SSLProtocolState.DO_HANDSHAKE
 _SSL_AGAIN = sslproto.SSLAgainErrors
+_AppTransportBase = sslproto._SSLProtocolTransport
 # asyncio logs writes to a closed TLS connection after this many
 _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
@@ -42,6 +53,29 @@ class SSLProtocol(_SSLProtocolBase):
     turn's records sent with one write."""
 
     _in_read = 0  # nesting depth: a close while reading reads again (asyncio's _do_flush)
+
+    def __init__(self, loop, *args, **kwargs):
+        _SSLProtocolBase.__init__(self, loop, *args, **kwargs)
+        view = getattr(loop, "recv_view", None)
+        if type(view) is memoryview and len(view) >= self.max_size:
+            # the loop-owned receive buffer (fastsock's loop): drop asyncio's
+            # 256 KiB buffer for this connection
+            self._ssl_buffer = loop.recv_buffer
+            self._ssl_buffer_view = view
+
+    def _get_app_transport(self):
+        if self._app_transport is None:
+            if self._app_transport_created:
+                raise RuntimeError("Creating _SSLProtocolTransport twice")
+            self._app_transport = _AppTransport(self._loop, self)
+            self._app_transport_created = True
+        return self._app_transport
+
+    def get_buffer(self, n):
+        view = self._ssl_buffer_view
+        if n > len(view) and n <= self.max_size:
+            return _SSLProtocolBase.get_buffer(self, n)
+        return view
 
     def _on_handshake_complete(self, handshake_exc):
         note_handshake_failure(self, handshake_exc)    # plain HTTP on a TLS port: one log line
@@ -60,6 +94,27 @@ class SSLProtocol(_SSLProtocolBase):
             self._do_shutdown()
 
     # ------------------------------------------------------------ outgoing
+    def _write_one(self, data):
+        """One application write (the app transport's ``write``): with
+        nothing queued before it, encrypted straight from ``data``."""
+        state = self._state
+        if state is not _WRAPPED or self._write_backlog:
+            self._write_appdata((data,))
+            return
+        try:
+            try:
+                count = self._sslobj.write(data)
+            except _SSL_AGAIN:
+                count = 0
+            size = len(data)
+            if count < size:
+                self._write_backlog.append(data[count:] if count else data)
+                self._write_buffer_size += size - count
+            if not self._in_read:
+                self._process_outgoing()
+        except Exception as ex:
+            self._fatal_error(ex, "Fatal error on SSL protocol")
+
     def _write_appdata(self, list_of_data):
         state = self._state
         if state is _FLUSHING or state is _SHUTDOWN or state is _UNWRAPPED:
@@ -105,11 +160,18 @@ class SSLProtocol(_SSLProtocolBase):
         self._process_outgoing()
 
     def _process_outgoing(self):
+        outgoing = self._outgoing
         if not self._ssl_writing_paused:
-            data = self._outgoing.read()
+            data = outgoing.read()
             if data:
                 self._transport.write(data)
-        self._control_app_writing()
+        # asyncio's _control_app_writing, run only when a limit is crossed
+        size = outgoing.pending + self._write_buffer_size
+        if self._app_writing_paused:
+            if size <= self._outgoing_low_water:
+                self._control_app_writing()
+        elif size >= self._outgoing_high_water:
+            self._control_app_writing()
 
     # ------------------------------------------------------------ incoming
     def _do_read(self):
@@ -130,7 +192,13 @@ class SSLProtocol(_SSLProtocolBase):
                     self._do_write()
                 else:
                     self._process_outgoing()
-            self._control_ssl_reading()
+            # asyncio's _control_ssl_reading, run only when a limit is crossed
+            size = self._incoming.pending
+            if self._ssl_reading_paused:
+                if size <= self._incoming_low_water:
+                    self._control_ssl_reading()
+            elif size >= self._incoming_high_water:
+                self._control_ssl_reading()
         except Exception as ex:
             self._fatal_error(ex, "Fatal error on SSL protocol")
 
@@ -169,3 +237,15 @@ class SSLProtocol(_SSLProtocolBase):
             # close_notify
             self._call_eof_received()
             self._start_shutdown()
+
+
+class _AppTransport(_AppTransportBase):
+    """asyncio's TLS application transport with ``write`` compiled."""
+
+    def write(self, data):
+        if type(data) is not bytes and not isinstance(data, (bytearray, memoryview)):
+            raise TypeError(f"data: expecting a bytes-like instance, "
+                            f"got {type(data).__name__}")
+        if not data:
+            return
+        self._ssl_protocol._write_one(data)
