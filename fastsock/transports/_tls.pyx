@@ -111,7 +111,7 @@ class SSLProtocol(_SSLProtocolBase):
                 self._write_backlog.append(data[count:] if count else data)
                 self._write_buffer_size += size - count
             if not self._in_read:
-                self._process_outgoing()
+                _process_outgoing(self)
         except Exception as ex:
             self._fatal_error(ex, "Fatal error on SSL protocol")
 
@@ -157,21 +157,10 @@ class SSLProtocol(_SSLProtocolBase):
 
     def _do_write(self):
         self._encrypt_backlog()
-        self._process_outgoing()
+        _process_outgoing(self)
 
     def _process_outgoing(self):
-        outgoing = self._outgoing
-        if not self._ssl_writing_paused:
-            data = outgoing.read()
-            if data:
-                self._transport.write(data)
-        # asyncio's _control_app_writing, run only when a limit is crossed
-        size = outgoing.pending + self._write_buffer_size
-        if self._app_writing_paused:
-            if size <= self._outgoing_low_water:
-                self._control_app_writing()
-        elif size >= self._outgoing_high_water:
-            self._control_app_writing()
+        _process_outgoing(self)
 
     # ------------------------------------------------------------ incoming
     def _do_read(self):
@@ -185,13 +174,16 @@ class SSLProtocol(_SSLProtocolBase):
                     if self._app_protocol_is_buffer:
                         self._do_read__buffered()
                     else:
-                        self._do_read__copied()
+                        _read_copied(self)
                 finally:
                     self._in_read -= 1
                 if self._write_backlog:
                     self._do_write()
-                else:
-                    self._process_outgoing()
+                elif self._outgoing.pending or self._app_writing_paused:
+                    # records to send (written during the read, or TLS
+                    # messages of its own), or writing to resume; otherwise
+                    # asyncio's _process_outgoing would do nothing
+                    _process_outgoing(self)
             # asyncio's _control_ssl_reading, run only when a limit is crossed
             size = self._incoming.pending
             if self._ssl_reading_paused:
@@ -203,40 +195,7 @@ class SSLProtocol(_SSLProtocolBase):
             self._fatal_error(ex, "Fatal error on SSL protocol")
 
     def _do_read__copied(self):
-        sslobj = self._sslobj
-        incoming = self._incoming
-        read = sslobj.read
-        max_size = self.max_size
-        chunk = b"1"
-        first = None
-        parts = None
-        try:
-            while True:
-                chunk = read(max_size)
-                if not chunk:
-                    break
-                if first is None:
-                    first = chunk
-                elif parts is None:
-                    parts = [first, chunk]
-                else:
-                    parts.append(chunk)
-                if not incoming.pending and not sslobj.pending():
-                    # every record received is decrypted: another read would
-                    # only raise SSLWantReadError (about a tenth of a small
-                    # message's cost); a close_notify still waiting in the
-                    # BIO keeps the loop going, so EOF is seen as before
-                    break
-        except _SSL_AGAIN:
-            pass
-        if parts is not None:
-            self._app_protocol.data_received(b"".join(parts))
-        elif first is not None:
-            self._app_protocol.data_received(first)
-        if not chunk:
-            # close_notify
-            self._call_eof_received()
-            self._start_shutdown()
+        _read_copied(self)
 
 
 class _AppTransport(_AppTransportBase):
@@ -249,3 +208,60 @@ class _AppTransport(_AppTransportBase):
         if not data:
             return
         self._ssl_protocol._write_one(data)
+
+
+cdef _process_outgoing(self):
+    """asyncio's ``_process_outgoing``: the records in the outgoing BIO to the
+    transport, then its flow-control check, made inline."""
+    if not self._ssl_writing_paused:
+        data = self._outgoing.read()
+        if data:
+            self._transport.write(data)
+        size = self._write_buffer_size  # the outgoing BIO is empty now
+    else:
+        size = self._outgoing.pending + self._write_buffer_size
+    # asyncio's _control_app_writing, run only when a limit is crossed
+    if self._app_writing_paused:
+        if size <= self._outgoing_low_water:
+            self._control_app_writing()
+    elif size >= self._outgoing_high_water:
+        self._control_app_writing()
+
+
+cdef _read_copied(self):
+    """asyncio's ``_do_read__copied``: decrypt what the incoming BIO holds
+    and hand it to the application in one ``data_received``."""
+    sslobj = self._sslobj
+    incoming = self._incoming
+    read = sslobj.read
+    max_size = self.max_size
+    chunk = b"1"
+    first = None
+    parts = None
+    try:
+        while True:
+            chunk = read(max_size)
+            if not chunk:
+                break
+            if first is None:
+                first = chunk
+            elif parts is None:
+                parts = [first, chunk]
+            else:
+                parts.append(chunk)
+            if not incoming.pending and not sslobj.pending():
+                # every record received is decrypted: another read would
+                # only raise SSLWantReadError (about a tenth of a small
+                # message's cost); a close_notify still waiting in the
+                # BIO keeps the loop going, so EOF is seen as before
+                break
+    except _SSL_AGAIN:
+        pass
+    if parts is not None:
+        self._app_protocol.data_received(b"".join(parts))
+    elif first is not None:
+        self._app_protocol.data_received(first)
+    if not chunk:
+        # close_notify
+        self._call_eof_received()
+        self._start_shutdown()
