@@ -85,7 +85,7 @@ class SSLProtocol(_SSLProtocolBase):
         self._incoming.write(self._ssl_buffer_view[:nbytes])
         state = self._state
         if state is _WRAPPED:
-            self._do_read()
+            _do_read_c(self)
         elif state is _DO_HANDSHAKE:
             self._do_handshake()
         elif state is _FLUSHING:
@@ -97,23 +97,7 @@ class SSLProtocol(_SSLProtocolBase):
     def _write_one(self, data):
         """One application write (the app transport's ``write``): with
         nothing queued before it, encrypted straight from ``data``."""
-        state = self._state
-        if state is not _WRAPPED or self._write_backlog:
-            self._write_appdata((data,))
-            return
-        try:
-            try:
-                count = self._sslobj.write(data)
-            except _SSL_AGAIN:
-                count = 0
-            size = len(data)
-            if count < size:
-                self._write_backlog.append(data[count:] if count else data)
-                self._write_buffer_size += size - count
-            if not self._in_read:
-                _process_outgoing(self)
-        except Exception as ex:
-            self._fatal_error(ex, "Fatal error on SSL protocol")
+        _write_one_c(self, data)
 
     def _write_appdata(self, list_of_data):
         state = self._state
@@ -164,35 +148,7 @@ class SSLProtocol(_SSLProtocolBase):
 
     # ------------------------------------------------------------ incoming
     def _do_read(self):
-        state = self._state
-        if state is not _WRAPPED and state is not _FLUSHING:
-            return
-        try:
-            if not self._app_reading_paused:
-                self._in_read += 1
-                try:
-                    if self._app_protocol_is_buffer:
-                        self._do_read__buffered()
-                    else:
-                        _read_copied(self)
-                finally:
-                    self._in_read -= 1
-                if self._write_backlog:
-                    self._do_write()
-                elif self._outgoing.pending or self._app_writing_paused:
-                    # records to send (written during the read, or TLS
-                    # messages of its own), or writing to resume; otherwise
-                    # asyncio's _process_outgoing would do nothing
-                    _process_outgoing(self)
-            # asyncio's _control_ssl_reading, run only when a limit is crossed
-            size = self._incoming.pending
-            if self._ssl_reading_paused:
-                if size <= self._incoming_low_water:
-                    self._control_ssl_reading()
-            elif size >= self._incoming_high_water:
-                self._control_ssl_reading()
-        except Exception as ex:
-            self._fatal_error(ex, "Fatal error on SSL protocol")
+        _do_read_c(self)
 
     def _do_read__copied(self):
         _read_copied(self)
@@ -207,7 +163,7 @@ class _AppTransport(_AppTransportBase):
                             f"got {type(data).__name__}")
         if not data:
             return
-        self._ssl_protocol._write_one(data)
+        _write_one_c(self._ssl_protocol, data)
 
 
 cdef _process_outgoing(self):
@@ -265,3 +221,57 @@ cdef _read_copied(self):
         # close_notify
         self._call_eof_received()
         self._start_shutdown()
+
+
+cdef _write_one_c(self, data):
+    """``SSLProtocol._write_one``, called in C by the app transport."""
+    state = self._state
+    if state is not _WRAPPED or self._write_backlog:
+        self._write_appdata((data,))
+        return
+    try:
+        try:
+            count = self._sslobj.write(data)
+        except _SSL_AGAIN:
+            count = 0
+        size = len(data)
+        if count < size:
+            self._write_backlog.append(data[count:] if count else data)
+            self._write_buffer_size += size - count
+        if not self._in_read:
+            _process_outgoing(self)
+    except Exception as ex:
+        self._fatal_error(ex, "Fatal error on SSL protocol")
+
+
+cdef _do_read_c(self):
+    """``SSLProtocol._do_read``, called in C by ``buffer_updated``."""
+    state = self._state
+    if state is not _WRAPPED and state is not _FLUSHING:
+        return
+    try:
+        if not self._app_reading_paused:
+            self._in_read += 1
+            try:
+                if self._app_protocol_is_buffer:
+                    self._do_read__buffered()
+                else:
+                    _read_copied(self)
+            finally:
+                self._in_read -= 1
+            if self._write_backlog:
+                self._do_write()
+            elif self._outgoing.pending or self._app_writing_paused:
+                # records to send (written during the read, or TLS
+                # messages of its own), or writing to resume; otherwise
+                # asyncio's _process_outgoing would do nothing
+                _process_outgoing(self)
+        # asyncio's _control_ssl_reading, run only when a limit is crossed
+        size = self._incoming.pending
+        if self._ssl_reading_paused:
+            if size <= self._incoming_low_water:
+                self._control_ssl_reading()
+        elif size >= self._incoming_high_water:
+            self._control_ssl_reading()
+    except Exception as ex:
+        self._fatal_error(ex, "Fatal error on SSL protocol")
