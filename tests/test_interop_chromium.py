@@ -25,7 +25,6 @@ import pytest
 from chromium_launch import fail_without_report, headless_chromium
 # test_interop_deflate_peers.py imports these two from here, under these names.
 from chromium_launch import find_chromium as _chromium
-from chromium_launch import stop_group as _stop_group  # noqa: F401
 from conformance.launch import ServerProcess, server_command
 
 websockets_sync = pytest.importorskip("websockets.sync.server")

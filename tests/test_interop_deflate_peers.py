@@ -19,7 +19,6 @@ import json
 import os
 import queue
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -198,25 +197,13 @@ def page_server(echo_url: str) -> Iterator[tuple[str, "queue.Queue[str]"]]:
 @pytest.mark.slow
 @pytest.mark.needs_chromium
 def test_chromium_negotiates_deflate_and_round_trips(page_server) -> None:
-    from test_interop_chromium import _chromium, _stop_group
-    chromium = _chromium()
+    from chromium_launch import fail_without_report, find_chromium, headless_chromium
     url, reports = page_server
-    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile, \
-            tempfile.TemporaryFile("w+") as log:
-        browser = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--no-default-browser-check", "--disable-extensions", f"--user-data-dir={profile}",
-             "--enable-logging=stderr", url],
-            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    with headless_chromium(find_chromium(), url) as log:
         try:
-            try:
-                result = json.loads(reports.get(timeout=TIMEOUT))
-            except queue.Empty:
-                log.seek(0)
-                lines = [line for line in log.read().splitlines() if "dbus" not in line]
-                pytest.fail("the page sent no report; Chromium said:\n" + "\n".join(lines[-20:]))
-        finally:
-            _stop_group(browser)
+            result = json.loads(reports.get(timeout=TIMEOUT))
+        except queue.Empty:
+            fail_without_report(log)
     assert result["errors"] == []
     # Chromium offers "permessage-deflate; client_max_window_bits"
     answer = result["extensions"]
