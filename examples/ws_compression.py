@@ -12,7 +12,8 @@ import json
 from typing import Any, cast
 
 from fastsock.adapters import aio
-from fastsock.websocket import WebSocketHandler, broadcast
+from fastsock import broadcast
+from fastsock.websocket import WebSocketHandler
 from fastsock.websocket.extensions import ServerPerMessageDeflate
 
 

@@ -42,7 +42,7 @@ _EXPORTS: dict[str, str] = {
     "WebSocketHandler": "fastsock.websocket",
     "WebSocketOptions": "fastsock.websocket",
     "Extension": "fastsock.websocket",
-    "broadcast": "fastsock.websocket",
+    "broadcast": "fastsock.pubsub.fanout",
     "encode_message": "fastsock.websocket",
     "WebSocketServer": "fastsock.server",
     "Request": "fastsock.websocket",
@@ -100,6 +100,7 @@ if TYPE_CHECKING:
                              ReactorClosedError as ReactorClosedError,
                              UnsupportedDataError as UnsupportedDataError)
     from .frame import CloseCode as CloseCode
+    from .pubsub.fanout import broadcast as broadcast
     from .limits import (DescriptorWatch as DescriptorWatch, LimitsReport as LimitsReport,
                          format_report as format_report, limits as limits,
                          raise_nofile as raise_nofile)
@@ -118,7 +119,7 @@ if TYPE_CHECKING:
     from .websocket import (Extension as Extension, Headers as Headers, Request as Request,
                             Response as Response, State as State,
                             WebSocketHandler as WebSocketHandler,
-                            WebSocketOptions as WebSocketOptions, broadcast as broadcast,
+                            WebSocketOptions as WebSocketOptions,
                             encode_message as encode_message)
     from .workers import run_workers as run_workers
 

@@ -29,7 +29,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fastsock.websocket import WebSocketHandler, WebSocketOptions, broadcast  # noqa: E402
+from fastsock.pubsub.fanout import broadcast  # noqa: E402
+from fastsock.websocket import WebSocketHandler, WebSocketOptions  # noqa: E402
 from fastsock.websocket import protocol  # noqa: E402
 
 OPTIONS = dict(ping_interval=None, max_message_size=1 << 20)

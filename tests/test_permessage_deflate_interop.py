@@ -222,7 +222,7 @@ def test_defaults_negotiate_deflate_between_our_client_and_server() -> None:
 @pytest.mark.parametrize("server_nct,compressions", [(True, 1), (False, 4)])
 def test_broadcast_compresses_once_without_server_context_takeover(
         server_nct: bool, compressions: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastsock.websocket import broadcast
+    from fastsock import broadcast
     calls = []
     encode = PerMessageDeflate.encode
 

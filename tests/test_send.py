@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from fastsock.websocket import WebSocketHandler, WebSocketOptions, broadcast, protocol
+from fastsock.pubsub.fanout import broadcast
+from fastsock.websocket import WebSocketHandler, WebSocketOptions, protocol
 from test_websocket_helpers import (FakeTransport, ServerThread, masked, raw_upgrade, read_frames,
                                     recv_head, status_of, upgrade_request, wait_for)
 

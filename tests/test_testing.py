@@ -17,7 +17,8 @@ from fastsock.testing import (
     ConnectionPair, FakeClock, FakeTransport, MemoryTransport, client_frame, decode_frames,
     websocket_pair,
 )
-from fastsock.websocket import Response, State, WebSocketHandler, WebSocketOptions, broadcast
+from fastsock.pubsub.fanout import broadcast
+from fastsock.websocket import Response, State, WebSocketHandler, WebSocketOptions
 
 # ------------------------------------------------------------------ FakeClock
 

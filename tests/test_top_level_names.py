@@ -49,7 +49,8 @@ def test_close_code_and_request_response_are_the_real_ones() -> None:
 
     assert fastsock.CloseCode is CloseCode and int(fastsock.CloseCode.NORMAL_CLOSURE) == 1000
     assert fastsock.Request is Request and fastsock.Response is Response
-    assert fastsock.broadcast is fastsock.websocket.broadcast
+    from fastsock.pubsub.fanout import broadcast
+    assert fastsock.broadcast is broadcast
 
 
 def test_type_checking_imports_match_the_lazy_exports() -> None:

@@ -8,8 +8,9 @@ import pytest
 
 from fastsock.exceptions import ConnectionClosedError, ConnectionClosedOK
 from fastsock.frame import FrameParser, build_frame
+from fastsock.pubsub.fanout import broadcast
 from fastsock.websocket import (
-    Extension, State, TurnFlush, WebSocketHandler, WebSocketOptions, broadcast, encode_message,
+    Extension, State, TurnFlush, WebSocketHandler, WebSocketOptions, encode_message,
     is_valid_close_code,
 )
 from test_websocket_helpers import FakeLoop, FakeTransport, masked

@@ -16,7 +16,7 @@
 The same calls work from the callback API (``WebSocketHandler``) and from
 coroutines: ``subscribe``/``publish``/``send_to`` never block, ``presence``
 is a coroutine. Delivery to local subscribers goes through
-:func:`fastsock.websocket.broadcast` with one frame encoded once per
+:func:`fastsock.pubsub.fanout.broadcast` with one frame encoded once per
 publish; a message from another process arrives as that already encoded
 frame and is written as it is.
 

@@ -14,7 +14,8 @@ import logging
 import os
 from typing import Any, Callable, Optional, Union
 
-from ..websocket.protocol import WebSocketHandler, broadcast, encode_message
+from ..websocket.protocol import WebSocketHandler, encode_message
+from .fanout import broadcast, offer_frame
 
 __all__ = ["Hub", "Listener", "MemoryHub", "Message"]
 
@@ -327,9 +328,10 @@ class Hub:
         connection = self._by_id.get(number)
         if connection is None:
             return False
-        delivered = broadcast((connection,), frame=frame)
-        self.stats["delivered"] += delivered
-        return delivered == 1
+        if offer_frame(connection, frame):
+            self.stats["delivered"] += 1
+            return True
+        return False
 
     def _deliver(self, topic: str, frame: bytes) -> None:
         """A frame published on ``topic`` by another process: write it as it is."""

@@ -371,6 +371,56 @@ cdef class HandlerCore(ChunkReceiver):
             self._flush()
 
 
+cdef str _CORE = "core"
+
+
+def offer_all(connections, bytes frame, list rest):
+    """Queue ``frame`` (an encoded server frame) for this turn's write on each
+    of ``connections`` that takes the fast path (see ``_core_py.offer_all``):
+    one C loop, no Python call per connection. The others go to ``rest``.
+    Returns (how many were queued, the last connection seen or None)."""
+    cdef HandlerCore core
+    cdef Py_ssize_t sent = 0
+    cdef const unsigned char *f = <const unsigned char *>PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(frame)
+    cdef unsigned char op = 0
+    cdef Py_ssize_t n = 0
+    cdef TurnFlush flusher
+    if size >= 2 and (f[0] & 0x0F) in (1, 2):
+        op = f[0] & 0x0F          # counted as a message: header parsed once
+        n = size - _header_size(f[1])
+    conn = None
+    for conn in connections:
+        if isinstance(conn, HandlerCore):
+            core = <HandlerCore>conn
+        else:
+            inner = getattr(conn, _CORE, None)
+            if not isinstance(inner, HandlerCore):
+                rest.append(conn)
+                continue
+            core = <HandlerCore>inner
+        if not core._fast or core._writing_paused:
+            rest.append(conn)
+            continue
+        if op:
+            _count_out(core, op, n)
+        if core._pending is not None:
+            core._settle()
+        core._outq.append(frame)
+        if not core._batching:
+            flusher = core._flusher
+            if flusher is not None:
+                if not core._queued:
+                    core._queued = True
+                    if not flusher.pending:
+                        flusher.loop.call_soon(flusher.run)
+                    flusher.pending.append(core)
+            else:
+                core._flush()
+        sent += 1
+    return sent, conn
+
+
 cdef class TurnFlush:
     """Writes each connection's queued output once per loop turn (see ``_core_py.py``)."""
 

@@ -252,6 +252,25 @@ class HandlerCore:
         self._send_slow(message)   # type: ignore[attr-defined]
 
 
+def offer_all(connections: Iterable[Any], frame: bytes, rest: list[Any]) -> tuple[int, Any]:
+    """Queue ``frame`` (an encoded server frame) for this turn's write on each
+    of ``connections`` that takes the fast path (``_broadcast_frame``: open,
+    a server's, without extensions, not over its write limit); a coroutine
+    ``Connection`` is looked through to its ``core``. The others are
+    appended to ``rest``, in order, for the hub's Python path
+    (``fastsock.pubsub.fanout``). Returns how many were queued here and the
+    last connection seen (None if there was none)."""
+    sent = 0
+    conn = None
+    for conn in connections:
+        core = conn if isinstance(conn, HandlerCore) else getattr(conn, "core", None)
+        if isinstance(core, HandlerCore) and core._broadcast_frame(frame):
+            sent += 1
+        else:
+            rest.append(conn)
+    return sent, conn
+
+
 class TurnFlush:
     """Writes each connection's queued output once per loop turn.
 
