@@ -11,7 +11,9 @@ from setuptools import setup
 
 HERE = pathlib.Path(__file__).parent
 # C libraries a module links with (zlib1g-dev provides zlib's header).
-LIBRARIES = {"fastsock.websocket._deflate": ["z"]}
+LIBRARIES = {"fastsock.websocket._deflate": ["z"],
+             # the TLS record layer calls OpenSSL directly (libssl-dev provides its headers)
+             "fastsock.transports._tls": ["ssl", "crypto"]}
 
 
 def extensions():
