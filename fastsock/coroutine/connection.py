@@ -4,12 +4,16 @@ Two objects make one connection:
 
 - :class:`ConnectionCore` is a :class:`~fastsock.websocket.WebSocketHandler`
   (the same compiled per-message core the callback API runs on). Its
-  ``on_message`` appends each whole message to a bounded deque and wakes the
-  one waiting ``recv``; nothing else happens per message (no task, no future
-  unless a ``recv`` is already waiting). When the deque holds ``max_queue``
-  messages it pauses the transport's reading, so the kernel's receive window
-  fills and TCP pushes back on the peer; ``recv`` resumes reading once the
-  deque is down to a quarter of that.
+  ``on_message`` hands each whole message to its :class:`Receiver`
+  (``_recv.pyx``, twin ``_recv_py.py``): a bounded deque and the one waiting
+  ``recv``. Nothing else happens per message: no task, no Future, no
+  ``call_soon``. A waiting handler is resumed at once, inside the turn that
+  read the message, so its reply goes out in that turn's one write; a
+  ``recv`` with a message queued returns without suspending. When the deque
+  holds ``max_queue`` messages the core pauses the transport's reading, so
+  the kernel's receive window fills and TCP pushes back on the peer;
+  reading resumes once ``recv`` has taken the deque down to a quarter of
+  that.
 - :class:`Connection` is what the application holds: the coroutine methods
   (``recv``, ``send``, ``ping``, ``close``...). It is a separate object, not a
   subclass, because the core's synchronous ``send``/``ping``/``close`` are
@@ -34,14 +38,19 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, Optional, Union
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Optional, Union
 
-from ..exceptions import ConnectionClosedOK
+from .._switch import compiled
 from ..frame import OP_BINARY, OP_CONTINUATION, OP_TEXT, CloseCode, build_frame
 from ..websocket.protocol import CLOSED, OPEN, State, WebSocketHandler
+from . import _recv_py
+
+_recv = compiled("._recv", __package__)
+# The compiled receive path, or its pure-Python twin (FASTSOCK_PURE=1).
+Receiver: type[_recv_py.Receiver] = _recv.Receiver if _recv is not None else _recv_py.Receiver
 
 __all__ = ["Connection", "ConnectionCore", "DEFAULT_MAX_QUEUE", "Data", "Dumps", "Loads",
-           "LoggerLike", "get_logger"]
+           "LoggerLike", "Receiver", "get_logger"]
 
 # Received messages held before reading pauses (websockets' default is 16).
 DEFAULT_MAX_QUEUE = 16
@@ -80,19 +89,13 @@ class ConnectionCore(WebSocketHandler):
     application's handler.
     """
 
-    __slots__ = ("messages", "max_queue", "_resume_at", "_queue_paused", "waiter",
-                 "_closed_waiter", "pong_waiters", "_on_start", "_log_ctx", "_ping_sent")
+    __slots__ = ("rx", "_closed_waiter", "pong_waiters", "_on_start", "_log_ctx", "_ping_sent")
 
     def __init__(self, max_queue: int = DEFAULT_MAX_QUEUE,
                  on_start: Optional[Callable[["ConnectionCore"], None]] = None) -> None:
         super().__init__()
-        if max_queue < 1:
-            raise ValueError("max_queue must be >= 1")
-        self.messages: collections.deque[Data] = collections.deque()
-        self.max_queue = max_queue
-        self._resume_at = max_queue // _RESUME_DIVISOR
-        self._queue_paused = False
-        self.waiter: Optional[asyncio.Future[None]] = None
+        # the queue and the waiting recv (ValueError unless max_queue >= 1)
+        self.rx = Receiver(self, max_queue, max_queue // _RESUME_DIVISOR)
         self._closed_waiter: Optional[asyncio.Future[None]] = None
         # ping payload -> (future resolved with the latency, perf_counter when sent)
         self.pong_waiters: Optional[dict[bytes, tuple[asyncio.Future[float], float]]] = None
@@ -109,19 +112,7 @@ class ConnectionCore(WebSocketHandler):
             self._on_start(self)
 
     def on_message(self, data: Union[str, bytes]) -> None:
-        messages = self.messages
-        messages.append(data)
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-        if len(messages) >= self.max_queue and not self._queue_paused:
-            self._queue_paused = True
-            # Already paused by the slow-peer policy: it must not resume
-            # while the queue is full either (see resume_writing).
-            if not self._reading_paused and self._transport is not None:
-                self._transport.pause_reading()
+        self.rx.push(data)
 
     def ping(self, payload: Union[bytes, str] = b"") -> None:
         # The core times pings with loop.time(), which uvloop counts in whole
@@ -154,9 +145,7 @@ class ConnectionCore(WebSocketHandler):
         if ctx is not None and ctx[0].isEnabledFor(logging.INFO):
             ctx[0].info("connection closed id=%s peer=%s code=%s reason=%r",
                         ctx[1], _peer(ctx[2]), code, reason)
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.rx.mark_closed()
         closed = self._closed_waiter
         if closed is not None and not closed.done():
             closed.set_result(None)
@@ -166,19 +155,26 @@ class ConnectionCore(WebSocketHandler):
                 future.set_exception(self._closed_error())
 
     def resume_writing(self) -> None:
-        if self._queue_paused:
+        if self.rx.paused:
             # Reading stays paused for the full queue; recv() resumes it.
             self._reading_paused = False
         super().resume_writing()
 
     # ------------------------------------------------------------ for Connection
 
-    def message_taken(self) -> None:
-        """A message left the queue: resume reading once it is low enough."""
-        if self._queue_paused and len(self.messages) <= self._resume_at:
-            self._queue_paused = False
-            if not self._reading_paused and self._state is not CLOSED and self._transport is not None:
-                self._transport.resume_reading()
+    # ------------------------------------------------------------ for Receiver
+
+    def _queue_full(self) -> None:
+        """The queue holds ``max_queue`` messages: pause reading."""
+        # Already paused by the slow-peer policy: it must not resume
+        # while the queue is full either (see resume_writing).
+        if not self._reading_paused and self._transport is not None:
+            self._transport.pause_reading()
+
+    def _queue_low(self) -> None:
+        """``recv`` took the queue down to a quarter: resume reading."""
+        if not self._reading_paused and self._state is not CLOSED and self._transport is not None:
+            self._transport.resume_reading()
 
     def closed_waiter(self) -> "asyncio.Future[None]":
         if self._closed_waiter is None:
@@ -190,7 +186,16 @@ class ConnectionCore(WebSocketHandler):
     @property
     def queue_paused(self) -> bool:
         """Reading is paused because ``max_queue`` messages wait for ``recv``."""
-        return self._queue_paused
+        return self.rx.paused
+
+    @property
+    def messages(self) -> "collections.deque[Data]":
+        """The messages received and not yet taken by ``recv``."""
+        return self.rx.messages
+
+    @property
+    def max_queue(self) -> int:
+        return self.rx.max_queue
 
 
 class Connection:
@@ -209,7 +214,7 @@ class Connection:
     a DEBUG line per message and control frame.
     """
 
-    __slots__ = ("core", "id", "dumps", "loads", "response", "_fragmenting", "_receiving",
+    __slots__ = ("core", "id", "dumps", "loads", "response", "_fragmenting", "_rx",
                  "__weakref__")
 
     def __init__(self, core: ConnectionCore, *, dumps: Dumps = json.dumps,
@@ -222,7 +227,7 @@ class Connection:
         self.response: Any = None
         # done when the fragmented message being sent is complete
         self._fragmenting: Optional[asyncio.Future[None]] = None
-        self._receiving = False
+        self._rx = core.rx
         log = get_logger(logger, CLIENT_LOGGER if core._client else SERVER_LOGGER)
         peer = core.remote_address
         core._log_ctx = (log, str(self.id), peer)
@@ -296,28 +301,7 @@ class Connection:
         :class:`ConnectionClosedOK` (1000/1001) or
         :class:`ConnectionClosedError`. Cancelling it loses no message.
         """
-        core = self.core
-        messages = core.messages
-        if not messages:
-            if self._receiving:
-                raise RuntimeError("cannot call recv while another coroutine is already "
-                                   "waiting for the next message")
-            if core._state is CLOSED:
-                raise core._closed_error()
-            waiter: asyncio.Future[None] = core._loop.create_future()
-            core.waiter = waiter
-            self._receiving = True
-            try:
-                await waiter
-            finally:
-                self._receiving = False
-                if core.waiter is waiter:
-                    core.waiter = None
-            if not messages:
-                raise core._closed_error()
-        message = messages.popleft()
-        if core._queue_paused:
-            core.message_taken()
+        message: Data = await self._rx.wait()
         if decode is None:
             return message
         if decode:
@@ -325,36 +309,12 @@ class Connection:
         return message.encode() if type(message) is str else message
 
     def __aiter__(self) -> AsyncIterator[Data]:
-        return self
+        # The receiver itself: each step of `async for` is its compiled
+        # __anext__ and am_send, with no coroutine object per message.
+        return self._rx
 
-    async def __anext__(self) -> Data:
-        # recv() inlined (without decode): `async for` then makes one coroutine
-        # per message instead of two. Keep the two in step.
-        core = self.core
-        messages = core.messages
-        if not messages:
-            if self._receiving:
-                raise RuntimeError("cannot call recv while another coroutine is already "
-                                   "waiting for the next message")
-            if core._state is not CLOSED:
-                waiter: asyncio.Future[None] = core._loop.create_future()
-                core.waiter = waiter
-                self._receiving = True
-                try:
-                    await waiter
-                finally:
-                    self._receiving = False
-                    if core.waiter is waiter:
-                        core.waiter = None
-            if not messages:
-                error = core._closed_error()
-                if isinstance(error, ConnectionClosedOK):
-                    raise StopAsyncIteration from None
-                raise error
-        message = messages.popleft()
-        if core._queue_paused:
-            core.message_taken()
-        return message
+    def __anext__(self) -> Awaitable[Data]:
+        return self._rx.__anext__()
 
     async def recv_json(self, *, loads: Optional[Loads] = None) -> Any:
         """The next message parsed with ``loads`` (default: the connection's, ``json.loads``)."""

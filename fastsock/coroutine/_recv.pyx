@@ -1,0 +1,246 @@
+# cython: language_level=3
+"""The compiled receive path of a coroutine connection (contract: ``_recv_py.py``).
+
+One :class:`Receiver` per connection holds the bounded message queue and the
+one waiting ``recv``. It is its own awaitable and its own "future":
+
+- ``await rx.wait()`` / ``async for m in rx`` go through the ``am_send`` slot
+  set below: a queued message is returned without suspending and without an
+  exception object (``PYGEN_RETURN``); an empty queue yields the receiver
+  itself to the Task, which sees ``_asyncio_future_blocking`` and calls
+  ``add_done_callback(wakeup, context=ctx)``. No Future, no coroutine and no
+  generator per message.
+- :meth:`push` (from the core's ``on_message``) calls that wake-up directly,
+  in the task's context, when no task is running: the handler resumes inside
+  the turn that read the message, so what it sends goes out in that turn's
+  one write. ``call_soon`` is used only when a task is running (the wake-up
+  cannot enter a second task), for the close and for ``cancel``.
+"""
+import asyncio
+from collections import deque
+from contextvars import copy_context
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.ref cimport Py_INCREF, PyObject
+
+from ..exceptions import ConnectionClosedOK
+
+cdef extern from "Python.h":
+    # Declared as int (PYGEN_RETURN 0, PYGEN_ERROR -1, PYGEN_NEXT 1) so that
+    # Cython's `except -1` keeps the exception set for PYGEN_ERROR.
+    ctypedef int (*sendfunc)(object, object, PyObject **)
+    ctypedef struct PyAsyncMethods:
+        sendfunc am_send
+    ctypedef struct _TypeObject "PyTypeObject":
+        PyAsyncMethods *tp_as_async
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+    void Py_DECREF_ "Py_DECREF"(PyObject *)
+
+cdef object CancelledError = asyncio.CancelledError
+# loop -> its running task; asyncio's own dict (a task may not enter another).
+cdef object _current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
+cdef object _current_task = asyncio.current_task
+
+cdef enum:
+    _RECV = 0
+    _ANEXT = 1
+    _RETURN = 0
+    _NEXT = 1
+
+
+cdef void _busy() except *:
+    raise RuntimeError("cannot call recv while another coroutine is already "
+                       "waiting for the next message")
+
+
+cdef inline bint _task_running(object loop):
+    if type(_current_tasks) is dict:
+        return PyDict_GetItem(_current_tasks, loop) != NULL
+    return _current_task(loop) is not None
+
+
+cdef class Receiver:
+    """Messages received and not yet taken, and the one waiting receiver."""
+
+    def __cinit__(self, owner, Py_ssize_t max_queue, Py_ssize_t resume_at):
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
+        self.messages = deque()
+        self._append = self.messages.append
+        self._popleft = self.messages.popleft
+        self.max_queue = max_queue
+        self._resume_at = resume_at
+        self.paused = False
+        self._owner = owner
+        self.loop = None
+        self._wakeup = None
+        self._context = None
+        self._waiting = False
+        self._cancelled = False
+        self._closed = False
+        self._mode = _RECV
+        self._cancel_msg = None
+        self._asyncio_future_blocking = False
+
+    # ------------------------------------------------------------ the core's side
+
+    def push(self, message):
+        """A whole message arrived: queue it, wake the waiting receiver, and
+        ask the owner to pause reading (``_queue_full()``) once the queue holds
+        ``max_queue``."""
+        self._append(message)
+        if not self.paused and len(self.messages) >= self.max_queue:
+            self.paused = True
+            self._owner._queue_full()
+        if self._wakeup is not None:
+            self._wake()
+
+    def mark_closed(self):
+        """The connection closed: a waiting receiver takes what is queued,
+        then gets the closed error (the owner's ``_closed_error()``)."""
+        self._closed = True
+        if self._wakeup is not None:
+            cb, ctx = self._wakeup, self._context
+            self._wakeup = self._context = None
+            self._waiting = False
+            self.loop.call_soon(cb, self, context=ctx)
+
+    cdef int _wake(self) except -1:
+        cb, ctx = self._wakeup, self._context
+        self._wakeup = self._context = None
+        self._waiting = False
+        if _task_running(self.loop):
+            self.loop.call_soon(cb, self, context=ctx)
+            return 0
+        PyContext_Enter(ctx)
+        try:
+            cb(self)
+        finally:
+            PyContext_Exit(ctx)
+        return 0
+
+    # ------------------------------------------------------------ the awaiting side
+
+    def wait(self):
+        """The awaitable of one ``recv``: the next message."""
+        if self._waiting:
+            _busy()
+        self._mode = _RECV
+        return self
+
+    def __aiter__(self):
+        return self
+
+    def __anext__(self):
+        if self._waiting:
+            _busy()
+        self._mode = _ANEXT
+        return self
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef PyObject *result = NULL
+        if self._step(&result) == _NEXT:
+            value = <object>result
+            Py_DECREF_(result)
+            return value
+        value = <object>result
+        Py_DECREF_(result)
+        raise StopIteration(value)
+
+    cdef int _step(self, PyObject **result) except -1:
+        cdef object message
+        if self._waiting:
+            _busy()
+        if self.messages:
+            message = self._popleft()
+            if self.paused and len(self.messages) <= self._resume_at:
+                self.paused = False
+                self._owner._queue_low()
+            Py_INCREF(message)
+            result[0] = <PyObject *>message
+            return _RETURN
+        if self._closed:
+            error = self._owner._closed_error()
+            if self._mode == _ANEXT and isinstance(error, ConnectionClosedOK):
+                raise StopAsyncIteration
+            raise error
+        if self.loop is None:
+            self.loop = self._owner._loop
+        self._waiting = True
+        self._asyncio_future_blocking = True
+        Py_INCREF(self)
+        result[0] = <PyObject *>self
+        return _NEXT
+
+    # ------------------------------------------------------------ the Task's side (a Future's shape)
+
+    def get_loop(self):
+        return self.loop
+
+    def add_done_callback(self, fn, *, context=None):
+        if not self._waiting:
+            raise RuntimeError("Receiver.add_done_callback: nothing is waiting")
+        self._wakeup = fn
+        self._context = copy_context() if context is None else context
+
+    def remove_done_callback(self, fn):
+        if self._wakeup is not None and self._wakeup == fn:
+            self._wakeup = self._context = None
+            self._waiting = False
+            return 1
+        return 0
+
+    def result(self):
+        if self._cancelled:
+            msg, self._cancel_msg = self._cancel_msg, None
+            self._cancelled = False
+            raise CancelledError() if msg is None else CancelledError(msg)
+        return None
+
+    def exception(self):
+        return None
+
+    def done(self):
+        return not self._waiting
+
+    def cancelled(self):
+        return self._cancelled
+
+    def cancel(self, msg=None):
+        """The waiting task is cancelled: it gets CancelledError at its await
+        (on the next loop turn, as with a Future); queued messages stay."""
+        if self._wakeup is None:
+            return False
+        cb, ctx = self._wakeup, self._context
+        self._wakeup = self._context = None
+        self._waiting = False
+        self._cancelled = True
+        self._cancel_msg = msg
+        self.loop.call_soon(cb, self, context=ctx)
+        return True
+
+    def close(self):
+        """The coroutine awaiting this was closed (``coroutine.close()``
+        closes what it awaits): forget its wake-up."""
+        self._wakeup = self._context = None
+        self._waiting = False
+
+    def __repr__(self):
+        return (f"<Receiver queued={len(self.messages)} waiting={bool(self._waiting)} "
+                f"paused={bool(self.paused)} closed={bool(self._closed)}>")
+
+
+cdef int _am_send(object rx, object arg, PyObject **result) except -1:
+    return (<Receiver>rx)._step(result)
+
+
+# Cython has no am_send slot of its own: set it on the type's async methods
+# (present because Receiver defines __await__/__anext__).
+(<_TypeObject *><PyObject *>Receiver).tp_as_async.am_send = <sendfunc>_am_send

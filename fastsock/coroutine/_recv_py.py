@@ -1,0 +1,195 @@
+"""The receive path of a coroutine connection: the pure-Python twin of ``_recv.pyx``.
+
+One :class:`Receiver` per connection holds the bounded message queue and the
+one waiting ``recv``. It is its own awaitable and its own "future": awaiting
+it returns a queued message without suspending; with the queue empty it
+yields itself to the Task (``_asyncio_future_blocking``), which registers its
+wake-up through :meth:`add_done_callback`. :meth:`push` calls that wake-up
+directly, in the task's context, when no task is running, so the handler
+resumes inside the turn that read the message and what it sends goes out in
+that turn's one write; otherwise (a task is running, the close, ``cancel``)
+the wake-up goes through ``loop.call_soon`` as a Future's callbacks do.
+
+The owner (the connection core) provides ``_queue_full()`` (pause reading),
+``_queue_low()`` (resume it), ``_closed_error()`` and ``_loop``.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+from typing import Any, Callable, Generator, Optional, Union
+
+from ..exceptions import ConnectionClosedOK
+
+__all__ = ["Receiver"]
+
+Data = Union[str, bytes]
+
+_current_tasks: Any = getattr(asyncio.tasks, "_current_tasks", None)
+
+_BUSY = "cannot call recv while another coroutine is already waiting for the next message"
+
+
+def _task_running(loop: Any) -> bool:
+    if type(_current_tasks) is dict:
+        return loop in _current_tasks
+    return asyncio.current_task(loop) is not None
+
+
+class Receiver:
+    """Messages received and not yet taken, and the one waiting receiver."""
+
+    __slots__ = ("messages", "max_queue", "_resume_at", "paused", "_owner", "loop", "_wakeup",
+                 "_context", "_waiting", "_cancelled", "_closed", "_anext", "_cancel_msg",
+                 "_asyncio_future_blocking")
+
+    def __init__(self, owner: Any, max_queue: int, resume_at: int) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
+        self.messages: collections.deque[Data] = collections.deque()
+        self.max_queue = max_queue
+        self._resume_at = resume_at
+        self.paused = False
+        self._owner = owner
+        self.loop: Any = None
+        self._wakeup: Optional[Callable[[Any], Any]] = None
+        self._context: Optional[contextvars.Context] = None
+        self._waiting = False
+        self._cancelled = False
+        self._closed = False
+        self._anext = False
+        self._cancel_msg: Any = None
+        self._asyncio_future_blocking = False
+
+    # ------------------------------------------------------------ the core's side
+
+    def push(self, message: Data) -> None:
+        """A whole message arrived: queue it, wake the waiting receiver, and
+        ask the owner to pause reading once the queue holds ``max_queue``."""
+        self.messages.append(message)
+        if not self.paused and len(self.messages) >= self.max_queue:
+            self.paused = True
+            self._owner._queue_full()
+        if self._wakeup is not None:
+            self._wake()
+
+    def mark_closed(self) -> None:
+        """The connection closed: a waiting receiver takes what is queued,
+        then gets the closed error."""
+        self._closed = True
+        if self._wakeup is not None:
+            cb, ctx = self._wakeup, self._context
+            self._wakeup = self._context = None
+            self._waiting = False
+            self.loop.call_soon(cb, self, context=ctx)
+
+    def _wake(self) -> None:
+        cb, ctx = self._wakeup, self._context
+        assert cb is not None and ctx is not None
+        self._wakeup = self._context = None
+        self._waiting = False
+        if _task_running(self.loop):
+            self.loop.call_soon(cb, self, context=ctx)
+        else:
+            ctx.run(cb, self)
+
+    # ------------------------------------------------------------ the awaiting side
+
+    def wait(self) -> "Receiver":
+        """The awaitable of one ``recv``: the next message."""
+        if self._waiting:
+            raise RuntimeError(_BUSY)
+        self._anext = False
+        return self
+
+    def __aiter__(self) -> "Receiver":
+        return self
+
+    def __anext__(self) -> "Receiver":
+        if self._waiting:
+            raise RuntimeError(_BUSY)
+        self._anext = True
+        return self
+
+    def __await__(self) -> Generator[Any, None, Data]:
+        while True:
+            if self._waiting:
+                raise RuntimeError(_BUSY)
+            messages = self.messages
+            if messages:
+                message = messages.popleft()
+                if self.paused and len(messages) <= self._resume_at:
+                    self.paused = False
+                    self._owner._queue_low()
+                return message
+            if self._closed:
+                error = self._owner._closed_error()
+                if self._anext and isinstance(error, ConnectionClosedOK):
+                    raise StopAsyncIteration
+                raise error
+            if self.loop is None:
+                self.loop = self._owner._loop
+            self._waiting = True
+            self._asyncio_future_blocking = True
+            try:
+                yield self
+            except GeneratorExit:
+                self.close()
+                raise
+
+    # ------------------------------------------------------------ the Task's side (a Future's shape)
+
+    def get_loop(self) -> Any:
+        return self.loop
+
+    def add_done_callback(self, fn: Callable[[Any], Any], *,
+                          context: Optional[contextvars.Context] = None) -> None:
+        if not self._waiting:
+            raise RuntimeError("Receiver.add_done_callback: nothing is waiting")
+        self._wakeup = fn
+        self._context = contextvars.copy_context() if context is None else context
+
+    def remove_done_callback(self, fn: Callable[[Any], Any]) -> int:
+        if self._wakeup is not None and self._wakeup == fn:
+            self._wakeup = self._context = None
+            self._waiting = False
+            return 1
+        return 0
+
+    def result(self) -> None:
+        if self._cancelled:
+            msg, self._cancel_msg = self._cancel_msg, None
+            self._cancelled = False
+            raise asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
+
+    def exception(self) -> None:
+        return None
+
+    def done(self) -> bool:
+        return not self._waiting
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self, msg: Any = None) -> bool:
+        """The waiting task is cancelled: it gets CancelledError at its await
+        (on the next loop turn, as with a Future); queued messages stay."""
+        if self._wakeup is None:
+            return False
+        cb, ctx = self._wakeup, self._context
+        self._wakeup = self._context = None
+        self._waiting = False
+        self._cancelled = True
+        self._cancel_msg = msg
+        self.loop.call_soon(cb, self, context=ctx)
+        return True
+
+    def close(self) -> None:
+        """The coroutine awaiting this was closed: forget its wake-up."""
+        self._wakeup = self._context = None
+        self._waiting = False
+
+    def __repr__(self) -> str:
+        return (f"<Receiver queued={len(self.messages)} waiting={self._waiting} "
+                f"paused={self.paused} closed={self._closed}>")
