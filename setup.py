@@ -14,6 +14,16 @@ HERE = pathlib.Path(__file__).parent
 LIBRARIES = {"fastsock.websocket._deflate": ["z"],
              # the TLS record layer calls OpenSSL directly (libssl-dev provides its headers)
              "fastsock.transports._tls": ["ssl", "crypto"]}
+# Modules built only when their C library's header is found; without it the
+# package runs that module's pure-Python twin (scripts/ensure-system-deps.sh
+# installs libssl-dev).
+OPTIONAL_HEADERS = {"fastsock.transports._tls": "openssl/ssl.h"}
+
+
+def _header_found(header):
+    import sysconfig
+    dirs = ["/usr/include", "/usr/local/include", sysconfig.get_config_var("INCLUDEDIR") or ""]
+    return any(d and (pathlib.Path(d) / header).exists() for d in dirs)
 
 
 def extensions():
@@ -28,6 +38,9 @@ def extensions():
     for pyx in sorted(HERE.glob("fastsock/**/*.pyx")):
         rel = pyx.relative_to(HERE)
         name = ".".join(rel.with_suffix("").parts)
+        if name in OPTIONAL_HEADERS and not _header_found(OPTIONAL_HEADERS[name]):
+            print(f"warning: {OPTIONAL_HEADERS[name]} not found: {name} not built (pure-Python twin)")
+            continue
         mods.append(Extension(name, [str(rel)], extra_compile_args=cflags,
                               libraries=LIBRARIES.get(name, [])))
     return cythonize(

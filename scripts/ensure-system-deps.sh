@@ -9,7 +9,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)   # ss: checks fastsock stat
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx)   # load balancer in front (tests/pubsub)
-[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)   # tcpload/wsload --tls, wsecho_c --certfile (benchmarks/loadgen)
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)   # the _tls extension (OpenSSL record layer); tcpload/wsload --tls, wsecho_c --certfile (benchmarks/loadgen)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)   # wsload --deflate (benchmarks/loadgen)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
