@@ -1,2 +1,3 @@
 # fastsock/transports/_tls.pyx holds a Python class (a compiled subclass of
-# asyncio's sslproto.SSLProtocol); it declares no C-level API.
+# asyncio's sslproto.SSLProtocol) and a module-private cdef class (_Records,
+# the direct OpenSSL record layer); it declares no C-level API for others.

@@ -1,5 +1,10 @@
-"""Type stub for fastsock/transports/_tls.pyx: asyncio's SSLProtocol, compiled."""
+"""Type stub for fastsock/transports/_tls.pyx: asyncio's SSLProtocol, compiled,
+with the direct OpenSSL record layer."""
 from asyncio import sslproto
+
+# whether the direct OpenSSL record layer passed its checks at import, and why not
+DIRECT: bool
+DIRECT_REASON: str
 
 class SSLProtocol(sslproto.SSLProtocol):
     _in_read: int

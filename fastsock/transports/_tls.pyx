@@ -233,13 +233,14 @@ cdef class _Records:
 
     cdef do_read(self):
         """asyncio's ``_do_read`` for a WRAPPED connection."""
-        cdef size_t size
+        cdef size_t size = 1
+        cdef bint drained = False
         proto = self.proto
         try:
             if not self.app_reading_paused:
                 self.in_read += 1
                 try:
-                    self.read_records()
+                    drained = self.read_records()
                 finally:
                     self.in_read -= 1
                 if not self.active:
@@ -249,7 +250,7 @@ cdef class _Records:
                 elif self.app_writing_paused or BIO_ctrl_pending(self.wbio):
                     self.process_outgoing()
             # asyncio's _control_ssl_reading, run only when a limit is crossed
-            size = BIO_ctrl_pending(self.rbio)
+            size = 0 if drained else BIO_ctrl_pending(self.rbio)
             if self.ssl_reading_paused:
                 if <Py_ssize_t>size <= self.in_low:
                     proto._control_ssl_reading()
@@ -258,15 +259,18 @@ cdef class _Records:
         except Exception as ex:
             proto._fatal_error(ex, "Fatal error on SSL protocol")
 
-    cdef read_records(self):
+    cdef bint read_records(self) except -1:
         """asyncio's ``_do_read__copied``: every record received decrypted,
         handed to the application in one ``data_received``."""
         cdef size_t n = 0
         cdef size_t filled = 0
         cdef int err
         cdef bint eof = False
+        cdef bint drained = False   # the incoming BIO seen empty
         parts = None
-        ERR_clear_error()
+        # no ERR_clear_error() first (it costs as much as a BIO write): the
+        # ssl module clears the queue when it raises, so it only holds what
+        # a failing call below put there
         while True:
             if SSL_read_ex(self.ssl, _plain + filled, _PLAIN_CAP - filled, &n) == 1:
                 filled += n
@@ -278,6 +282,7 @@ cdef class _Records:
                 if not BIO_ctrl_pending(self.rbio) and not SSL_pending(self.ssl):
                     # everything received is decrypted; a close_notify
                     # still in the BIO keeps the loop going
+                    drained = True
                     break
                 continue
             err = SSL_get_error(self.ssl, 0)
@@ -292,6 +297,8 @@ cdef class _Records:
                 chunk = self.sslobj.read(self.max_size)
             except _SSL_AGAIN:
                 break
+            finally:
+                ERR_clear_error()
             if not chunk:
                 eof = True
                 break
@@ -310,6 +317,7 @@ cdef class _Records:
         if eof:
             self.proto._call_eof_received()
             self.proto._start_shutdown()
+        return drained
 
     cdef write(self, data):
         """One application write: encrypted into the outgoing BIO, sent at
@@ -325,13 +333,11 @@ cdef class _Records:
         self.backlog_check = False
         try:
             if type(data) is bytes:
-                ERR_clear_error()
                 ok = SSL_write_ex(self.ssl, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data),
                                   &written)
             else:
                 PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
                 try:
-                    ERR_clear_error()
                     ok = SSL_write_ex(self.ssl, buf.buf, <size_t>buf.len, &written)
                 finally:
                     PyBuffer_Release(&buf)
@@ -345,7 +351,10 @@ cdef class _Records:
                     proto._write_appdata((data,))
                     return
                 # the ssl module's write raises what asyncio would see
-                self.sslobj.write(data)
+                try:
+                    self.sslobj.write(data)
+                finally:
+                    ERR_clear_error()
             if not self.in_read:
                 self.process_outgoing()
         except Exception as ex:
