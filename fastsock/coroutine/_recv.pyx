@@ -9,7 +9,13 @@ one waiting ``recv``. It is its own awaitable and its own "future":
   exception object (``PYGEN_RETURN``); an empty queue yields the receiver
   itself to the Task, which sees ``_asyncio_future_blocking`` and calls
   ``add_done_callback(wakeup, context=ctx)``. No Future, no coroutine and no
-  generator per message.
+  generator per message. ``add_done_callback`` is an attribute holding a
+  bound method made once, and the loop is the ``_loop`` attribute (what
+  asyncio reads when there is no ``get_loop``), so the Task's look-ups make
+  no bound method per wait.
+- The wake-up is called with a Future that is already done (an exact
+  ``asyncio.Future``), for which the C Task takes its fast path instead of
+  calling ``.result()`` on the receiver; a cancelled one for ``cancel``.
 - :meth:`push` (from the core's ``on_message``) calls that wake-up directly,
   in the task's context, when no task is running: the handler resumes inside
   the turn that read the message, so what it sends goes out in that turn's
@@ -36,8 +42,9 @@ cdef extern from "Python.h":
     int PyContext_Enter(object ctx) except -1
     int PyContext_Exit(object ctx) except -1
     void Py_DECREF_ "Py_DECREF"(PyObject *)
+    Py_ssize_t PyDict_GET_SIZE(object d)
 
-cdef object CancelledError = asyncio.CancelledError
+cdef object Future = asyncio.Future
 # loop -> its running task; asyncio's own dict (a task may not enter another).
 cdef object _current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
 cdef object _current_task = asyncio.current_task
@@ -56,7 +63,9 @@ cdef void _busy() except *:
 
 cdef inline bint _task_running(object loop):
     if type(_current_tasks) is dict:
-        return PyDict_GetItem(_current_tasks, loop) != NULL
+        # Empty (no task running on any loop) in the usual case: the message
+        # came from a transport callback. Only then look up this loop.
+        return PyDict_GET_SIZE(_current_tasks) != 0 and PyDict_GetItem(_current_tasks, loop) != NULL
     return _current_task(loop) is not None
 
 
@@ -73,14 +82,14 @@ cdef class Receiver:
         self._resume_at = resume_at
         self.paused = False
         self._owner = owner
-        self.loop = None
+        self._loop = None
+        self._done = None
+        self.add_done_callback = self._add_done_callback
         self._wakeup = None
         self._context = None
         self._waiting = False
-        self._cancelled = False
         self._closed = False
         self._mode = _RECV
-        self._cancel_msg = None
         self._asyncio_future_blocking = False
 
     # ------------------------------------------------------------ the core's side
@@ -104,18 +113,18 @@ cdef class Receiver:
             cb, ctx = self._wakeup, self._context
             self._wakeup = self._context = None
             self._waiting = False
-            self.loop.call_soon(cb, self, context=ctx)
+            self._loop.call_soon(cb, self._done, context=ctx)
 
     cdef int _wake(self) except -1:
         cb, ctx = self._wakeup, self._context
         self._wakeup = self._context = None
         self._waiting = False
-        if _task_running(self.loop):
-            self.loop.call_soon(cb, self, context=ctx)
+        if _task_running(self._loop):
+            self._loop.call_soon(cb, self._done, context=ctx)
             return 0
         PyContext_Enter(ctx)
         try:
-            cb(self)
+            cb(self._done)
         finally:
             PyContext_Exit(ctx)
         return 0
@@ -171,20 +180,23 @@ cdef class Receiver:
             if self._mode == _ANEXT and isinstance(error, ConnectionClosedOK):
                 raise StopAsyncIteration
             raise error
-        if self.loop is None:
-            self.loop = self._owner._loop
+        if self._loop is None:
+            self._bind(self._owner._loop)
         self._waiting = True
         self._asyncio_future_blocking = True
         Py_INCREF(self)
         result[0] = <PyObject *>self
         return _NEXT
 
+    cdef int _bind(self, loop) except -1:
+        self._loop = loop
+        self._done = Future(loop=loop)
+        self._done.set_result(None)
+        return 0
+
     # ------------------------------------------------------------ the Task's side (a Future's shape)
 
-    def get_loop(self):
-        return self.loop
-
-    def add_done_callback(self, fn, *, context=None):
+    def _add_done_callback(self, fn, *, context=None):
         if not self._waiting:
             raise RuntimeError("Receiver.add_done_callback: nothing is waiting")
         self._wakeup = fn
@@ -198,10 +210,6 @@ cdef class Receiver:
         return 0
 
     def result(self):
-        if self._cancelled:
-            msg, self._cancel_msg = self._cancel_msg, None
-            self._cancelled = False
-            raise CancelledError() if msg is None else CancelledError(msg)
         return None
 
     def exception(self):
@@ -211,7 +219,7 @@ cdef class Receiver:
         return not self._waiting
 
     def cancelled(self):
-        return self._cancelled
+        return False
 
     def cancel(self, msg=None):
         """The waiting task is cancelled: it gets CancelledError at its await
@@ -221,9 +229,9 @@ cdef class Receiver:
         cb, ctx = self._wakeup, self._context
         self._wakeup = self._context = None
         self._waiting = False
-        self._cancelled = True
-        self._cancel_msg = msg
-        self.loop.call_soon(cb, self, context=ctx)
+        cancelled = Future(loop=self._loop)
+        cancelled.cancel(msg)
+        self._loop.call_soon(cb, cancelled, context=ctx)
         return True
 
     def close(self):

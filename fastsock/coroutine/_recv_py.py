@@ -8,7 +8,10 @@ wake-up through :meth:`add_done_callback`. :meth:`push` calls that wake-up
 directly, in the task's context, when no task is running, so the handler
 resumes inside the turn that read the message and what it sends goes out in
 that turn's one write; otherwise (a task is running, the close, ``cancel``)
-the wake-up goes through ``loop.call_soon`` as a Future's callbacks do.
+the wake-up goes through ``loop.call_soon`` as a Future's callbacks do. The
+wake-up's argument is a Future already done (cancelled, for ``cancel``): the
+Task reads its result there. The loop is the ``_loop`` attribute, which is
+what asyncio reads from a future without ``get_loop``.
 
 The owner (the connection core) provides ``_queue_full()`` (pause reading),
 ``_queue_low()`` (resume it), ``_closed_error()`` and ``_loop``.
@@ -40,9 +43,8 @@ def _task_running(loop: Any) -> bool:
 class Receiver:
     """Messages received and not yet taken, and the one waiting receiver."""
 
-    __slots__ = ("messages", "max_queue", "_resume_at", "paused", "_owner", "loop", "_wakeup",
-                 "_context", "_waiting", "_cancelled", "_closed", "_anext", "_cancel_msg",
-                 "_asyncio_future_blocking")
+    __slots__ = ("messages", "max_queue", "_resume_at", "paused", "_owner", "_loop", "_done",
+                 "_wakeup", "_context", "_waiting", "_closed", "_anext", "_asyncio_future_blocking")
 
     def __init__(self, owner: Any, max_queue: int, resume_at: int) -> None:
         if max_queue < 1:
@@ -52,14 +54,13 @@ class Receiver:
         self._resume_at = resume_at
         self.paused = False
         self._owner = owner
-        self.loop: Any = None
+        self._loop: Any = None
+        self._done: Optional[asyncio.Future[None]] = None
         self._wakeup: Optional[Callable[[Any], Any]] = None
         self._context: Optional[contextvars.Context] = None
         self._waiting = False
-        self._cancelled = False
         self._closed = False
         self._anext = False
-        self._cancel_msg: Any = None
         self._asyncio_future_blocking = False
 
     # ------------------------------------------------------------ the core's side
@@ -82,17 +83,17 @@ class Receiver:
             cb, ctx = self._wakeup, self._context
             self._wakeup = self._context = None
             self._waiting = False
-            self.loop.call_soon(cb, self, context=ctx)
+            self._loop.call_soon(cb, self._done, context=ctx)
 
     def _wake(self) -> None:
         cb, ctx = self._wakeup, self._context
         assert cb is not None and ctx is not None
         self._wakeup = self._context = None
         self._waiting = False
-        if _task_running(self.loop):
-            self.loop.call_soon(cb, self, context=ctx)
+        if _task_running(self._loop):
+            self._loop.call_soon(cb, self._done, context=ctx)
         else:
-            ctx.run(cb, self)
+            ctx.run(cb, self._done)
 
     # ------------------------------------------------------------ the awaiting side
 
@@ -128,8 +129,10 @@ class Receiver:
                 if self._anext and isinstance(error, ConnectionClosedOK):
                     raise StopAsyncIteration
                 raise error
-            if self.loop is None:
-                self.loop = self._owner._loop
+            if self._loop is None:
+                self._loop = self._owner._loop
+                self._done = asyncio.Future(loop=self._loop)
+                self._done.set_result(None)
             self._waiting = True
             self._asyncio_future_blocking = True
             try:
@@ -139,9 +142,6 @@ class Receiver:
                 raise
 
     # ------------------------------------------------------------ the Task's side (a Future's shape)
-
-    def get_loop(self) -> Any:
-        return self.loop
 
     def add_done_callback(self, fn: Callable[[Any], Any], *,
                           context: Optional[contextvars.Context] = None) -> None:
@@ -158,10 +158,7 @@ class Receiver:
         return 0
 
     def result(self) -> None:
-        if self._cancelled:
-            msg, self._cancel_msg = self._cancel_msg, None
-            self._cancelled = False
-            raise asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
+        return None
 
     def exception(self) -> None:
         return None
@@ -170,7 +167,7 @@ class Receiver:
         return not self._waiting
 
     def cancelled(self) -> bool:
-        return self._cancelled
+        return False
 
     def cancel(self, msg: Any = None) -> bool:
         """The waiting task is cancelled: it gets CancelledError at its await
@@ -180,9 +177,9 @@ class Receiver:
         cb, ctx = self._wakeup, self._context
         self._wakeup = self._context = None
         self._waiting = False
-        self._cancelled = True
-        self._cancel_msg = msg
-        self.loop.call_soon(cb, self, context=ctx)
+        cancelled: asyncio.Future[None] = asyncio.Future(loop=self._loop)
+        cancelled.cancel(msg)
+        self._loop.call_soon(cb, cancelled, context=ctx)
         return True
 
     def close(self) -> None:

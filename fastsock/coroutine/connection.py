@@ -89,13 +89,17 @@ class ConnectionCore(WebSocketHandler):
     application's handler.
     """
 
-    __slots__ = ("rx", "_closed_waiter", "pong_waiters", "_on_start", "_log_ctx", "_ping_sent")
+    # on_message is a slot holding rx.push: the compiled core's call of
+    # self.on_message(data) reaches the receiver with no Python frame between.
+    __slots__ = ("rx", "on_message", "_closed_waiter", "pong_waiters", "_on_start", "_log_ctx",
+                 "_ping_sent")
 
     def __init__(self, max_queue: int = DEFAULT_MAX_QUEUE,
                  on_start: Optional[Callable[["ConnectionCore"], None]] = None) -> None:
         super().__init__()
         # the queue and the waiting recv (ValueError unless max_queue >= 1)
         self.rx = Receiver(self, max_queue, max_queue // _RESUME_DIVISOR)
+        self.on_message: Callable[[Data], None] = self.rx.push  # type: ignore[assignment]
         self._closed_waiter: Optional[asyncio.Future[None]] = None
         # ping payload -> (future resolved with the latency, perf_counter when sent)
         self.pong_waiters: Optional[dict[bytes, tuple[asyncio.Future[float], float]]] = None
@@ -110,9 +114,6 @@ class ConnectionCore(WebSocketHandler):
     def on_open(self) -> None:
         if self._on_start is not None:
             self._on_start(self)
-
-    def on_message(self, data: Union[str, bytes]) -> None:
-        self.rx.push(data)
 
     def ping(self, payload: Union[bytes, str] = b"") -> None:
         # The core times pings with loop.time(), which uvloop counts in whole
@@ -481,7 +482,7 @@ class _DebugCore(ConnectionCore):
 
     def on_message(self, data: Union[str, bytes]) -> None:
         self._debug("<", *_describe(data))
-        ConnectionCore.on_message(self, data)
+        self.rx.push(data)
 
     def on_ping(self, payload: bytes) -> None:
         self._debug("<", "PING", payload.hex(" "), len(payload))

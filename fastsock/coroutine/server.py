@@ -146,31 +146,35 @@ class Server:
 
     def _start_handler(self, handler: Handler, core: ConnectionCore) -> None:
         conn = Connection(core, dumps=self._dumps, loads=self._loads, logger=self._log)
-        self._connections[core] = conn
-        task = asyncio.ensure_future(self._run(handler, conn), loop=core._loop)
+        connections = self._connections
+        connections[core] = conn
+        # The task runs the handler's coroutine itself, with no wrapper
+        # coroutine around it: every resumption of the handler (one per
+        # message) would go through the wrapper's frame too. What the
+        # wrapper did at the end is _handler_done, a done callback.
+        task = asyncio.ensure_future(handler(conn), loop=core._loop)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda task: self._handler_done(conn, task))
+        core.closed_waiter().add_done_callback(lambda _: connections.pop(core, None))
 
-    async def _run(self, handler: Handler, conn: Connection) -> None:
+    def _handler_done(self, conn: Connection, task: "asyncio.Future[Any]") -> None:
+        """The handler returned or raised: close the connection (1000 if it
+        returned, 1011 if it raised, 1001 if it was cancelled)."""
+        self._tasks.discard(task)
         core = conn.core
-        try:
-            await handler(conn)
-        except ConnectionClosed:
-            pass                    # the peer went away while the handler used the connection
-        except asyncio.CancelledError:
+        if task.cancelled():
             core.close(CloseCode.GOING_AWAY, "server shutting down")
-            raise
-        except Exception:
-            self._log.exception("connection handler failed (%s %s)", conn.id, conn.remote_address)
+            return
+        error = task.exception()
+        if error is None:
+            core.close()            # 1000; does nothing if closing already started
+        elif isinstance(error, ConnectionClosed):
+            pass                    # the peer went away while the handler used the connection
+        elif isinstance(error, Exception):
+            self._log.error("connection handler failed (%s %s)", conn.id, conn.remote_address,
+                            exc_info=error)
             if core._state is OPEN:
                 core.close(CloseCode.INTERNAL_ERROR, INTERNAL_ERROR_REASON)
-        else:
-            core.close()            # 1000; does nothing if closing already started
-        finally:
-            try:
-                await conn.wait_closed()
-            finally:
-                self._connections.pop(core, None)
 
     # ------------------------------------------------------------ use
 
