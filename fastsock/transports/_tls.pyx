@@ -218,6 +218,29 @@ cdef class _Records:
     cdef stop(self):
         self.active = False
 
+    # What the SSLProtocol's and the app transport's instances carry as their
+    # get_buffer/buffer_updated/write while WRAPPED (instance attributes, so a
+    # call reaches C without a Python-level method and an attribute lookup).
+    # A reference taken before stop() still works: it goes the class's way.
+    def _get_buffer(self, Py_ssize_t n):
+        if not self.active:
+            return SSLProtocol.get_buffer(self.proto, n)
+        return self.get_buffer(n)
+
+    def _buffer_updated(self, Py_ssize_t nbytes):
+        if not self.active:
+            SSLProtocol.buffer_updated(self.proto, nbytes)
+            return
+        self.received(nbytes)
+
+    def _app_write(self, data):
+        if type(data) is not bytes and not isinstance(data, (bytearray, memoryview)):
+            raise TypeError(f"data: expecting a bytes-like instance, "
+                            f"got {type(data).__name__}")
+        if not data:
+            return
+        self.write(data)
+
     cdef get_buffer(self, Py_ssize_t n):
         if n > self.view_len and n <= self.max_size:
             view = _SSLProtocolBase.get_buffer(self.proto, n)
@@ -408,8 +431,10 @@ class SSLProtocol(_SSLProtocolBase):
                 raise RuntimeError("Creating _SSLProtocolTransport twice")
             self._app_transport = _AppTransport(self._loop, self)
             self._app_transport_created = True
-            if self._rec is not None:
-                self._app_transport._rec = self._rec
+            rec = self._rec
+            if rec is not None:
+                self._app_transport._rec = rec
+                self._app_transport.write = rec._app_write
         return self._app_transport
 
     # ------------------------------------------------ the direct record layer
@@ -429,16 +454,24 @@ class SSLProtocol(_SSLProtocolBase):
         if not (<_Records>rec).setup(self, sock):
             return
         self._rec = rec
+        self.get_buffer = rec._get_buffer
+        self.buffer_updated = rec._buffer_updated
         if self._app_transport is not None:
             self._app_transport._rec = rec
+            self._app_transport.write = rec._app_write
 
     def _stop_records(self):
         rec = self._rec
         if rec is not None:
             (<_Records>rec).stop()
             self._rec = None
-            if self._app_transport is not None:
-                self._app_transport._rec = None
+            # the class's methods again (and no cycle through rec)
+            self.__dict__.pop("get_buffer", None)
+            self.__dict__.pop("buffer_updated", None)
+            app = self._app_transport
+            if app is not None:
+                app._rec = None
+                app.__dict__.pop("write", None)
 
     def _sync_records(self):
         rec = self._rec
