@@ -1,6 +1,12 @@
 """Same-run A/B of ``fastsock.broadcast`` on callback handlers: the function
 at a base commit against the current one (no sockets).
 
+The base function is read from ``fastsock/pubsub/fanout.py`` at that commit,
+or from ``fastsock/websocket/protocol.py`` where it lived before, and runs
+against the compiled code built now (so it measures the Python side of the
+change: e.g. the old Python loop calling ``_broadcast_frame`` per connection
+against ``offer_all``'s one C loop).
+
     flock /tmp/fastsock-bench.lock taskset -c 1 \\
         .venv/bin/python -m benchmarks.broadcast_ab --base 474c9d0
 
@@ -22,6 +28,7 @@ import subprocess
 import time
 from typing import Any, Callable
 
+from fastsock.pubsub import fanout
 from fastsock.websocket import protocol
 from fastsock.websocket.protocol import TurnFlush, WebSocketHandler
 
@@ -64,12 +71,20 @@ class _Loop:
 
 
 def base_broadcast(rev: str) -> Callable[..., int]:
-    """``broadcast`` as it was at ``rev``, compiled in protocol's namespace."""
-    source = subprocess.run(["git", "show", f"{rev}:fastsock/websocket/protocol.py"],
-                            check=True, capture_output=True, text=True).stdout
-    tree = ast.parse(source)
-    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "broadcast")
-    namespace = dict(vars(protocol))
+    """``broadcast`` as it was at ``rev``, compiled in its module's namespace."""
+    for path, module in (("fastsock/pubsub/fanout.py", fanout),
+                         ("fastsock/websocket/protocol.py", protocol)):
+        shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+        if shown.returncode != 0:
+            continue
+        tree = ast.parse(shown.stdout)
+        node = next((n for n in tree.body
+                     if isinstance(n, ast.FunctionDef) and n.name == "broadcast"), None)
+        if node is not None:
+            break
+    else:
+        raise SystemExit(f"no broadcast() at {rev}")
+    namespace = dict(vars(module))
     exec(compile(ast.Module(body=[node], type_ignores=[]), "<base broadcast>", "exec"), namespace)
     fn: Callable[..., int] = namespace["broadcast"]
     return fn
@@ -100,7 +115,7 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="commit whose broadcast is the baseline")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
-    fns = {"base": base_broadcast(args.base), "current": protocol.broadcast}
+    fns = {"base": base_broadcast(args.base), "current": fanout.broadcast}
     print(f"core: {protocol.CORE_IMPLEMENTATION}; {CONNECTIONS} connections, "
           f"{CALLS} broadcasts per round, {args.rounds} interleaved rounds")
     for case, closed in (("open (fast path)", False), ("closed (slow path)", True)):
