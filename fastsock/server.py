@@ -38,6 +38,8 @@ from .websocket.server_handshake import (
     ServerHandshake,
 )
 from .websocket.extensions.permessage_deflate import Compression, server_factories
+from .pubsub.fanout import broadcast
+from .websocket.seam import half_close
 from .websocket.protocol import (
     CLOSING,
     COUNTER_FIELDS,
@@ -46,9 +48,7 @@ from .websocket.protocol import (
     Extension,
     TurnFlush,
     WebSocketHandler,
-    half_close,
     WebSocketOptions,
-    broadcast,
     check_handler,
     sum_counters,
 )
@@ -274,7 +274,9 @@ class ServerState:
         for handler in list(self.handlers):
             handler.abort()
 
-    def _lost(self, handler: WebSocketHandler) -> None:
+    # ConnectionObserver (fastsock/websocket/observer.py): what the
+    # connections report. ------------------------------------------------------
+    def connection_closed(self, handler: WebSocketHandler) -> None:
         if handler not in self.handlers:
             return
         self.handlers.discard(handler)
@@ -286,17 +288,23 @@ class ServerState:
         got = handler.close_code if handler._close_received else None
         self.close_codes_received[close_code_label(CloseCode.ABNORMAL_CLOSURE if got is None else got)] += 1
 
-    def _count_control(self, key: str, size: int) -> None:
-        # A ping or pong in or out (WebSocketHandler._count_control).
+    def control_frame(self, key: str, size: int) -> None:
+        # A ping or pong in or out.
         stats = self.stats
         stats[key] += 1
         stats[key + "_bytes"] += size
 
-    def _write_limit_crossed(self, policy: str, buffered: int) -> None:
-        # A connection's transport called pause_writing (WebSocketHandler).
+    def write_limit_crossed(self, policy: str, buffered: int) -> None:
+        # A connection's transport called pause_writing.
         self.slow_peer_actions[policy] += 1
         if buffered > self.write_buffer_peak:
             self.write_buffer_peak = buffered
+
+    def message_dropped(self) -> None:
+        self.stats["messages_dropped"] += 1
+
+    def ping_answered(self, seconds: float) -> None:
+        self.ping_rtt.observe(seconds)
 
     def _broadcast_done(self, seconds: float, delivered: int) -> None:
         self.stats["broadcasts"] += 1

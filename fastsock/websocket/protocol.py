@@ -3,13 +3,17 @@
 :class:`WebSocketHandler` is both the connection state machine and the base
 class applications subclass. It is sans-I/O: bytes go in through
 :meth:`~WebSocketHandler.receive_data`, the application callbacks
-(``on_message``...) come out, and bytes to send are queued. It never touches a
-socket: it talks to an object with asyncio's transport shape (``write``,
-``writelines``, ``close``, ``abort``, ``write_eof``, ``pause_reading``...) and
-schedules timers through ``loop.call_later``, so the same object runs on
-fastsock's reactor, on asyncio and on uvloop, and in tests on a fake transport
-(or with no transport at all: then :meth:`~WebSocketHandler.data_to_send`
-returns what would have been written).
+(``on_message``...) come out, and what it wants done it asks of one seam
+(:mod:`fastsock.websocket.seam`): write these frames, half-close, close,
+abort, pause or resume reading, a timer. The seam is the only I/O it knows:
+:class:`~fastsock.websocket.seam.TransportSeam` over an asyncio-shaped
+transport (fastsock's reactor, asyncio, uvloop), or
+:class:`~fastsock.websocket.seam.SansIOSeam`, which records every request,
+so the core can be tested through its outputs alone. States change only
+through the table in :mod:`fastsock.websocket._state`. What the owner of a
+connection (a server) learns, it learns through the
+:class:`~fastsock.websocket.observer.ConnectionObserver` it set as
+``server``.
 
 Hot path (why it looks the way it does): one ``FrameParser.feed`` per received
 chunk returns every frame the chunk completed; an unfragmented data frame goes
@@ -18,7 +22,8 @@ being handled is queued and written with one ``writelines`` at the end of the
 chunk, so N pipelined messages cost one send, not N. That path
 (``data_received`` and ``send``) lives in :class:`HandlerCore`, the base
 class, compiled from ``_core.pyx`` (its Python twin is ``_core_py.py``);
-``CORE_IMPLEMENTATION`` says which one runs.
+``CORE_IMPLEMENTATION`` says which one runs. Its direct writes are the seam's
+write, inlined: :meth:`TransportSeam.bind` installs the transport there.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ import enum
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from .._switch import PURE
 from ..exceptions import (
@@ -41,16 +46,11 @@ from ..frame import CloseCode, FrameParser, build_frame
 from ._core_py import COALESCE as _COALESCE
 from ._core_py import COUNTER_FIELDS, _H_BINARY, _H_TEXT, _pack16
 from ._core_py import frame_header as _header
+from ._state import CLOSED, CLOSING, CONNECTING, FAST_STATES, OPEN, Event, State, next_state
 from .extensions.base import Extension
-
-try:
-    from .._send import writer_for as _writer_for
-except ImportError:             # no compiled extensions: transports take bytes
-    def _writer_for(transport: Any) -> Optional[ChunkWriter]:
-        return None
+from .seam import SansIOSeam, Seam, TransportSeam, half_close
 
 if TYPE_CHECKING:
-    from .._send import ChunkWriter
     from ._core_py import HandlerCore, TurnFlush, sum_counters
     CORE_IMPLEMENTATION = "python"
 elif PURE or _codec.IMPLEMENTATION != "cython":
@@ -66,14 +66,18 @@ else:
         CORE_IMPLEMENTATION = "python"
 
 __all__ = [
+    "CONNECTING",
+    "OPEN",
+    "CLOSING",
+    "CLOSED",
     "State",
+    "Event",
     "TurnFlush",
     "WebSocketHandler",
     "WebSocketOptions",
     "Extension",
     "SLOW_PEER_POLICIES",
     "COUNTER_FIELDS",
-    "broadcast",
     "check_handler",
     "encode_message",
     "is_valid_close_code",
@@ -84,34 +88,6 @@ log = logging.getLogger("fastsock.websocket")
 
 Data = Union[str, bytes, bytearray, memoryview]
 
-
-def half_close(transport: Any) -> bool:
-    """Send FIN after what is queued (a lingering close). False when that
-    cannot be done: a transport without half-close is closed instead, and
-    one whose peer is already gone (asyncio's raises ENOTCONN) is aborted."""
-    try:
-        can_eof = transport.can_write_eof()
-    except (AttributeError, NotImplementedError):
-        can_eof = False
-    if not can_eof:
-        transport.close()
-        return False
-    try:
-        transport.write_eof()
-    except OSError:
-        transport.abort()
-        return False
-    return True
-
-
-class State(enum.IntEnum):
-    CONNECTING = 0
-    OPEN = 1
-    CLOSING = 2
-    CLOSED = 3
-
-
-CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
 
 SLOW_PEER_POLICIES = ("pause", "drop", "disconnect")
 
@@ -211,9 +187,10 @@ class WebSocketHandler(HandlerCore):
     """
 
     # HandlerCore holds _parser, _transport, _out, _writer, _batching, _fast,
-    # _rx_fast, _close_received, _flusher, _queued and _writing_paused.
+    # _rx_fast, _close_received, _flusher, _queued and _writing_paused
+    # (_transport and _writer are the seam's write lane, set by Seam.bind).
     __slots__ = (
-        "__weakref__", "_state", "_client", "_loop",
+        "__weakref__", "_state", "_client", "_io", "_frame_log",
         "_frag", "_frag_op", "_frag_rsv", "_close_sent", "_sent_code",
         "close_code", "close_reason", "_close_timer", "_ping_timer", "_pings", "latency", "_next_ping_at",
         "_extensions", "_options", "_reading_paused", "messages_dropped",
@@ -233,7 +210,8 @@ class WebSocketHandler(HandlerCore):
         self._parser = None
         self._transport = None
         self._writer = None
-        self._loop: Any = None
+        self._io: Optional[Seam] = None            # set by attach
+        self._frame_log: Optional[logging.Logger] = None   # DEBUG frame lines, decided at attach
         self._out = []
         self._batching = False
         self._frag: Optional[list[bytes]] = None
@@ -261,7 +239,9 @@ class WebSocketHandler(HandlerCore):
         self._fail_reason = ""
         self._flusher = None
         self._queued = False
-        self.server: Any = None                    # the ServerState on a server
+        # The ConnectionObserver (fastsock/websocket/observer.py) told of the
+        # connection's end, control frames, slow-peer actions: a server's ServerState.
+        self.server: Any = None
         self.opened_at = 0.0                       # time.monotonic() at attach (stat's age)
 
     # ------------------------------------------------------------ callbacks
@@ -292,24 +272,34 @@ class WebSocketHandler(HandlerCore):
     def attach(self, transport: Any, loop: Any, *, client: bool = False,
                options: Optional[WebSocketOptions] = None,
                extensions: Sequence[Extension] = (), subprotocol: Optional[str] = None,
-               request: Any = None, flusher: Optional[TurnFlush] = None) -> None:
+               request: Any = None, flusher: Optional[TurnFlush] = None,
+               seam: Optional[Seam] = None, logger: Optional[logging.Logger] = None) -> None:
         """Bind to a transport after a successful handshake and call ``on_open``.
 
-        ``transport`` may be ``None`` for pure sans-I/O use; ``loop`` may be
-        ``None`` when no timers are wanted (no keep-alive, no close timeout).
-        ``flusher`` is the :class:`TurnFlush` this connection shares with the
-        others on its loop (a server passes its own); without one the
-        connection gets its own, or with no loop writes at once.
+        The connection's I/O goes through a seam (:mod:`fastsock.websocket.seam`):
+        a :class:`~fastsock.websocket.seam.TransportSeam` over ``transport``
+        and ``loop``, or the ``seam`` given. With neither transport nor seam
+        the connection is sans-I/O: a :class:`~fastsock.websocket.seam.SansIOSeam`
+        records what it asks for (``data_to_send()``, its timers); ``loop``
+        then only serves :meth:`drained`. ``flusher`` is the
+        :class:`TurnFlush` this connection shares with the others on its loop
+        (a server passes its own); without one the connection gets its own,
+        or with no loop writes at once.
+
+        If ``logger`` (default ``fastsock.websocket``) is enabled for DEBUG
+        now, every frame in and out is logged; such a connection takes the
+        Python path for every message (the compiled fast lanes skip frames).
         """
         if self._state is not CONNECTING:
             raise InvalidStateError("cannot attach a connection twice")
         opts = options or DEFAULT_OPTIONS
         self._options = opts
         self._client = client
-        self._transport = transport
-        self._loop = loop
-        if flusher is None and loop is not None:
-            flusher = TurnFlush(loop)
+        if seam is None:
+            seam = TransportSeam(transport, loop) if transport is not None else SansIOSeam(loop=loop)
+        self._io = seam
+        if flusher is None and seam.loop is not None:
+            flusher = TurnFlush(seam.loop)
         self._flusher = flusher
         self._extensions = tuple(extensions)
         rsv = 0
@@ -318,32 +308,31 @@ class WebSocketHandler(HandlerCore):
         self._parser = opts.parser(require_mask=not client, allowed_rsv=rsv)
         self.subprotocol = subprotocol
         self.request = request
-        if transport is not None:
-            try:
-                transport.set_write_buffer_limits(high=opts.write_limit, low=opts.write_low)
-            except (AttributeError, NotImplementedError):
-                pass
-        self._enter(OPEN)
+        frame_log = logger if logger is not None else log
+        self._frame_log = frame_log if frame_log.isEnabledFor(logging.DEBUG) else None
+        seam.set_write_limits(opts.write_limit, opts.write_low)
+        self._transition(Event.OPENED)
+        seam.bind(self)
         self.opened_at = time.monotonic()
-        self._writer = _writer_for(transport) if self._fast else None
-        if loop is not None and opts.ping_interval:
-            self._next_ping_at = loop.time() + opts.ping_interval
-            self._ping_timer = loop.call_later(opts.ping_interval, self._keepalive)
+        if opts.ping_interval:
+            self._next_ping_at = seam.time() + opts.ping_interval
+            self._ping_timer = seam.call_later(opts.ping_interval, self._keepalive)
         self.on_open()
         if self._out and not self._batching:
             self._flush()
 
-    def _enter(self, state: State) -> None:
-        """The one place the state changes; the compiled core's fast-path
-        flags follow from it. ``_fast`` (send frames and writes at once):
-        open, a server, no extensions, a transport. ``_rx_fast`` (the codec
-        delivers whole messages, UTF-8 already checked): open, no
-        extensions, UTF-8 validation on. Every other state clears both."""
-        self._state = state
-        if state is OPEN:
-            self._fast = (not self._client and not self._extensions
-                          and self._transport is not None)
-            self._rx_fast = not self._extensions and self._options.validate_utf8
+    def _transition(self, event: Event) -> None:
+        """The one place the state changes (by the table in ``_state.py``);
+        the compiled core's fast-path flags follow from it. ``_fast`` (send
+        frames and writes at once): open, a server, no extensions, a
+        transport, no frame logging. ``_rx_fast`` (the codec delivers whole
+        messages, UTF-8 already checked): open, no extensions, UTF-8
+        validation on, no frame logging. Every other state clears both."""
+        state = self._state = next_state(self._state, event)
+        if state in FAST_STATES and not self._extensions and self._frame_log is None:
+            io = self._io
+            self._fast = not self._client and io is not None and io.transport is not None
+            self._rx_fast = self._options.validate_utf8
         else:
             self._fast = self._rx_fast = False
 
@@ -359,7 +348,18 @@ class WebSocketHandler(HandlerCore):
 
     @property
     def transport(self) -> Any:
-        return self._transport
+        """The transport under the connection's seam (None when sans-I/O)."""
+        return self._io.transport if self._io is not None else None
+
+    @property
+    def seam(self) -> Optional[Seam]:
+        """The connection's I/O seam (:mod:`fastsock.websocket.seam`), once attached."""
+        return self._io
+
+    @property
+    def _loop(self) -> Any:
+        # Kept for callers written before the seam (the coroutine layer).
+        return self._io.loop if self._io is not None else None
 
     @property
     def path(self) -> Optional[str]:
@@ -367,16 +367,16 @@ class WebSocketHandler(HandlerCore):
 
     @property
     def remote_address(self) -> Any:
-        t = self._transport
-        return t.get_extra_info("peername") if t is not None else None
+        io = self._io
+        return io.peername() if io is not None else None
 
     @property
     def buffered_amount(self) -> int:
         """Bytes queued but not yet handed to the kernel."""
         n = sum(map(len, self._out))
-        t = self._transport
-        if t is not None:
-            n += t.get_write_buffer_size()
+        io = self._io
+        if io is not None:
+            n += io.write_buffer_size()
         return n
 
     @property
@@ -391,17 +391,17 @@ class WebSocketHandler(HandlerCore):
         return {name[1:]: getattr(self, name) for name in COUNTER_FIELDS}
 
     def _count_control(self, key: str, size: int) -> None:
-        # Pings and pongs are counted by the server (no field per connection).
+        # Pings and pongs are counted by the observer (no field per connection).
         server = self.server
         if server is not None:
-            server._count_control(key, size)
+            server.control_frame(key, size)
 
     def _dropped(self) -> None:
         # A message the slow-peer policy did not send.
         self.messages_dropped += 1
         server = self.server
         if server is not None:
-            server.stats["messages_dropped"] += 1
+            server.message_dropped()
 
     # ------------------------------------------------------------ receiving
 
@@ -414,6 +414,8 @@ class WebSocketHandler(HandlerCore):
             if self._state is CLOSED or self._close_received:
                 return                             # aborted or closed by a callback
             op = frame.opcode
+            if self._frame_log is not None:
+                self._log_frame("<", op, frame.payload, frame.fin, frame.rsv)
             if frame.rsv and (op == 0 or op >= 8):
                 # An extension marks a message by its first frame (RFC 7692
                 # 6: RSV1 never on a continuation or control frame).
@@ -488,10 +490,9 @@ class WebSocketHandler(HandlerCore):
 
     def receive_eof(self) -> None:
         """The peer closed its sending side (TCP FIN)."""
-        if self._state is CLOSED:
+        if self._state is CLOSED or self._io is None:
             return
-        if self._transport is not None:
-            self._transport.close()
+        self._io.close()
 
     def eof_received(self) -> bool:
         """Transport callback: after a close handshake this is the expected end;
@@ -543,7 +544,7 @@ class WebSocketHandler(HandlerCore):
             self._close_sent = True
             self._sent_code = code
             self._queue_control(0x88, payload)
-        self._enter(CLOSING)
+        self._transition(Event.CLOSE_RECEIVED)
         self._frag = None
         self._finish_closing()
 
@@ -560,14 +561,19 @@ class WebSocketHandler(HandlerCore):
         self._parser = None            # nothing after the peer's close frame matters
         if self._out:
             self._flush()
-        t = self._transport
-        if t is None:
+        if not self._client and not self._linger():
             return
-        if not self._client and not self._eof_sent:
-            self._eof_sent = True
-            if not half_close(t):
-                return
         self._arm_close_timer()
+
+    def _linger(self) -> bool:
+        """The lingering close, once: FIN after everything queued (nothing
+        is written after it). False when the seam could not half-close and
+        ended the connection instead."""
+        if self._eof_sent:
+            return True
+        self._eof_sent = True
+        io = self._io
+        return io is not None and io.half_close()
 
     # ------------------------------------------------------------ sending
 
@@ -594,6 +600,8 @@ class WebSocketHandler(HandlerCore):
         else:
             self._tx_binary += 1
             self._tx_binary_bytes += len(payload)
+        if self._frame_log is not None:
+            self._log_frame(">", b0 & 0x0F, payload)
         if self._extensions:
             payload = bytes(payload)
             rsv = 0
@@ -616,25 +624,6 @@ class WebSocketHandler(HandlerCore):
         if not self._batching:
             self._flush()
 
-    def send_frame_bytes(self, frame: bytes) -> bool:
-        """Queue an already encoded server frame (see :func:`encode_message`),
-        applying the slow-peer policy; frames queued this way in one loop turn
-        go out in one write. Returns False if it was dropped."""
-        if self._state is not OPEN:
-            return False
-        if self._writing_paused:
-            policy = self._options.slow_peer
-            if policy == "drop":
-                self._dropped()
-                return False
-            if policy == "disconnect":
-                self._dropped()
-                self.abort()
-                return False
-        self._count_frame_out(frame)
-        self._queue_frame(frame)
-        return True
-
     def ping(self, payload: Union[bytes, str] = b"") -> None:
         """Send a ping; ``on_pong`` gets the answer and ``latency`` is updated."""
         if self._state is not OPEN:
@@ -642,10 +631,9 @@ class WebSocketHandler(HandlerCore):
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
         if len(data) > 125:
             raise ValueError("a ping payload is at most 125 bytes")
-        if self._loop is not None:
-            if self._pings is None:
-                self._pings = {}
-            self._pings[data] = self._loop.time()
+        if self._pings is None:
+            self._pings = {}
+        self._pings[data] = self._io.time() if self._io is not None else 0.0
         self._queue_control(0x89, data)
         self._count_control("ping_out", len(data))
         if not self._batching:
@@ -692,34 +680,55 @@ class WebSocketHandler(HandlerCore):
         if not self._close_sent:
             data = code.to_bytes(2, "big") + reason.encode()[:123]
             self._send_close(code, data)
-        self._enter(CLOSING)
+        self._transition(Event.FAILED)
         self._frag = None
         self._cancel_ping()
         if self._out:
             self._flush()
-        t = self._transport
-        if t is not None and not self._eof_sent:
-            self._eof_sent = True
-            if half_close(t):
-                self._arm_close_timer()
+        if not self._eof_sent and self._linger():
+            self._arm_close_timer()
 
     def abort(self) -> None:
         """Drop the connection now, without a closing handshake (reported as 1006)."""
         if self._state is CLOSED:
             return
         self._out.clear()
-        if self._transport is not None:
-            self._transport.abort()
+        if self._io is not None:
+            self._io.abort()
         else:
             self._connection_closed()
 
     def data_to_send(self) -> bytes:
-        """Sans-I/O: take the bytes queued for the peer (no transport attached)."""
-        data = b"".join(self._out)
-        self._out.clear()
-        return data
+        """Sans-I/O: take the bytes written for the peer (on a
+        :class:`~fastsock.websocket.seam.SansIOSeam`; with a transport
+        they went to it, and this is empty)."""
+        io = self._io
+        if self._out and not self._batching:
+            self._flush()
+        return io.data_to_send() if isinstance(io, SansIOSeam) else b""
 
     # ------------------------------------------------------------ internals
+
+    def _log_frame(self, direction: str, opcode: int, payload: Any,
+                   fin: bool = True, rsv: int = 0) -> None:
+        # One DEBUG line per frame (only when _frame_log was enabled at attach).
+        log_ = self._frame_log
+        if log_ is not None:
+            log_.debug("%s %s %s", self._log_name(), direction,
+                       describe_frame(opcode, payload, fin, rsv))
+
+    def _log_encoded(self, frame: bytes) -> None:
+        # A pre-encoded server frame (fastsock.pubsub.fanout): unmasked.
+        n = frame[1] & 0x7F
+        start = 2 + (2 if n == 126 else 8 if n == 127 else 0)
+        self._log_frame(">", frame[0] & 0x0F, frame[start:], bool(frame[0] & 0x80),
+                        frame[0] & 0x70)
+
+    def _log_name(self) -> str:
+        peer = self.remote_address
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            return f"{peer[0]}:{peer[1]}"
+        return f"{type(self).__name__}@{id(self):x}"
 
     def _closed_error(self) -> ConnectionClosed:
         code = self.close_code if self.close_code is not None else (self._sent_code or CloseCode.ABNORMAL_CLOSURE)
@@ -727,6 +736,8 @@ class WebSocketHandler(HandlerCore):
         return cls(code, self.close_reason)
 
     def _queue_control(self, b0: int, payload: bytes) -> None:
+        if self._frame_log is not None:
+            self._log_frame(">", b0 & 0x0F, payload)
         if self._client:
             self._out.append(build_frame(b0 & 0x0F, payload, mask=True))
         else:
@@ -736,39 +747,38 @@ class WebSocketHandler(HandlerCore):
         self._close_sent = True
         self._sent_code = code
         self._queue_control(0x88, data)
-        self._enter(CLOSING)
+        self._transition(Event.CLOSE_SENT)
         self._cancel_ping()
         self._arm_close_timer()
 
     def _arm_close_timer(self) -> None:
-        loop = self._loop
-        if loop is None or self._transport is None:
+        io = self._io
+        if io is None:
             return
         if self._close_timer is not None:
             self._close_timer.cancel()
-        self._close_timer = loop.call_later(self._options.close_timeout, self._close_timed_out)
+        self._close_timer = io.call_later(self._options.close_timeout, self._close_timed_out)
 
     def _close_timed_out(self) -> None:
         self._close_timer = None
-        if self._state is not CLOSED and self._transport is not None:
-            self._transport.abort()
+        if self._state is not CLOSED and self._io is not None:
+            self._io.abort()
 
     def _flush(self) -> None:
         out = self._out
-        t = self._transport
-        if t is None:
+        io = self._io
+        if io is None or not out:
             return
         if self._eof_sent:          # nothing may follow our close frame
             out.clear()
             return
-        if len(out) == 1:
-            t.write(out[0])
-        else:
-            t.writelines(out)
+        io.write(out)
         out.clear()
 
     def _queue_frame(self, frame: bytes) -> None:
         """Queue a pre-encoded frame; written once per loop turn with the others."""
+        if self._frame_log is not None:
+            self._log_encoded(frame)
         self._out.append(frame)
         if not self._batching:
             self._request_flush()
@@ -784,9 +794,9 @@ class WebSocketHandler(HandlerCore):
         pings = self._pings
         sent = pings.pop(payload, None) if pings else None
         if sent is not None and pings is not None:
-            self.latency = self._loop.time() - sent
+            self.latency = latency = self._io.time() - sent if self._io is not None else 0.0
             if self.server is not None:
-                self.server.ping_rtt.observe(self.latency)
+                self.server.ping_answered(latency)
             # Pings are answered in order: older unanswered ones are implied.
             pings.clear()
         self.on_pong(payload)
@@ -799,7 +809,11 @@ class WebSocketHandler(HandlerCore):
         if self._state is not OPEN:
             return
         opts = self._options
-        now = self._loop.time()
+        io = self._io
+        interval = opts.ping_interval
+        if io is None or interval is None:
+            return
+        now = io.time()
         deadline: Optional[float] = None
         if self._pings and opts.ping_timeout:
             deadline = min(self._pings.values()) + opts.ping_timeout
@@ -811,9 +825,9 @@ class WebSocketHandler(HandlerCore):
                 self.ping(os.urandom(4))
                 if opts.ping_timeout:
                     deadline = now + opts.ping_timeout
-            self._next_ping_at = now + opts.ping_interval
+            self._next_ping_at = now + interval
         wake = self._next_ping_at if deadline is None else min(self._next_ping_at, deadline)
-        self._ping_timer = self._loop.call_later(max(0.0, wake - now), self._keepalive)
+        self._ping_timer = io.call_later(max(0.0, wake - now), self._keepalive)
 
     def _cancel_ping(self) -> None:
         if self._ping_timer is not None:
@@ -822,22 +836,23 @@ class WebSocketHandler(HandlerCore):
 
     # transport callbacks ------------------------------------------------------
 
-    def connection_made(self, transport: Any) -> None:  # pragma: no cover - set by glue
-        self._transport = transport
+    def connection_made(self, transport: Any) -> None:  # pragma: no cover - the glue attaches
+        pass
 
     def pause_writing(self) -> None:
         self._writing_paused = True
         policy = self._options.slow_peer
         if self.server is not None:
-            self.server._write_limit_crossed(policy, self.buffered_amount)
+            self.server.write_limit_crossed(policy, self.buffered_amount)
+        io = self._io
         if policy == "pause":
-            if self._transport is not None and not self._reading_paused:
+            if io is not None and not self._reading_paused:
                 self._reading_paused = True
-                self._transport.pause_reading()
+                io.pause_reading()
         elif policy == "disconnect":
             # Not from inside the transport's write(): abort on the next turn.
-            if self._loop is not None:
-                self._loop.call_soon(self.abort)
+            if io is not None:
+                io.call_soon(self.abort)
             else:
                 self.abort()
             return
@@ -845,9 +860,9 @@ class WebSocketHandler(HandlerCore):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        if self._reading_paused and self._state is not CLOSED:
+        if self._reading_paused and self._state is not CLOSED and self._io is not None:
             self._reading_paused = False
-            self._transport.resume_reading()
+            self._io.resume_reading()
         self._wake_drain_waiters()
         self.on_drain()
 
@@ -857,9 +872,9 @@ class WebSocketHandler(HandlerCore):
         or when the connection closes. ``await ws.drained()`` on asyncio;
         ``reactor.run_until_complete(ws.drained())`` or a done callback on
         fastsock's reactor."""
-        if self._loop is None:
-            raise InvalidStateError("cannot wait for a drain without a loop")
-        future = self._loop.create_future()
+        if self._io is None:
+            raise InvalidStateError("cannot wait for a drain before the connection opens")
+        future = self._io.create_future()
         if not self._writing_paused or self._state is CLOSED:
             future.set_result(None)
         else:
@@ -881,9 +896,9 @@ class WebSocketHandler(HandlerCore):
         if self._state is CLOSED:
             return
         if self._state is CONNECTING:
-            self._enter(CLOSED)
+            self._transition(Event.LOST)
             return
-        self._enter(CLOSED)
+        self._transition(Event.LOST)
         self._parser = None            # HandlerCore.data_received ignores what follows
         self._writing_paused = False
         self._wake_drain_waiters()
@@ -896,8 +911,7 @@ class WebSocketHandler(HandlerCore):
             release = getattr(ext, "release", None)
             if release is not None:
                 release()              # e.g. free zlib's state now, not at GC
-        if self._transport is not None:
-            self._out.clear()          # can never be delivered (sans-I/O keeps it for data_to_send)
+        self._out.clear()              # can never be delivered
         if self._fail_code is not None:
             # We failed the connection: report why, not the peer's echo.
             code, reason = self._fail_code, self._fail_reason
@@ -914,7 +928,33 @@ class WebSocketHandler(HandlerCore):
             self.on_close(code, reason)
         finally:
             if server is not None:
-                server._lost(self)       # forget it (ServerState.handlers)
+                server.connection_closed(self)   # forget it (ServerState.handlers)
+
+
+_OPCODE_NAMES = {0: "CONT", 1: "TEXT", 2: "BINARY", 8: "CLOSE", 9: "PING", 10: "PONG"}
+_LOGGED_CHARS = 60      # of a payload shown in a DEBUG frame line
+
+
+def describe_frame(opcode: int, payload: Any, fin: bool = True, rsv: int = 0) -> str:
+    """One frame as a DEBUG line shows it: ``TEXT 'hello' [5 bytes]``,
+    ``BINARY 00 ff… [1024 bytes, continued]``, ``CLOSE 1000 'bye' [5 bytes]``."""
+    data = bytes(payload)
+    name = _OPCODE_NAMES.get(opcode, f"OPCODE {opcode:#x}")
+    if opcode == 1:
+        # A UTF-8 character is at most 4 bytes: this head holds the shown ones.
+        head = data[:_LOGGED_CHARS * 4].decode(errors="replace")
+        cut = len(head) > _LOGGED_CHARS or len(data) > _LOGGED_CHARS * 4
+        detail = repr(head[:_LOGGED_CHARS]) + ("…" if cut else "")
+    elif opcode == 8 and len(data) >= 2:
+        detail = f"{int.from_bytes(data[:2], 'big')} {data[2:].decode(errors='replace')!r}"
+    else:
+        detail = data[:_LOGGED_CHARS].hex(" ") + ("…" if len(data) > _LOGGED_CHARS else "")
+    notes = [f"{len(data)} bytes"]
+    if not fin:
+        notes.append("continued")
+    if rsv:
+        notes.append(f"rsv={rsv >> 4:03b}")
+    return f"{name} {detail} [{', '.join(notes)}]".replace("  ", " ")
 
 
 def check_handler(handler: Any) -> None:
@@ -927,122 +967,3 @@ def check_handler(handler: Any) -> None:
     except AttributeError:
         raise TypeError(f"{type(handler).__name__}.__init__ must call "
                         f"super().__init__()") from None
-
-
-def _frame_message(frame: bytes) -> Data:
-    """The message of one unmasked frame built by :func:`encode_message`."""
-    n = frame[1] & 0x7F
-    payload = frame[2 + (2 if n == 126 else 8 if n == 127 else 0):]
-    return payload.decode() if frame[0] & 0x0F == 0x1 else payload
-
-
-def _encoded_frame(conn: WebSocketHandler, frame: bytes,
-                   shared: dict[Any, bytes]) -> bytes:
-    """``frame`` (from :func:`encode_message`) as ``conn``'s extensions send it.
-
-    An extension that encodes a message the same way on every connection
-    (permessage-deflate without server context takeover: the shared
-    compressor starts each message from an empty window) names that in
-    ``broadcast_key``; one broadcast then encodes once per key, kept in
-    ``shared``. Any other extension (context takeover: each connection's
-    compressor has its own history) encodes per connection, in order with
-    that connection's other messages.
-    """
-    exts = conn._extensions
-    key = None
-    if len(exts) == 1:
-        key = getattr(exts[0], "broadcast_key", None)
-        if key is not None:
-            cached = shared.get(key)
-            if cached is not None:
-                return cached
-    n = frame[1] & 0x7F
-    payload = frame[2 + (2 if n == 126 else 8 if n == 127 else 0):]
-    b0 = frame[0]
-    for ext in exts:
-        rsv, payload = ext.encode(b0 & 0x0F, payload)
-        b0 |= rsv
-    out = _header(b0, len(payload)) + payload
-    if key is not None:
-        shared[key] = out
-    return out
-
-
-class Wrapped(Protocol):
-    """What :func:`broadcast` takes besides a :class:`WebSocketHandler`: an
-    object over one (a coroutine ``fastsock.coroutine.Connection``)."""
-
-    @property
-    def core(self) -> WebSocketHandler: ...
-
-    @property
-    def server(self) -> Any: ...
-
-    def _broadcast_frame(self, frame: bytes) -> bool: ...
-
-
-def broadcast(connections: Iterable[Union[WebSocketHandler, Wrapped]],
-              message: Optional[Data] = None, *, frame: Optional[bytes] = None) -> int:
-    """Encode ``message`` once and write the same frame to every open
-    server-side connection. With ``frame`` (the output of
-    :func:`encode_message`, e.g. received from another process by
-    :mod:`fastsock.pubsub`) that frame is written as it is and ``message``
-    may be omitted: nothing is decoded or encoded again. Connections whose write buffer is over
-    ``write_limit`` follow their ``slow_peer`` policy (a dropped message is
-    counted in their ``messages_dropped``). Client-side connections must mask
-    each frame, so they get their own ``send``. Returns how many got it.
-    Coroutine ``Connection`` objects may be passed too, mixed with handlers:
-    they take the same fast path through their core.
-
-    The frame is queued, not written: every connection that got frames in
-    this loop turn is written once at the end of the turn by its
-    :class:`TurnFlush` (one send per connection per turn, however many
-    broadcasts), so broadcasting to N connections costs N list appends, not
-    N scheduled callbacks.
-    """
-    started = time.perf_counter()
-    if frame is None:
-        if message is None:
-            raise TypeError("broadcast() needs a message or a frame")
-        frame = encode_message(message)
-    sent = 0
-    conn: Union[WebSocketHandler, Wrapped, None] = None
-    shared: Optional[dict[Any, bytes]] = None    # extension-encoded frames (compressed once)
-    for conn in connections:
-        if conn._broadcast_frame(frame):   # open, a server's, not paused: the common case, in C
-            sent += 1
-            continue
-        try:
-            state = conn._state                # type: ignore[union-attr]
-            handler: WebSocketHandler = conn   # type: ignore[assignment]
-        except AttributeError:                 # a coroutine Connection: look through it
-            handler = conn.core                # type: ignore[union-attr]
-            state = handler._state
-        if state is not OPEN:
-            continue
-        if handler._client:
-            handler.send(message if message is not None else _frame_message(frame))
-            sent += 1
-            continue
-        out = frame
-        if handler._extensions:
-            if shared is None:
-                shared = {}
-            out = _encoded_frame(handler, frame, shared)
-        if handler._writing_paused:
-            policy = handler._options.slow_peer
-            if policy == "drop":
-                handler._dropped()
-                continue
-            if policy == "disconnect":
-                handler._dropped()
-                handler.abort()
-                continue
-        handler._count_frame_out(frame)     # payload bytes before compression (metrics)
-        handler._queue_frame(out)
-        sent += 1
-    # Recorded on the server of the connections (the last one's: a
-    # broadcast spans one server's connections).
-    if conn is not None and conn.server is not None:
-        conn.server._broadcast_done(time.perf_counter() - started, sent)
-    return sent

@@ -1,0 +1,307 @@
+"""The one I/O seam of a WebSocket connection.
+
+The connection core (:class:`~fastsock.websocket.protocol.WebSocketHandler`)
+decides; it never touches a socket, a transport or a loop. What it needs
+done it asks of one object, its seam, through these operations only:
+
+========================  ==================================================
+``write(frames)``         send these frames, in order, after what is queued
+``half_close()``          FIN after everything queued (the lingering close)
+``close()`` / ``abort()`` end the connection: gracefully / at once
+``pause_reading()``       stop / restart delivering received bytes
+``resume_reading()``
+``call_later(d, cb)``     a timer (keep-alive, close timeout; None
+                          where there is no loop); ``time()``
+``call_soon(cb)``         run ``cb`` on the next loop turn
+``create_future()``       something a coroutine can wait on (``drained()``)
+========================  ==================================================
+
+plus three facts about the connection (``peername()``,
+``write_buffer_size()``, ``set_write_limits()``).
+
+:class:`TransportSeam` is the glue to an asyncio-shaped transport and its
+loop: fastsock's reactor, asyncio, uvloop. It also installs the compiled
+core's write lane (:meth:`TransportSeam.bind`): the transport and, where the
+transport takes a pointer, its ``ChunkWriter``, so a message sent on the hot
+path is written by compiled code with no Python call in between.
+
+:class:`SansIOSeam` performs nothing and records everything, so the core can
+be driven and checked through its outputs alone: the bytes it wrote
+(:meth:`~SansIOSeam.data_to_send`), whether it half-closed, closed or
+aborted, whether it paused reading, and the timers it wants
+(:attr:`~SansIOSeam.timers`, fired by :meth:`~SansIOSeam.advance`).
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+
+from ..exceptions import InvalidStateError
+
+if TYPE_CHECKING:
+    from .._send import ChunkWriter
+    from .protocol import WebSocketHandler
+
+try:
+    from .._send import writer_for as _writer_for
+except ImportError:             # no compiled extensions: transports take bytes
+    def _writer_for(transport: Any) -> Optional[ChunkWriter]:
+        return None
+
+__all__ = ["Seam", "TimerHandle", "TransportSeam", "SansIOSeam", "Timer", "half_close"]
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Seam(Protocol):
+    """What the connection core asks of I/O (see the module docstring)."""
+
+    @property
+    def transport(self) -> Any: ...
+
+    @property
+    def loop(self) -> Any: ...
+
+    def bind(self, core: "WebSocketHandler") -> None: ...
+    def write(self, frames: list[bytes]) -> None: ...
+    def half_close(self) -> bool: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Optional[TimerHandle]: ...
+    def call_soon(self, callback: Callable[[], None]) -> None: ...
+    def time(self) -> float: ...
+    def create_future(self) -> Any: ...
+    def peername(self) -> Any: ...
+    def write_buffer_size(self) -> int: ...
+    def set_write_limits(self, high: int, low: int) -> None: ...
+
+
+def half_close(transport: Any) -> bool:
+    """Send FIN after what is queued (a lingering close). False when that
+    cannot be done: a transport without half-close is closed instead, and
+    one whose peer is already gone (asyncio's raises ENOTCONN) is aborted."""
+    try:
+        can_eof = transport.can_write_eof()
+    except (AttributeError, NotImplementedError):
+        can_eof = False
+    if not can_eof:
+        transport.close()
+        return False
+    try:
+        transport.write_eof()
+    except OSError:
+        transport.abort()
+        return False
+    return True
+
+
+class TransportSeam:
+    """The seam over an asyncio-shaped transport and its loop."""
+
+    __slots__ = ("transport", "loop")
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self.transport = transport
+        self.loop = loop
+
+    def bind(self, core: "WebSocketHandler") -> None:
+        # The compiled core writes on its fast path itself (HandlerCore's
+        # _transport and _writer, fastsock/websocket/_core.pxd): the seam's
+        # write, inlined. The pointer writer only serves that fast path.
+        core._transport = self.transport
+        core._writer = _writer_for(self.transport) if core._fast else None
+
+    def write(self, frames: list[bytes]) -> None:
+        if len(frames) == 1:
+            self.transport.write(frames[0])
+        else:
+            self.transport.writelines(frames)
+
+    def half_close(self) -> bool:
+        return half_close(self.transport)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Optional[TimerHandle]:
+        # Without a loop there are no timers (no keep-alive, no close timeout).
+        if self.loop is None:
+            return None
+        handle: TimerHandle = self.loop.call_later(delay, callback)
+        return handle
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        if self.loop is None:
+            callback()
+        else:
+            self.loop.call_soon(callback)
+
+    def time(self) -> float:
+        return float(self.loop.time()) if self.loop is not None else time.monotonic()
+
+    def create_future(self) -> Any:
+        if self.loop is None:
+            raise InvalidStateError("cannot wait for a drain without a loop")
+        return self.loop.create_future()
+
+    def peername(self) -> Any:
+        return self.transport.get_extra_info("peername")
+
+    def write_buffer_size(self) -> int:
+        return int(self.transport.get_write_buffer_size())
+
+    def set_write_limits(self, high: int, low: int) -> None:
+        try:
+            self.transport.set_write_buffer_limits(high=high, low=low)
+        except (AttributeError, NotImplementedError):
+            pass
+
+
+class Timer:
+    """A timer the core asked a :class:`SansIOSeam` for."""
+
+    __slots__ = ("when", "callback", "_cancelled")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def __repr__(self) -> str:
+        name = getattr(self.callback, "__name__", repr(self.callback))
+        return f"<Timer at {self.when:.3f} {name}{' cancelled' if self._cancelled else ''}>"
+
+
+class SansIOSeam:
+    """No I/O: the core's requests are recorded for the caller to act on.
+
+    The clock is :attr:`now` (seconds; starts at ``now=``), moved only by
+    :meth:`advance`, which runs the timers that fall due, in order. Ending
+    the connection (``close()``/``abort()``) reports it lost to the core at
+    once: there is no transport whose end could be waited for.
+    """
+
+    transport = None
+
+    def __init__(self, *, now: float = 0.0, loop: Any = None) -> None:
+        self.now = now
+        self.loop = loop                    # only for create_future (drained())
+        self._sent = bytearray()
+        self.eof_sent = False
+        self.closed = False
+        self.aborted = False
+        self.reading_paused = False
+        self.write_limits: Optional[tuple[int, int]] = None
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._order = itertools.count()
+        self._core: Optional["WebSocketHandler"] = None
+
+    # -- what the core asks ---------------------------------------------------
+    def bind(self, core: "WebSocketHandler") -> None:
+        self._core = core
+        core._transport = None
+        core._writer = None
+
+    def write(self, frames: list[bytes]) -> None:
+        if self.closed or self.aborted:
+            return
+        for frame in frames:
+            self._sent += frame
+
+    def half_close(self) -> bool:
+        self.eof_sent = True
+        return True
+
+    def close(self) -> None:
+        if not (self.closed or self.aborted):
+            self.closed = True
+            self._lost()
+
+    def abort(self) -> None:
+        if not (self.closed or self.aborted):
+            self.aborted = True
+            self._lost()
+
+    def pause_reading(self) -> None:
+        self.reading_paused = True
+
+    def resume_reading(self) -> None:
+        self.reading_paused = False
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(self.now + max(0.0, delay), callback)
+        heapq.heappush(self._timers, (timer.when, next(self._order), timer))
+        return timer
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self.call_later(0.0, callback)
+
+    def time(self) -> float:
+        return self.now
+
+    def create_future(self) -> Any:
+        if self.loop is None:
+            raise InvalidStateError("cannot wait for a drain without a loop")
+        return self.loop.create_future()
+
+    def peername(self) -> Any:
+        return None
+
+    def write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_limits(self, high: int, low: int) -> None:
+        self.write_limits = (high, low)
+
+    # -- what the caller reads or does -----------------------------------------
+    def data_to_send(self) -> bytes:
+        """Take the bytes written so far."""
+        data = bytes(self._sent)
+        self._sent.clear()
+        return data
+
+    @property
+    def timers(self) -> list[Timer]:
+        """The timers wanted and not cancelled, soonest first."""
+        return [t for _, _, t in sorted(self._timers) if not t.cancelled()]
+
+    def advance(self, seconds: float) -> int:
+        """Move the clock on by ``seconds`` and run the timers due by then
+        (including ones those timers set within the interval). Returns how
+        many ran."""
+        deadline = self.now + seconds
+        ran = 0
+        while self._timers and self._timers[0][0] <= deadline:
+            when, _, timer = heapq.heappop(self._timers)
+            if timer.cancelled():
+                continue
+            self.now = max(self.now, when)
+            timer.callback()
+            ran += 1
+        self.now = deadline
+        return ran
+
+    def _lost(self) -> None:
+        if self._core is not None:
+            self._core.connection_lost(None)
