@@ -224,10 +224,10 @@ def test_compacted_contexts_carry_on_from_their_history(
         assert d.decompress(z, None) == m
 
 
-def test_pool_keeps_the_most_recently_used_contexts_whole() -> None:
-    from fastsock.websocket.extensions.permessage_deflate import ContextPool
-    pool = ContextPool(2)
-    zs = [_deflate_py.Compressor(12, 5, 6) for _ in range(4)]
+@pytest.mark.parametrize("impl", IMPLS)
+def test_pool_keeps_the_most_recently_used_contexts_whole(impl: ModuleType) -> None:
+    pool = impl.ContextPool(2)
+    zs = [impl.Compressor(12, 5, 6) for _ in range(4)]
     for z in zs:
         z.compress(b"some history " * 20)
         pool.use(z)
@@ -264,3 +264,87 @@ def test_fragments_give_the_same_bytes_compiled_and_twin(parts: list[bytes]) -> 
     for i, p in enumerate(parts):
         final = i == len(parts) - 1
         assert a.compress(p, final) == b.compress(p, final)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_pool_compacts_the_least_recently_used_not_the_oldest(impl: ModuleType) -> None:
+    # Using a stream again moves it to the front: the one to compact is the
+    # one used longest ago, whatever the order streams joined the pool in.
+    pool = impl.ContextPool(3)
+    zs = [impl.Decompressor(12) for _ in range(5)]
+    for z in zs[:3]:
+        z.decompress(impl.Compressor(12, 5, 6).compress(b"x" * 40), None)
+        pool.use(z)
+    pool.use(zs[0])                       # 0 is now the most recent: 1 is the oldest
+    pool.use(zs[0])                       # already at the front: nothing moves
+    zs[3].decompress(impl.Compressor(12, 5, 6).compress(b"y" * 40), None)
+    pool.use(zs[3])
+    assert [z.allocated for z in zs[:4]] == [True, False, True, True] and len(pool) == 3
+    pool.forget(zs[2])                    # a middle one leaves: its neighbours stay linked
+    pool.forget(zs[2])                    # twice is harmless
+    pool.forget(zs[4])                    # never in the pool: harmless
+    assert len(pool) == 2
+    pool.limit = 1
+    zs[4].decompress(impl.Compressor(12, 5, 6).compress(b"z" * 40), None)
+    pool.use(zs[4])                       # 3 then 0 are compacted, oldest first
+    assert [z.allocated for z in (zs[0], zs[3], zs[4])] == [False, False, True]
+    assert len(pool) == 1 and pool.limit == 1
+    pool.limit = None
+    pool.use(zs[0])
+    pool.use(zs[1])
+    assert len(pool) == 3
+
+
+codec_ops = st.lists(st.tuples(st.sampled_from([1, 2]), messages), min_size=1, max_size=8)
+
+
+@needs_compiled
+@given(ops=codec_ops, local_nct=st.booleans(), remote_nct=st.booleans(),
+       threshold=st.sampled_from([0, 32, 64, 500]), bits=st.integers(9, 15))
+@settings(**settings_kw)  # type: ignore[arg-type]
+def test_the_compiled_codec_and_its_twin_agree(ops: list[tuple[int, bytes]], local_nct: bool,
+                                               remote_nct: bool, threshold: int,
+                                               bits: int) -> None:
+    # The whole per-message path (threshold, shared no-takeover streams, the
+    # pools): a sender of each implementation gives the same (rsv, bytes),
+    # and each receiver inflates the other's messages to the input.
+    assert _compiled is not None
+    args = (local_nct, remote_nct, bits, bits, 5, 6, threshold)
+    peer_args = (remote_nct, local_nct, bits, bits, 5, 6, threshold)
+    send = [_compiled.DeflateCodec(*args), _deflate_py.DeflateCodec(*args)]
+    recv = [_compiled.DeflateCodec(*peer_args), _deflate_py.DeflateCodec(*peer_args)]
+    try:
+        for opcode, m in ops:
+            (ra, za), (rb, zb) = (s.encode(opcode, m) for s in send)
+            assert (ra, za) == (rb, zb)
+            assert ra == (0x40 if len(m) >= threshold else 0)
+            assert recv[0].decode(rb, 2, zb, len(m)) == m == recv[1].decode(ra, 2, za, len(m))
+        assert send[0].broadcast_key == send[1].broadcast_key
+        assert send[0].memory_held == send[1].memory_held
+    finally:
+        for x in send + recv:
+            x.release()
+    assert not any(x.memory_held for x in send + recv)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_the_codec_enforces_the_limit_and_utf8_itself(impl: ModuleType) -> None:
+    # decode(rsv, opcode, payload, max_size) as the core calls it: one byte
+    # over the limit is 1009, bad UTF-8 in a text message is 1007 while
+    # inflating, and a message without RSV1 passes as it is.
+    sender, receiver = impl.DeflateCodec(False, False, 12, 12, 5, 6, 0), \
+        impl.DeflateCodec(False, False, 12, 12, 5, 6, 0)
+    big = b"a" * 5000
+    rsv, wire = sender.encode(2, big)
+    with pytest.raises(MessageTooBigError):
+        receiver.decode(rsv, 2, wire, len(big) - 1)
+    fresh = impl.DeflateCodec(False, False, 12, 12, 5, 6, 0)
+    assert fresh.decode(rsv, 2, wire, len(big)) == big
+    bad = b"\xff" * 200_000
+    other = impl.DeflateCodec(False, False, 12, 12, 5, 6, 0)
+    with pytest.raises(InvalidUTF8Error):
+        impl.DeflateCodec(False, False, 12, 12, 5, 6, 0).decode(0x40, 1, other.encode(1, bad)[1],
+                                                                  None)
+    assert receiver.decode(0, 1, b"plain", 10) == b"plain"
+    for x in (sender, receiver, fresh, other):
+        x.release()

@@ -10,6 +10,12 @@ would inflate past the limit stops there (a "bomb" costs at most the limit
 plus one step), and a text message's UTF-8 is checked step by step while it
 grows. Neither allocates zlib's state before its first message; ``release``
 frees it.
+
+A :class:`ContextPool` keeps the most recently used context-takeover
+streams whole (an intrusive list: no dict work per message), and a
+:class:`DeflateCodec` is one connection's negotiated extension with the
+whole per-message path (threshold, shared no-takeover streams, the pool,
+zlib) in C; ``permessage_deflate.PerMessageDeflate`` subclasses it.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -84,7 +90,35 @@ cdef inline void _restore_window(z_stream *strm, bytes history,
                    <unsigned int>PyBytes_GET_SIZE(history))
 
 
-cdef class Compressor:
+
+
+cdef class _Stream:
+    """What a Compressor and a Decompressor share: zlib's state, allocated at
+    the first message, the history ``compact`` keeps in its place, and the
+    links of the ContextPool the stream is in."""
+
+    @property
+    def allocated(self):
+        """True while zlib's state is allocated (from the first message
+        until ``release``)."""
+        return self._ready
+
+    @property
+    def held(self):
+        """Bytes of history kept by ``compact`` (0 when none)."""
+        return len(self._history) if self._history is not None else 0
+
+    def compact(self):
+        """Keep only the history (the last window of what went through, at
+        most 1 << wbits bytes) and free zlib's state; the next message
+        rebuilds it from that history, so the context carries on."""
+        self._compact()
+
+    cdef int _compact(self) except -1:
+        return 0
+
+
+cdef class Compressor(_Stream):
     """Compresses one whole message at a time (see the module docstring)."""
 
     def __init__(self, int wbits=15, int mem_level=8, int level=6,
@@ -104,12 +138,6 @@ cdef class Compressor:
         if self._ready:
             deflateEnd(&self._strm)
 
-    @property
-    def allocated(self):
-        """True while zlib's state is allocated (from the first message
-        until ``release``)."""
-        return self._ready
-
     def release(self):
         """Free zlib's state; the next message allocates it again (with
         context takeover that starts a new context: only at the end)."""
@@ -118,27 +146,26 @@ cdef class Compressor:
             deflateEnd(&self._strm)
             self._ready = False
 
-    def compact(self):
-        """Keep only the history (the last window of what was compressed,
-        at most 1 << wbits bytes) and free zlib's state; the next message
-        rebuilds it from that history, so the context carries on."""
+    cdef int _compact(self) except -1:
         if not self._ready or self.no_context_takeover:
-            return
+            return 0
         self._history = _window_of(&self._strm, deflateGetDictionary)
         deflateEnd(&self._strm)
         self._ready = False
-
-    @property
-    def held(self):
-        """Bytes of history kept by ``compact`` (0 when none)."""
-        return len(self._history) if self._history is not None else 0
+        return 0
 
     def compress(self, data, bint final=True):
         """One message's payload as sent on the wire (tail stripped). With
         ``final=False``, one fragment of a message sent in pieces: flushed
         but not ended (the tail stays, the context is not reset); the
         message's last fragment is compressed with ``final=True``."""
+        return self._deflate(data, final)
+
+    cdef bytes _deflate(self, object data, bint final):
         cdef Py_buffer view
+        cdef bint have_view = False
+        cdef const unsigned char *src
+        cdef Py_ssize_t srclen
         cdef PyObject *out = NULL
         cdef Py_ssize_t cap, produced = 0
         cdef int rc
@@ -152,16 +179,23 @@ cdef class Compressor:
                 history = self._history
                 self._history = None
                 _restore_window(&self._strm, history, deflateSetDictionary)
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        if type(data) is bytes:             # the common case: no buffer protocol
+            src = <const unsigned char *>PyBytes_AS_STRING(data)
+            srclen = PyBytes_GET_SIZE(data)
+        else:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            have_view = True
+            src = <const unsigned char *>view.buf
+            srclen = view.len
         try:
-            if view.len > INPUT_MAX:
+            if srclen > INPUT_MAX:
                 raise ValueError("cannot compress a message of 2 GiB or more")
             # deflateBound plus room for the sync-flush marker; grown if short.
-            cap = <Py_ssize_t>deflateBound(&self._strm, <unsigned long>view.len) + 16
+            cap = <Py_ssize_t>deflateBound(&self._strm, <unsigned long>srclen) + 16
             out = _new_bytes(NULL, cap)
-            self._strm.next_in = <const unsigned char *>view.buf
-            self._strm.avail_in = <unsigned int>view.len
-            if view.len == 0:
+            self._strm.next_in = src
+            self._strm.avail_in = <unsigned int>srclen
+            if srclen == 0:
                 # zlib skips a sync flush right after another unless a call
                 # in between (as the zlib module's compress() makes): then an
                 # empty message still gets its empty block, as in the twin.
@@ -190,12 +224,20 @@ cdef class Compressor:
             _PyBytes_Resize(&out, produced)
             result = <bytes>out
         finally:
-            PyBuffer_Release(&view)
+            if have_view:
+                PyBuffer_Release(&view)
             Py_XDECREF(out)
         return result
 
 
-cdef class Decompressor:
+cdef inline Py_ssize_t _limit_of(object max_size) except? -1:
+    """The output size at which an inflate stops: max_size + 1 (None: 2 GiB)."""
+    if max_size is None:
+        return INPUT_MAX
+    return min(<Py_ssize_t>max_size, INPUT_MAX - 1) + 1
+
+
+cdef class Decompressor(_Stream):
     """Inflates one whole message at a time (see the module docstring)."""
 
     def __init__(self, int wbits=15, bint no_context_takeover=False):
@@ -208,11 +250,6 @@ cdef class Decompressor:
         if self._ready:
             inflateEnd(&self._strm)
 
-    @property
-    def allocated(self):
-        """True while zlib's state is allocated."""
-        return self._ready
-
     def release(self):
         """Free zlib's state (see :meth:`Compressor.release`)."""
         self._history = None
@@ -220,19 +257,13 @@ cdef class Decompressor:
             inflateEnd(&self._strm)
             self._ready = False
 
-    def compact(self):
-        """Keep only the history (the window) and free zlib's state (see
-        :meth:`Compressor.compact`)."""
+    cdef int _compact(self) except -1:
         if not self._ready or self.no_context_takeover:
-            return
+            return 0
         self._history = _window_of(&self._strm, inflateGetDictionary)
         inflateEnd(&self._strm)
         self._ready = False
-
-    @property
-    def held(self):
-        """Bytes of history kept by ``compact`` (0 when none)."""
-        return len(self._history) if self._history is not None else 0
+        return 0
 
     def decompress(self, data, max_size=None, bint text=False):
         """The message inflated from ``data`` (a whole message's payload).
@@ -243,17 +274,18 @@ cdef class Decompressor:
         decode checks the end), ProtocolError (1007) for data that is not
         DEFLATE. After an error the context is gone: the caller closes.
         """
+        return self._inflate(data, _limit_of(max_size), text)
+
+    cdef bytes _inflate(self, object data, Py_ssize_t limit, bint text):
         cdef Py_buffer view
+        cdef bint have_view = False
         cdef PyObject *out = NULL
-        cdef Py_ssize_t limit, cap, step, produced = 0, checked = 0
+        cdef Py_ssize_t cap, step, produced = 0, checked = 0
         cdef int rc, seg
         cdef bint ended = False
         cdef const unsigned char *src
-        cdef Py_ssize_t srclen
-        if max_size is None:
-            limit = INPUT_MAX
-        else:
-            limit = min(<Py_ssize_t>max_size, INPUT_MAX - 1) + 1
+        cdef const unsigned char *buf
+        cdef Py_ssize_t srclen, buflen
         if not self._ready:
             memset(&self._strm, 0, sizeof(z_stream))
             if inflateInit2(&self._strm, -self.wbits) != Z_OK:
@@ -266,18 +298,25 @@ cdef class Decompressor:
         elif self.no_context_takeover:
             inflateReset(&self._strm)
         validator = None
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        if type(data) is bytes:             # the common case: no buffer protocol
+            buf = <const unsigned char *>PyBytes_AS_STRING(data)
+            buflen = PyBytes_GET_SIZE(data)
+        else:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            have_view = True
+            buf = <const unsigned char *>view.buf
+            buflen = view.len
         try:
-            if view.len > INPUT_MAX:
+            if buflen > INPUT_MAX:
                 raise MessageTooBigError("compressed message of 2 GiB or more")
-            cap = min(limit, max(<Py_ssize_t>_FIRST_OUT, 4 * view.len + 64))
+            cap = min(limit, max(<Py_ssize_t>_FIRST_OUT, 4 * buflen + 64))
             out = _new_bytes(NULL, cap)
             for seg in range(2):
                 if seg == 1 and ended:
                     break                       # no tail after a final block
                 if seg == 0:
-                    src = <const unsigned char *>view.buf
-                    srclen = view.len
+                    src = buf
+                    srclen = buflen
                 else:
                     src = _TAIL
                     srclen = 4
@@ -324,6 +363,267 @@ cdef class Decompressor:
                 _PyBytes_Resize(&out, produced)
             result = <bytes>out
         finally:
-            PyBuffer_Release(&view)
+            if have_view:
+                PyBuffer_Release(&view)
             Py_XDECREF(out)
         return result
+
+
+cdef class ContextPool:
+    """Bounds how many context-takeover zlib states hold memory at once.
+
+    Every connection with context takeover needs its history (the last
+    window of what went through) to carry on, but not zlib's working state
+    (hash tables, buffers: most of its memory, see docs/compression.md).
+    The ``limit`` most recently used states stay whole; when one more is
+    used, the least recently used is compacted to its history
+    (``Compressor.compact``: at most ``1 << wbits`` bytes) and rebuilt from
+    it when its connection sends or receives again. One pool serves the
+    compressors and one the decompressors of the process; ``limit=None``
+    never compacts. The streams are linked through their own fields, most
+    recently used first: using one is a few pointer moves.
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+
+    @property
+    def limit(self):
+        return None if self._limit < 0 else self._limit
+
+    @limit.setter
+    def limit(self, value):
+        self._limit = -1 if value is None else <Py_ssize_t>value
+
+    def __len__(self):
+        return self._n
+
+    def use(self, _Stream z not None):
+        self._use(z)
+
+    def forget(self, z):
+        if isinstance(z, _Stream) and (<_Stream>z)._pool is self:
+            self._unlink(<_Stream>z)
+
+    cdef void _unlink(self, _Stream z) noexcept:
+        cdef _Stream p = z._prev, n = z._next
+        if p is None:
+            self._head = n
+        else:
+            p._next = n
+        if n is None:
+            self._tail = p
+        else:
+            n._prev = p
+        z._prev = None
+        z._next = None
+        z._pool = None
+        self._n -= 1
+
+    cdef int _use(self, _Stream z) except -1:
+        cdef _Stream t
+        if z._pool is self:
+            if z is self._head:
+                return 0
+            self._unlink(z)
+            self._push(z)
+            return 0
+        if z._pool is not None:
+            z._pool._unlink(z)
+        self._push(z)
+        while self._limit >= 0 and self._n > self._limit:
+            t = self._tail
+            self._unlink(t)
+            t._compact()
+        return 0
+
+    cdef void _push(self, _Stream z) noexcept:
+        z._next = self._head
+        if self._head is not None:
+            self._head._prev = z
+        else:
+            self._tail = z
+        self._head = z
+        z._pool = self
+        self._n += 1
+
+
+# Measured (docs/compression.md): rebuilding a state from its history costs
+# a few microseconds, paid only by a connection that was idle while this
+# many others were busy.
+DEFAULT_ACTIVE_CONTEXTS = 256
+cdef ContextPool _cpool = ContextPool(DEFAULT_ACTIVE_CONTEXTS)
+cdef ContextPool _dpool = ContextPool(DEFAULT_ACTIVE_CONTEXTS)
+compressor_pool = _cpool
+decompressor_pool = _dpool
+
+
+def set_active_contexts(limit):
+    """How many context-takeover compressors (and, separately,
+    decompressors) keep zlib's whole state; None: all of them."""
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be >= 1 or None")
+    _cpool.limit = limit
+    _dpool.limit = limit
+
+
+# Without context takeover a stream keeps nothing between messages, so every
+# such connection of the process shares one compressor per setting (and
+# every peer that resets shares one decompressor): no zlib state per
+# connection, and a broadcast compresses once for all of them.
+cdef dict _shared_compressors = {}
+cdef Decompressor _shared_decompressor = None
+
+
+cdef Compressor _shared_compressor(int wbits, int mem_level, int level):
+    key = (wbits, mem_level, level)
+    c = _shared_compressors.get(key)
+    if c is None:
+        c = _shared_compressors[key] = Compressor(wbits, mem_level, level, True)
+    return <Compressor>c
+
+
+cdef Decompressor _shared_inflater():
+    global _shared_decompressor
+    if _shared_decompressor is None:
+        # A 15-bit window inflates what any smaller one compressed.
+        _shared_decompressor = Decompressor(15, True)
+    return _shared_decompressor
+
+
+cdef enum:
+    _RSV1 = 0x40
+    _OP_TEXT = 1
+
+
+cdef class DeflateCodec:
+    """One connection's negotiated permessage-deflate: the per-message path.
+
+    ``local_*`` is about what this side sends (its compressor), ``remote_*``
+    about what it receives. zlib's state is allocated at the first
+    compressed message in each direction; without context takeover on a
+    side, that side uses the process's shared state instead. The
+    Extension interface (``decode``, ``encode``, ``release``) is
+    ``permessage_deflate.PerMessageDeflate``, a subclass.
+    """
+
+    def __init__(self, bint local_no_context_takeover, bint remote_no_context_takeover,
+                 int local_max_window_bits, int remote_max_window_bits,
+                 int mem_level, int level, Py_ssize_t threshold):
+        self.local_no_context_takeover = local_no_context_takeover
+        self.remote_no_context_takeover = remote_no_context_takeover
+        self.local_max_window_bits = local_max_window_bits
+        self.remote_max_window_bits = remote_max_window_bits
+        self.mem_level = mem_level
+        self.level = level
+        self.threshold = threshold
+
+    cdef Compressor _get_compressor(self):
+        c = self._compressor
+        if c is None:
+            if self.local_no_context_takeover:
+                c = _shared_compressor(self.local_max_window_bits, self.mem_level, self.level)
+            else:
+                c = Compressor(self.local_max_window_bits, self.mem_level, self.level, False)
+            self._compressor = c
+        return c
+
+    cdef Decompressor _get_decompressor(self):
+        d = self._decompressor
+        if d is None:
+            if self.remote_no_context_takeover:
+                d = _shared_inflater()
+            else:
+                d = Decompressor(self.remote_max_window_bits, False)
+            self._decompressor = d
+        return d
+
+    @property
+    def compressor(self):
+        """What compresses this side's messages (allocated on first use)."""
+        return self._get_compressor()
+
+    @property
+    def decompressor(self):
+        return self._get_decompressor()
+
+    @property
+    def broadcast_key(self):
+        """Without local context takeover every message is compressed from
+        an empty window by the process's shared compressor: a message gives
+        the same bytes on every connection with these settings, so
+        ``broadcast`` compresses it once per key. None: per connection."""
+        if not self.local_no_context_takeover:
+            return None
+        return (self.local_max_window_bits, self.mem_level, self.level, self.threshold)
+
+    @property
+    def memory_held(self):
+        """True if this connection holds zlib state of its own (not just
+        compacted history)."""
+        for z in (self._compressor, self._decompressor):
+            if z is not None and not (<_Stream>z).no_context_takeover and (<_Stream>z)._ready:
+                return True
+        return False
+
+    def decode(self, int rsv, int opcode, payload, max_size=None):
+        cdef Decompressor d
+        if not rsv & _RSV1:
+            return payload
+        d = self._decompressor
+        if d is None:
+            d = self._get_decompressor()
+        if not self.remote_no_context_takeover:
+            _dpool._use(d)
+        return d._inflate(payload, _limit_of(max_size), opcode == _OP_TEXT)
+
+    def encode(self, int opcode, payload):
+        cdef Compressor c
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(payload) if type(payload) is bytes else len(payload)
+        if n < self.threshold:
+            return 0, payload
+        c = self._compressor
+        if c is None:
+            c = self._get_compressor()
+        if not self.local_no_context_takeover:
+            _cpool._use(c)
+        return _RSV1, c._deflate(payload, True)
+
+    def encode_fragment(self, int opcode, payload, bint first, bint fin):
+        """One fragment of a message sent in pieces (the coroutine API's
+        ``send(iterable)``): compressed as it comes, RSV1 on the first
+        frame only, the tail stripped from the last. The threshold does not
+        apply (the size is not known in advance). Without context takeover
+        the process's shared compressor cannot be held across fragments
+        (other connections use it in between), so such a message gets a
+        compressor of its own, dropped at its end."""
+        cdef Compressor c
+        if first:
+            self._fragmenter = None
+            if self.local_no_context_takeover and not fin:
+                self._fragmenter = Compressor(self.local_max_window_bits, self.mem_level,
+                                              self.level, True)
+        c = self._fragmenter
+        if c is None:
+            c = self._get_compressor()
+            if not self.local_no_context_takeover:
+                _cpool._use(c)
+        out = c._deflate(payload, fin)
+        if fin:
+            self._fragmenter = None
+        return (_RSV1 if first else 0), out
+
+    def release(self):
+        cdef Compressor c = self._compressor
+        cdef Decompressor d = self._decompressor
+        self._fragmenter = None
+        if c is not None and not c.no_context_takeover:
+            if c._pool is not None:
+                c._pool._unlink(c)
+            c.release()
+        if d is not None and not d.no_context_takeover:
+            if d._pool is not None:
+                d._pool._unlink(d)
+            d.release()
+        self._compressor = None
+        self._decompressor = None

@@ -22,7 +22,6 @@ the client, any answer that is not valid for the offer fails the handshake
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from ..._switch import compiled
@@ -86,82 +85,13 @@ _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _WINDOW_VALUES = {str(n): n for n in range(8, 16)}   # no leading zeros, no sign
 
-# Without context takeover a compressor keeps nothing between messages, so
-# every such connection of the process shares one per setting (and every
-# peer that resets shares one decompressor): no zlib state per connection,
-# and a broadcast compresses once for all of them.
-_shared_compressors: dict[tuple[int, int, int], Compressor] = {}
-_shared_decompressor: Optional[Decompressor] = None
-
-
-class ContextPool:
-    """Bounds how many context-takeover zlib states hold memory at once.
-
-    Every connection with context takeover needs its history (the last
-    window of what went through) to carry on, but not zlib's working state
-    (hash tables, buffers: most of its memory, see docs/compression.md).
-    The ``limit`` most recently used states stay whole; when one more is
-    used, the least recently used is compacted to its history
-    (``Compressor.compact``: at most ``1 << wbits`` bytes) and rebuilt from
-    it when its connection sends or receives again. One pool serves the
-    compressors and one the decompressors of the process; ``limit=None``
-    never compacts.
-    """
-
-    __slots__ = ("limit", "_lru")
-
-    def __init__(self, limit: Optional[int]) -> None:
-        self.limit = limit
-        self._lru: OrderedDict[Any, None] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._lru)
-
-    def use(self, z: Any) -> None:
-        lru = self._lru
-        if z in lru:
-            lru.move_to_end(z)
-            return
-        lru[z] = None
-        limit = self.limit
-        if limit is not None:
-            while len(lru) > limit:
-                lru.popitem(last=False)[0].compact()
-
-    def forget(self, z: Any) -> None:
-        self._lru.pop(z, None)
-
-
-# Measured (docs/compression.md): rebuilding a state from its history costs
-# a few microseconds, paid only by a connection that was idle while this
-# many others were busy.
-DEFAULT_ACTIVE_CONTEXTS = 256
-compressor_pool = ContextPool(DEFAULT_ACTIVE_CONTEXTS)
-decompressor_pool = ContextPool(DEFAULT_ACTIVE_CONTEXTS)
-
-
-def set_active_contexts(limit: Optional[int]) -> None:
-    """How many context-takeover compressors (and, separately,
-    decompressors) keep zlib's whole state; None: all of them."""
-    if limit is not None and limit < 1:
-        raise ValueError("limit must be >= 1 or None")
-    compressor_pool.limit = decompressor_pool.limit = limit
-
-
-def _shared_compressor(wbits: int, mem_level: int, level: int) -> Compressor:
-    key = (wbits, mem_level, level)
-    c = _shared_compressors.get(key)
-    if c is None:
-        c = _shared_compressors[key] = Compressor(wbits, mem_level, level, True)
-    return c
-
-
-def _shared_inflater() -> Decompressor:
-    global _shared_decompressor
-    if _shared_decompressor is None:
-        # A 15-bit window inflates what any smaller one compressed.
-        _shared_decompressor = Decompressor(15, True)
-    return _shared_decompressor
+# The active-context pools, the shared no-takeover streams and the
+# per-message path live with zlib in the compiled module (or its twin).
+ContextPool = _zimpl.ContextPool
+DEFAULT_ACTIVE_CONTEXTS: int = _zimpl.DEFAULT_ACTIVE_CONTEXTS
+compressor_pool = _zimpl.compressor_pool
+decompressor_pool = _zimpl.decompressor_pool
+set_active_contexts = _zimpl.set_active_contexts
 
 
 def _is_token(s: str) -> bool:
@@ -224,14 +154,16 @@ def _check_window(name: str, bits: Optional[int]) -> None:
         raise ValueError(f"{name} must be 9..15 (zlib cannot compress raw DEFLATE with 8)")
 
 
-class PerMessageDeflate(Extension):
+class PerMessageDeflate(_zimpl.DeflateCodec, Extension):
     """The negotiated permessage-deflate of one connection.
 
     ``local_*`` is about what this side sends (its compressor), ``remote_*``
     about what it receives. zlib's state is allocated at the first
     compressed message in each direction; without context takeover on a
     side, that side uses the process's shared state instead (nothing to
-    allocate or keep per connection).
+    allocate or keep per connection). ``decode``, ``encode``,
+    ``encode_fragment`` and ``release`` (the Extension interface) are the
+    compiled ``DeflateCodec``'s: the whole per-message path runs in C.
     """
 
     name = EXTENSION_NAME
@@ -242,117 +174,18 @@ class PerMessageDeflate(Extension):
                  local_max_window_bits: int = 15, remote_max_window_bits: int = 15,
                  mem_level: int = DEFAULT_MEM_LEVEL, level: int = DEFAULT_COMPRESSION_LEVEL,
                  threshold: Optional[int] = None) -> None:
-        self.local_no_context_takeover = local_no_context_takeover
-        self.remote_no_context_takeover = remote_no_context_takeover
-        self.local_max_window_bits = local_max_window_bits
-        self.remote_max_window_bits = remote_max_window_bits
-        self.mem_level = mem_level
-        self.level = level
         if threshold is None:
             threshold = (DEFAULT_THRESHOLD_NO_CONTEXT_TAKEOVER if local_no_context_takeover
                          else DEFAULT_THRESHOLD)
-        self.threshold = threshold
-        self._compressor: Optional[Compressor] = None
-        self._decompressor: Optional[Decompressor] = None
-        self._fragmenter: Optional[Compressor] = None   # see encode_fragment
+        super().__init__(local_no_context_takeover, remote_no_context_takeover,
+                         local_max_window_bits, remote_max_window_bits, mem_level, level,
+                         threshold)
 
     def __repr__(self) -> str:
         return (f"PerMessageDeflate(local_no_context_takeover={self.local_no_context_takeover}, "
                 f"remote_no_context_takeover={self.remote_no_context_takeover}, "
                 f"local_max_window_bits={self.local_max_window_bits}, "
                 f"remote_max_window_bits={self.remote_max_window_bits})")
-
-    @property
-    def compressor(self) -> Compressor:
-        """What compresses this side's messages (allocated on first use)."""
-        c = self._compressor
-        if c is None:
-            if self.local_no_context_takeover:
-                c = _shared_compressor(self.local_max_window_bits, self.mem_level, self.level)
-            else:
-                c = Compressor(self.local_max_window_bits, self.mem_level, self.level, False)
-            self._compressor = c
-        return c
-
-    @property
-    def decompressor(self) -> Decompressor:
-        d = self._decompressor
-        if d is None:
-            if self.remote_no_context_takeover:
-                d = _shared_inflater()
-            else:
-                d = Decompressor(self.remote_max_window_bits, False)
-            self._decompressor = d
-        return d
-
-    @property
-    def broadcast_key(self) -> Optional[tuple[int, int, int, int]]:
-        """Without local context takeover every message is compressed from
-        an empty window by the process's shared compressor: a message gives
-        the same bytes on every connection with these settings, so
-        ``broadcast`` compresses it once per key. None: per connection."""
-        if not self.local_no_context_takeover:
-            return None
-        return (self.local_max_window_bits, self.mem_level, self.level, self.threshold)
-
-    @property
-    def memory_held(self) -> bool:
-        """True if this connection holds zlib state of its own (not just
-        compacted history)."""
-        return any(z is not None and not z.no_context_takeover and z.allocated
-                   for z in (self._compressor, self._decompressor))
-
-    def decode(self, rsv: int, opcode: int, payload: bytes,
-               max_size: Optional[int] = None) -> bytes:
-        if not rsv & RSV1:
-            return payload
-        d = self.decompressor
-        if not self.remote_no_context_takeover:
-            decompressor_pool.use(d)
-        return d.decompress(payload, max_size, opcode == 1)
-
-    def encode(self, opcode: int, payload: bytes) -> tuple[int, bytes]:
-        if len(payload) < self.threshold:
-            return 0, payload
-        c = self.compressor
-        if not self.local_no_context_takeover:
-            compressor_pool.use(c)
-        return RSV1, c.compress(payload)
-
-    def encode_fragment(self, opcode: int, payload: bytes, first: bool,
-                        fin: bool) -> tuple[int, bytes]:
-        """One fragment of a message sent in pieces (the coroutine API's
-        ``send(iterable)``): compressed as it comes, RSV1 on the first
-        frame only, the tail stripped from the last. The threshold does not
-        apply (the size is not known in advance). Without context takeover
-        the process's shared compressor cannot be held across fragments
-        (other connections use it in between), so such a message gets a
-        compressor of its own, dropped at its end."""
-        if first:
-            self._fragmenter = None
-            if self.local_no_context_takeover and not fin:
-                self._fragmenter = Compressor(self.local_max_window_bits, self.mem_level,
-                                              self.level, True)
-        c = self._fragmenter
-        if c is None:
-            c = self.compressor
-            if not self.local_no_context_takeover:
-                compressor_pool.use(c)
-        out = c.compress(payload, fin)
-        if fin:
-            self._fragmenter = None
-        return (RSV1 if first else 0), out
-
-    def release(self) -> None:
-        self._fragmenter = None
-        c, d = self._compressor, self._decompressor
-        if c is not None and not c.no_context_takeover:
-            compressor_pool.forget(c)
-            c.release()
-        if d is not None and not d.no_context_takeover:
-            decompressor_pool.forget(d)
-            d.release()
-        self._compressor = self._decompressor = None
 
 
 class ServerPerMessageDeflate:
