@@ -5,7 +5,7 @@ Two objects make one connection:
 - :class:`ConnectionCore` is a :class:`~fastsock.websocket.WebSocketHandler`
   (the same compiled per-message core the callback API runs on). Its
   ``on_message`` hands each whole message to its :class:`Receiver`
-  (``_recv.pyx``, twin ``_recv_py.py``): a bounded deque and the one waiting
+  (``_hotpath.pyx``, twin ``_hotpath_py.py``): a bounded deque and the one waiting
   ``recv``. Nothing else happens per message: no task, no Future, no
   ``call_soon``. A waiting handler is resumed at once, inside the turn that
   read the message, so its reply goes out in that turn's one write; a
@@ -38,16 +38,18 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Optional, Union
+from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable,
+                    Optional, Union)
 
 from .._switch import compiled
 from ..frame import OP_BINARY, OP_CONTINUATION, OP_TEXT, CloseCode, build_frame
 from ..websocket.protocol import CLOSED, OPEN, State, WebSocketHandler
-from . import _recv_py
+from . import _hotpath_py
 
-_recv = compiled("._recv", __package__)
+_hotpath = compiled("._hotpath", __package__)
 # The compiled receive path, or its pure-Python twin (FASTSOCK_PURE=1).
-Receiver: type[_recv_py.Receiver] = _recv.Receiver if _recv is not None else _recv_py.Receiver
+Receiver: type[_hotpath_py.Receiver] = _hotpath.Receiver if _hotpath is not None else _hotpath_py.Receiver
+Sender: type[_hotpath_py.Sender] = _hotpath.Sender if _hotpath is not None else _hotpath_py.Sender
 
 __all__ = ["Connection", "ConnectionCore", "DEFAULT_MAX_QUEUE", "Data", "Dumps", "Loads",
            "LoggerLike", "Receiver", "get_logger"]
@@ -215,8 +217,21 @@ class Connection:
     a DEBUG line per message and control frame.
     """
 
-    __slots__ = ("core", "id", "dumps", "loads", "response", "_fragmenting", "_rx",
-                 "__weakref__")
+    # send is a slot holding the compiled Sender's bound send (see _hotpath):
+    # `await ws.send(m)` then runs no Python frame and makes no coroutine.
+    __slots__ = ("core", "id", "dumps", "loads", "response", "_fragmenting", "_rx", "_tx",
+                 "send", "__weakref__")
+
+    send: Callable[[Union[Fragment, Iterable[Fragment], AsyncIterable[Fragment]]],
+                   Coroutine[Any, Any, None]]
+    """Send a message: ``str`` as text, bytes-like as binary, an iterable or
+    async iterable of fragments (all ``str`` or all bytes-like) as one
+    fragmented message. ``await`` it: it returns at once unless the write
+    buffer is over its high watermark (``write_limit``); then it waits until
+    it is back under ``write_low``. Raises
+    :class:`~fastsock.exceptions.ConnectionClosed` once closing started. A
+    ``str`` or ``bytes`` goes out when ``send`` is called; the result is a
+    coroutine (``asyncio.create_task`` takes it) that raises any error."""
 
     def __init__(self, core: ConnectionCore, *, dumps: Dumps = json.dumps,
                  loads: Loads = json.loads, logger: Optional[LoggerLike] = None) -> None:
@@ -229,6 +244,10 @@ class Connection:
         # done when the fragmented message being sent is complete
         self._fragmenting: Optional[asyncio.Future[None]] = None
         self._rx = core.rx
+        self._tx = Sender(core, self._send)
+        # Set through the slot itself: a subclass may define send (and call
+        # super().send) and the slot still holds the fast path.
+        _SEND_SLOT.__set__(self, self._tx.send)
         log = get_logger(logger, CLIENT_LOGGER if core._client else SERVER_LOGGER)
         peer = core.remote_address
         core._log_ctx = (log, str(self.id), peer)
@@ -323,15 +342,9 @@ class Connection:
 
     # ------------------------------------------------------------ sending
 
-    async def send(self, message: Union[Fragment, Iterable[Fragment], AsyncIterable[Fragment]]) -> None:
-        """Send a message: ``str`` as text, bytes-like as binary, an iterable
-        or async iterable of fragments (all ``str`` or all bytes-like) as one
-        fragmented message.
-
-        Returns at once unless the write buffer is over its high watermark
-        (``write_limit``): then it waits until it is back under ``write_low``.
-        Raises :class:`~fastsock.exceptions.ConnectionClosed` once closing started.
-        """
+    async def _send(self, message: Union[Fragment, Iterable[Fragment], AsyncIterable[Fragment]]) -> None:
+        # send() for what the Sender does not take itself: other bytes-likes,
+        # fragments, and any message while a fragmented one is being sent.
         core = self.core
         if isinstance(message, (str, bytes, bytearray, memoryview)):
             while self._fragmenting is not None:     # never inside a fragmented message
@@ -359,6 +372,7 @@ class Connection:
         core = self.core
         done: asyncio.Future[None] = core._loop.create_future()
         self._fragmenting = done
+        self._tx.fragmenting = True
         try:
             exts = core._extensions
             # permessage-deflate compresses fragment by fragment; any other
@@ -408,6 +422,7 @@ class Connection:
                 core._tx_binary_bytes += total
         finally:
             self._fragmenting = None
+            self._tx.fragmenting = False
             done.set_result(None)
 
     def _write_frame(self, opcode: int, payload: bytes, *, fin: bool, ext: Any = None,
@@ -450,6 +465,9 @@ class Connection:
     async def wait_closed(self) -> None:
         """Wait until the connection is closed (TCP gone)."""
         await asyncio.shield(self.core.closed_waiter())
+
+
+_SEND_SLOT: Any = Connection.__dict__["send"]
 
 
 def _peer(address: Any) -> str:
@@ -513,13 +531,14 @@ class _DebugConnection(Connection):
 
     __slots__ = ()
 
-    async def send(self, message: Union[Fragment, Iterable[Fragment], AsyncIterable[Fragment]]) -> None:
+    async def send(
+            self, message: Union[Fragment, Iterable[Fragment], AsyncIterable[Fragment]]) -> None:
         if isinstance(message, (str, bytes, bytearray, memoryview)):
             ctx = self.core._log_ctx
             if ctx is not None:
                 kind, detail, size = _describe(message)
                 ctx[0].debug("%s > %s %s [%d bytes]", ctx[1], kind, detail, size)
-        await Connection.send(self, message)
+        await super().send(message)
 
     def _write_frame(self, opcode: int, payload: bytes, *, fin: bool, ext: Any = None,
                      first: bool = False) -> None:

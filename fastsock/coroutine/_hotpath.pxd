@@ -1,4 +1,4 @@
-# The compiled receive path of a coroutine connection (see _recv.pyx).
+# The compiled per-message paths of a coroutine connection (see _hotpath.pyx).
 from cpython.ref cimport PyObject
 
 
@@ -23,3 +23,13 @@ cdef class Receiver:
     cdef int _wake(self) except -1
     cdef int _bind(self, loop) except -1
     cdef int _step(self, PyObject **result) except -1
+
+
+cdef class Sent:
+    pass
+
+
+cdef class Sender:
+    cdef object _core
+    cdef object _slow                # the connection's coroutine for every other case
+    cdef public bint fragmenting     # a fragmented message is being sent

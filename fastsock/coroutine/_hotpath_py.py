@@ -1,6 +1,6 @@
-"""The receive path of a coroutine connection: the pure-Python twin of ``_recv.pyx``.
+"""The per-message paths of a coroutine connection: the pure-Python twin of ``_hotpath.pyx``.
 
-One :class:`Receiver` per connection holds the bounded message queue and the
+Receiving: one :class:`Receiver` per connection holds the bounded message queue and the
 one waiting ``recv``. It is its own awaitable and its own "future": awaiting
 it returns a queued message without suspending; with the queue empty it
 yields itself to the Task (``_asyncio_future_blocking``), which registers its
@@ -15,17 +15,25 @@ what asyncio reads from a future without ``get_loop``.
 
 The owner (the connection core) provides ``_queue_full()`` (pause reading),
 ``_queue_low()`` (resume it), ``_closed_error()`` and ``_loop``.
+
+Sending: :meth:`Sender.send` is ``Connection.send``. A ``str`` or ``bytes``
+(not inside a fragmented message) goes to the core at once, and the call
+returns a finished coroutine (the compiled module returns one shared
+finished awaitable instead); an error is raised when it is awaited, as from
+an ``async def``; while the write buffer is over its high watermark it waits
+for the drain. Everything else goes to the connection's coroutine.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextvars
-from typing import Any, Callable, Generator, Optional, Union
+from typing import Any, Awaitable, Callable, Coroutine, Generator, Optional, Union
 
 from ..exceptions import ConnectionClosedOK
+from ..websocket.protocol import WebSocketHandler
 
-__all__ = ["Receiver"]
+__all__ = ["Receiver", "Sender"]
 
 Data = Union[str, bytes]
 
@@ -190,3 +198,39 @@ class Receiver:
     def __repr__(self) -> str:
         return (f"<Receiver queued={len(self.messages)} waiting={self._waiting} "
                 f"paused={self.paused} closed={self._closed}>")
+
+
+async def _sent() -> None:
+    return None
+
+
+async def _raise(error: BaseException) -> None:
+    raise error
+
+
+async def _wait(awaitable: Awaitable[Any]) -> None:
+    await awaitable
+
+
+class Sender:
+    """``Connection.send``'s fast path (see the module docstring)."""
+
+    __slots__ = ("_core", "_slow", "fragmenting")
+
+    def __init__(self, core: Any, slow: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
+        self._core = core
+        self._slow = slow
+        self.fragmenting = False
+
+    def send(self, message: Any) -> Coroutine[Any, Any, None]:
+        kind = type(message)
+        if (kind is str or kind is bytes) and not self.fragmenting:
+            core = self._core
+            try:
+                WebSocketHandler.send(core, message)
+            except Exception as error:
+                return _raise(error)
+            if core._writing_paused:
+                return _wait(core.drained())
+            return _sent()
+        return self._slow(message)

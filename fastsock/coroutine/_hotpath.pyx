@@ -1,7 +1,7 @@
 # cython: language_level=3
-"""The compiled receive path of a coroutine connection (contract: ``_recv_py.py``).
+"""The compiled per-message paths of a coroutine connection (contract: ``_hotpath_py.py``).
 
-One :class:`Receiver` per connection holds the bounded message queue and the
+Receiving: one :class:`Receiver` per connection holds the bounded message queue and the
 one waiting ``recv``. It is its own awaitable and its own "future":
 
 - ``await rx.wait()`` / ``async for m in rx`` go through the ``am_send`` slot
@@ -21,15 +21,25 @@ one waiting ``recv``. It is its own awaitable and its own "future":
   the turn that read the message, so what it sends goes out in that turn's
   one write. ``call_soon`` is used only when a task is running (the wake-up
   cannot enter a second task), for the close and for ``cancel``.
+
+Sending: :meth:`Sender.send` is ``Connection.send``. A ``str`` or ``bytes``
+(not inside a fragmented message) goes to the compiled core at once and the
+call returns :data:`SENT`, a finished awaitable (``am_send`` returns at
+once; also a coroutine for ``asyncio.create_task``), so ``await ws.send(m)``
+makes no coroutine. An error is raised when the result is awaited, as from an
+``async def``; while the write buffer is over its high watermark the result
+waits for the drain. Everything else goes to the connection's coroutine.
 """
 import asyncio
 from collections import deque
+from collections.abc import Coroutine
 from contextvars import copy_context
 
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport Py_INCREF, PyObject
 
 from ..exceptions import ConnectionClosedOK
+from ..websocket.protocol import WebSocketHandler
 
 cdef extern from "Python.h":
     # Declared as int (PYGEN_RETURN 0, PYGEN_ERROR -1, PYGEN_NEXT 1) so that
@@ -48,6 +58,8 @@ cdef object Future = asyncio.Future
 # loop -> its running task; asyncio's own dict (a task may not enter another).
 cdef object _current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
 cdef object _current_task = asyncio.current_task
+# The compiled core's send, unbound: what Connection.send always called.
+cdef object _core_send = WebSocketHandler.send
 
 cdef enum:
     _RECV = 0
@@ -252,3 +264,71 @@ cdef int _am_send(object rx, object arg, PyObject **result) except -1:
 # Cython has no am_send slot of its own: set it on the type's async methods
 # (present because Receiver defines __await__/__anext__).
 (<_TypeObject *><PyObject *>Receiver).tp_as_async.am_send = <sendfunc>_am_send
+
+
+cdef class Sent:
+    """A send that needed no waiting: finished, its result None."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise StopIteration
+
+    def send(self, value):
+        raise StopIteration
+
+    def throw(self, typ, val=None, tb=None):
+        raise (typ if val is None else val)
+
+    def close(self):
+        pass
+
+    def __repr__(self):
+        return "<Sent>"
+
+
+cdef int _sent_am_send(object sent, object arg, PyObject **result) except -1:
+    Py_INCREF(None)
+    result[0] = <PyObject *>None
+    return _RETURN
+
+
+(<_TypeObject *><PyObject *>Sent).tp_as_async.am_send = <sendfunc>_sent_am_send
+# asyncio.create_task(ws.send(m)) and gather() take it as they take a coroutine.
+Coroutine.register(Sent)
+
+SENT = Sent()
+
+
+async def _raise(error):
+    raise error
+
+
+async def _wait(awaitable):
+    await awaitable
+
+
+cdef class Sender:
+    """``Connection.send``'s fast path (see the module docstring)."""
+
+    def __cinit__(self, core, slow):
+        self._core = core
+        self._slow = slow
+        self.fragmenting = False
+
+    def send(self, message):
+        kind = type(message)
+        if (kind is str or kind is bytes) and not self.fragmenting:
+            core = self._core
+            try:
+                _core_send(core, message)
+            except Exception as error:
+                return _raise(error)
+            if core._writing_paused:
+                return _wait(core.drained())
+            return SENT
+        return self._slow(message)
