@@ -166,6 +166,25 @@ def _handler_of(conn: Union[WebSocketHandler, Wrapped]) -> WebSocketHandler:
     return conn.core        # a coroutine Connection: look through it
 
 
+def _offer_rest(rest: list[Any], message: Optional[Data], frame: bytes) -> int:
+    # The connections offer_all left to Python; how many got the frame.
+    sent = 0
+    shared: Optional[dict[Any, bytes]] = None    # extension-encoded frames (compressed once)
+    for conn in rest:
+        handler = _handler_of(conn)
+        if handler._state is not OPEN:
+            continue
+        if handler._client:
+            handler.send(message if message is not None else _frame_message(frame))
+            sent += 1
+            continue
+        if handler._extensions and shared is None:
+            shared = {}
+        if offer_frame(handler, frame, shared):
+            sent += 1
+    return sent
+
+
 def broadcast(connections: Iterable[Union[WebSocketHandler, Wrapped]],
               message: Optional[Data] = None, *, frame: Optional[bytes] = None) -> int:
     """Encode ``message`` once and write the same frame to every open
@@ -194,20 +213,12 @@ def broadcast(connections: Iterable[Union[WebSocketHandler, Wrapped]],
     # The common case in one C loop; the connections it does not take
     # (closed, client-side, with extensions, over the write limit) come back
     # in ``rest``, in order. ``last`` is the last connection seen (for its server).
-    sent, last = offer_all(connections, frame, rest)
-    shared: Optional[dict[Any, bytes]] = None    # extension-encoded frames (compressed once)
-    for conn in rest:
-        handler = _handler_of(conn)
-        if handler._state is not OPEN:
-            continue
-        if handler._client:
-            handler.send(message if message is not None else _frame_message(frame))
-            sent += 1
-            continue
-        if handler._extensions and shared is None:
-            shared = {}
-        if offer_frame(handler, frame, shared):
-            sent += 1
+    try:
+        sent, last = offer_all(connections, frame, rest)
+    except BaseException:
+        _offer_rest(rest, message, frame)   # those taken before the iterable failed
+        raise
+    sent += _offer_rest(rest, message, frame)
     # Recorded on the server of the connections (the last one's: a
     # broadcast spans one server's connections).
     if last is not None and last.server is not None:

@@ -16,6 +16,8 @@ while input is handled waits unframed until then (``_pending``).
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
+from cpython.ref cimport PyObject, Py_INCREF
+cimport cython
 from libc.string cimport memcpy
 
 from fastsock._frame cimport Frame, FrameParser
@@ -28,11 +30,36 @@ from fastsock.websocket._core_py import COALESCE as _PY_COALESCE, frame_header
 
 cdef extern from "Python.h":
     object PyObject_CallMethodOneArg(object obj, object name, object arg)
+    void *PyList_GET_ITEM(object list, Py_ssize_t i)
+    void Py_DECREF(object o)
     bint PyUnicode_IS_ASCII(object)
     void *PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
 
+cdef extern from *:
+    """
+    #define FS_PREFETCH(p) __builtin_prefetch((const void *)(p), 1, 3)
+
+    /* A list of one item made empty, keeping its storage: "del out[0]"
+       frees it, and the next append allocates it again (two allocator
+       calls per frame for a connection that gets one frame per turn). */
+    static inline void fs_list_empty_one(PyObject *list) {
+        PyObject *item = PyList_GET_ITEM(list, 0);
+        Py_SET_SIZE(list, 0);
+        Py_DECREF(item);
+    }
+    """
+    void _prefetch "FS_PREFETCH"(const void *p) noexcept nogil
+    void _list_empty_one "fs_list_empty_one"(list out)
+
 log = logging.getLogger("fastsock.websocket")
+
+# TurnFlush.run fetches the connection PREFETCH_FAR places ahead, and the
+# list and writer of the one PREFETCH_NEAR places ahead (one write is a few
+# microseconds of kernel work: time enough for the memory to arrive).
+cdef enum:
+    PREFETCH_FAR = 4
+    PREFETCH_NEAR = 2
 
 cdef Py_ssize_t COALESCE = _PY_COALESCE
 cdef str _ON_MESSAGE = "on_message"
@@ -279,7 +306,12 @@ cdef class HandlerCore(ChunkReceiver):
                 self._writer.write_chunk(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
             else:
                 self._transport.write(frame)
-            del out[0]                         # (kept queued if the write raised)
+            # (kept queued if the write raised; a callback inside the write,
+            # e.g. on_pause_writing, may have queued more behind it)
+            if len(out) == 1:
+                _list_empty_one(out)
+            else:
+                del out[0]
         else:
             self._flush()
         return 0
@@ -372,6 +404,59 @@ cdef class HandlerCore(ChunkReceiver):
 
 
 cdef str _CORE = "core"
+cdef object _END = object()     # offer_all's end-of-iteration marker
+
+# offer_all keeps OFFER_RING connections in flight: taken from the iterable
+# (which increfs them: their first cache line is on its way), their list
+# and flusher fetched OFFER_FIELDS places later, handled at the end of the
+# ring. A set's iterator never touches the objects, so without this every
+# connection would be a memory stall, one after the other.
+cdef enum:
+    OFFER_RING = 8          # a power of two
+    OFFER_MASK = OFFER_RING - 1
+    OFFER_FIELDS = 4
+
+
+cdef inline void _prefetch_fields(object conn) noexcept:
+    cdef HandlerCore core
+    if isinstance(conn, HandlerCore):
+        core = <HandlerCore>conn
+        _prefetch(<void *>core._outq)
+        _prefetch(<void *>core._flusher)
+
+
+cdef int _offer_one(object conn, bytes frame, unsigned char op, Py_ssize_t n,
+                    list rest) except -1:
+    # 1 if frame was queued on conn, else 0 (conn appended to rest).
+    cdef HandlerCore core
+    cdef TurnFlush flusher
+    if isinstance(conn, HandlerCore):
+        core = <HandlerCore>conn
+    else:
+        inner = getattr(conn, _CORE, None)
+        if not isinstance(inner, HandlerCore):
+            rest.append(conn)
+            return 0
+        core = <HandlerCore>inner
+    if not core._fast or core._writing_paused:
+        rest.append(conn)
+        return 0
+    if op:
+        _count_out(core, op, n)
+    if core._pending is not None:
+        core._settle()
+    core._outq.append(frame)
+    if not core._batching:
+        flusher = core._flusher
+        if flusher is not None:
+            if not core._queued:
+                core._queued = True
+                if not flusher.pending:
+                    flusher.loop.call_soon(flusher.run)
+                flusher.pending.append(core)
+        else:
+            core._flush()
+    return 1
 
 
 def offer_all(connections, bytes frame, list rest):
@@ -379,46 +464,74 @@ def offer_all(connections, bytes frame, list rest):
     of ``connections`` that takes the fast path (see ``_core_py.offer_all``):
     one C loop, no Python call per connection. The others go to ``rest``.
     Returns (how many were queued, the last connection seen or None)."""
-    cdef HandlerCore core
-    cdef Py_ssize_t sent = 0
     cdef const unsigned char *f = <const unsigned char *>PyBytes_AS_STRING(frame)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(frame)
-    cdef unsigned char op = 0
-    cdef Py_ssize_t n = 0
-    cdef TurnFlush flusher
+    cdef _OfferRing ring = _OfferRing.__new__(_OfferRing)
+    ring.frame = frame
+    ring.rest = rest
     if size >= 2 and (f[0] & 0x0F) in (1, 2):
-        op = f[0] & 0x0F          # counted as a message: header parsed once
-        n = size - _header_size(f[1])
-    conn = None
-    for conn in connections:
-        if isinstance(conn, HandlerCore):
-            core = <HandlerCore>conn
-        else:
-            inner = getattr(conn, _CORE, None)
-            if not isinstance(inner, HandlerCore):
-                rest.append(conn)
-                continue
-            core = <HandlerCore>inner
-        if not core._fast or core._writing_paused:
-            rest.append(conn)
-            continue
-        if op:
-            _count_out(core, op, n)
-        if core._pending is not None:
-            core._settle()
-        core._outq.append(frame)
-        if not core._batching:
-            flusher = core._flusher
-            if flusher is not None:
-                if not core._queued:
-                    core._queued = True
-                    if not flusher.pending:
-                        flusher.loop.call_soon(flusher.run)
-                    flusher.pending.append(core)
-            else:
-                core._flush()
-        sent += 1
-    return sent, conn
+        ring.op = f[0] & 0x0F     # counted as a message: header parsed once
+        ring.n = size - _header_size(f[1])
+    it = iter(connections)
+    while True:
+        try:
+            item = next(it, _END)
+        except BaseException:
+            ring.drain()          # what was taken is offered, as the twin does
+            raise
+        if item is _END:
+            break
+        ring.push(item)
+    ring.drain()
+    return ring.sent, ring.last
+
+
+@cython.final
+cdef class _OfferRing:
+    # offer_all's connections in flight (see OFFER_RING); owns a reference
+    # to each one in ring[tail:head].
+    cdef PyObject *ring[OFFER_RING]
+    cdef size_t head, tail
+    cdef bytes frame
+    cdef list rest
+    cdef unsigned char op
+    cdef Py_ssize_t n, sent
+    cdef object last
+
+    def __cinit__(self):
+        self.head = self.tail = 0
+        self.sent = 0
+        self.last = None
+
+    def __dealloc__(self):
+        while self.tail < self.head:        # after an error in an offer
+            Py_DECREF(<object>self.ring[self.tail & OFFER_MASK])
+            self.tail += 1
+
+    cdef inline int push(self, object item) except -1:
+        Py_INCREF(item)
+        self.ring[self.head & OFFER_MASK] = <PyObject *>item
+        self.head += 1
+        if self.head - self.tail > OFFER_FIELDS:
+            _prefetch_fields(<object>self.ring[(self.head - 1 - OFFER_FIELDS) & OFFER_MASK])
+        if self.head - self.tail == OFFER_RING:
+            self.offer_oldest()
+        return 0
+
+    cdef inline int offer_oldest(self) except -1:
+        p = <object>self.ring[self.tail & OFFER_MASK]
+        self.tail += 1
+        Py_DECREF(p)                        # the ring's reference (``p`` holds one)
+        self.last = p
+        self.sent += _offer_one(p, self.frame, self.op, self.n, self.rest)
+        return 0
+
+    cdef int drain(self) except -1:
+        while self.tail < self.head:
+            if self.head - self.tail > OFFER_FIELDS:
+                _prefetch_fields(<object>self.ring[(self.tail + OFFER_FIELDS) & OFFER_MASK])
+            self.offer_oldest()
+        return 0
 
 
 cdef class TurnFlush:
@@ -438,10 +551,24 @@ cdef class TurnFlush:
         self.pending.append(handler)
 
     def run(self):
-        cdef HandlerCore handler
-        batch = self.pending
+        cdef HandlerCore handler, ahead
+        cdef list batch = self.pending
+        cdef Py_ssize_t i, count = len(batch)
         self.pending = []
-        for handler in batch:
+        for i in range(count):
+            # Each write below is a system call whose kernel work evicts
+            # the cache, so the next connections' objects would be fetched
+            # from memory one miss at a time: fetch them while it runs.
+            if i + PREFETCH_FAR < count:
+                _prefetch(<void *>PyList_GET_ITEM(batch, i + PREFETCH_FAR))
+            if i + PREFETCH_NEAR < count:
+                ahead = <HandlerCore>PyList_GET_ITEM(batch, i + PREFETCH_NEAR)
+                _prefetch(<void *>ahead._outq)
+                _prefetch(<void *>ahead._writer)
+            handler = <HandlerCore>PyList_GET_ITEM(batch, i)
+            # the batch's reference dropped now, while the object is in the
+            # cache, not by the batch's dealloc in one more pass over them all
+            batch[i] = None
             handler._queued = False
             if handler._outq or handler._pending is not None:
                 try:

@@ -239,6 +239,47 @@ def test_disconnect_aborts_the_slow_peer_only(loop: str) -> None:
                     pass
 
 
+@pytest.mark.parametrize("loop", ["fastsock", "asyncio"])
+@pytest.mark.parametrize("compression", [None, "deflate"])
+def test_any_number_of_connections_and_an_iterable_that_fails(
+        loop: str, compression: Optional[str]) -> None:
+    """The compiled loop keeps several connections in flight: every count
+    around its ring's size gets the frame exactly once, and when the
+    iterable raises, the connections it yielded before have the frame
+    queued (as in the twin) and the error reaches the caller. Plain
+    connections take the compiled loop; deflate ones the Python path."""
+    room = room_class()
+    clients = 17
+    counts = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17]
+    with ServerThread(room, loop=loop) as srv, contextlib.ExitStack() as stack:
+        peers = []
+        for _ in range(clients):          # one by one: members in the clients' order
+            peers.append(stack.enter_context(
+                connect(srv.url + "/", compression="deflate" if compression else None)))
+            until(lambda: len(room.members) == len(peers))
+        assert all(bool(m._extensions) == bool(compression) for m in room.members)
+        for k in counts:
+            assert srv.call(lambda: fanout.broadcast(room.members[:k], f"k{k}")) == k
+
+        def failing() -> Iterator[Room]:
+            yield from room.members[:12]
+            raise RuntimeError("the iterable broke")
+
+        def call() -> str:
+            try:
+                return f"returned {fanout.broadcast(failing(), 'partial')}"
+            except RuntimeError as exc:
+                return f"raised {exc}"
+        assert srv.call(call) == "raised the iterable broke"
+        assert srv.call(lambda: fanout.broadcast(room.members, "end")) == clients
+        for i, peer in enumerate(peers):
+            got = [peer.recv(timeout=RECV) for _ in range(sum(k > i for k in counts))]
+            assert got == [f"k{k}" for k in counts if k > i]
+            if i < 12:
+                assert peer.recv(timeout=RECV) == "partial"
+            assert peer.recv(timeout=RECV) == "end"
+
+
 def test_offer_frame_is_the_one_policy_for_a_single_connection() -> None:
     with room_server("drop") as (srv, room):
         slow_sock, rest = handshake(srv.port)
