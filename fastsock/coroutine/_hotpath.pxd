@@ -2,6 +2,19 @@
 from cpython.ref cimport PyObject
 
 
+cdef class Waiter:
+    cdef public object _loop         # the loop's; what asyncio reads without get_loop
+    cdef object _done                # a done Future: the argument of each wake-up
+    cdef public object add_done_callback   # self._add_done_callback, bound once
+    cdef object _wakeup              # the waiting task's wake-up, and its context
+    cdef object _context
+    cdef bint _waiting
+    cdef public bint _asyncio_future_blocking
+
+    cdef int bind(self, loop) except -1
+    cdef int wake(self, bint now) except -1
+
+
 cdef class Receiver:
     cdef readonly object messages
     cdef object _append
@@ -10,18 +23,10 @@ cdef class Receiver:
     cdef Py_ssize_t _resume_at
     cdef readonly bint paused
     cdef object _owner
-    cdef public object _loop         # the loop's; what asyncio reads without get_loop
-    cdef object _done                # a done Future: the argument of each wake-up
-    cdef public object add_done_callback   # self._add_done_callback, bound once
-    cdef object _wakeup
-    cdef object _context
-    cdef bint _waiting
+    cdef Waiter _waiter
     cdef bint _closed
     cdef int _mode
-    cdef public bint _asyncio_future_blocking
 
-    cdef int _wake(self) except -1
-    cdef int _bind(self, loop) except -1
     cdef int _step(self, PyObject **result) except -1
 
 

@@ -2,12 +2,13 @@
 """The compiled per-message paths of a coroutine connection (contract: ``_hotpath_py.py``).
 
 Receiving: one :class:`Receiver` per connection holds the bounded message queue and the
-one waiting ``recv``. It is its own awaitable and its own "future":
+one waiting ``recv``. It is its own awaitable, and its :class:`Waiter` is the
+"future" a waiting Task holds:
 
 - ``await rx.wait()`` / ``async for m in rx`` go through the ``am_send`` slot
   set below: a queued message is returned without suspending and without an
-  exception object (``PYGEN_RETURN``); an empty queue yields the receiver
-  itself to the Task, which sees ``_asyncio_future_blocking`` and calls
+  exception object (``PYGEN_RETURN``); an empty queue yields the waiter
+  to the Task, which sees ``_asyncio_future_blocking`` and calls
   ``add_done_callback(wakeup, context=ctx)``. No Future, no coroutine and no
   generator per message. ``add_done_callback`` is an attribute holding a
   bound method made once, and the loop is the ``_loop`` attribute (what
@@ -15,7 +16,7 @@ one waiting ``recv``. It is its own awaitable and its own "future":
   no bound method per wait.
 - The wake-up is called with a Future that is already done (an exact
   ``asyncio.Future``), for which the C Task takes its fast path instead of
-  calling ``.result()`` on the receiver; a cancelled one for ``cancel``.
+  calling ``.result()`` on the waiter; a cancelled one for ``cancel``.
 - :meth:`push` (from the core's ``on_message``) calls that wake-up directly,
   in the task's context, when no task is running: the handler resumes inside
   the turn that read the message, so what it sends goes out in that turn's
@@ -81,57 +82,38 @@ cdef inline bint _task_running(object loop):
     return _current_task(loop) is not None
 
 
-cdef class Receiver:
-    """Messages received and not yet taken, and the one waiting receiver."""
+cdef class Waiter:
+    """What a Task waiting on a :class:`Receiver` holds: a Future's shape.
 
-    def __cinit__(self, owner, Py_ssize_t max_queue, Py_ssize_t resume_at):
-        if max_queue < 1:
-            raise ValueError("max_queue must be >= 1")
-        self.messages = deque()
-        self._append = self.messages.append
-        self._popleft = self.messages.popleft
-        self.max_queue = max_queue
-        self._resume_at = resume_at
-        self.paused = False
-        self._owner = owner
+    A separate object from the Receiver, so that the Receiver (what
+    ``anext(ws)`` returns) is an awaitable and not a future: ``wait_for``
+    and ``gather`` wrap it in a task as they wrap a coroutine.
+    """
+
+    def __cinit__(self):
         self._loop = None
         self._done = None
         self.add_done_callback = self._add_done_callback
         self._wakeup = None
         self._context = None
         self._waiting = False
-        self._closed = False
-        self._mode = _RECV
         self._asyncio_future_blocking = False
 
-    # ------------------------------------------------------------ the core's side
+    cdef int bind(self, loop) except -1:
+        self._loop = loop
+        self._done = Future(loop=loop)
+        self._done.set_result(None)
+        return 0
 
-    def push(self, message):
-        """A whole message arrived: queue it, wake the waiting receiver, and
-        ask the owner to pause reading (``_queue_full()``) once the queue holds
-        ``max_queue``."""
-        self._append(message)
-        if not self.paused and len(self.messages) >= self.max_queue:
-            self.paused = True
-            self._owner._queue_full()
-        if self._wakeup is not None:
-            self._wake()
-
-    def mark_closed(self):
-        """The connection closed: a waiting receiver takes what is queued,
-        then gets the closed error (the owner's ``_closed_error()``)."""
-        self._closed = True
-        if self._wakeup is not None:
-            cb, ctx = self._wakeup, self._context
-            self._wakeup = self._context = None
-            self._waiting = False
-            self._loop.call_soon(cb, self._done, context=ctx)
-
-    cdef int _wake(self) except -1:
+    cdef int wake(self, bint now) except -1:
+        """Resume the waiting task: at once (``now``, and no task running)
+        or on the next turn; a no-op when nothing waits."""
         cb, ctx = self._wakeup, self._context
+        if cb is None:
+            return 0
         self._wakeup = self._context = None
         self._waiting = False
-        if _task_running(self._loop):
+        if not now or _task_running(self._loop):
             self._loop.call_soon(cb, self._done, context=ctx)
             return 0
         PyContext_Enter(ctx)
@@ -141,76 +123,9 @@ cdef class Receiver:
             PyContext_Exit(ctx)
         return 0
 
-    # ------------------------------------------------------------ the awaiting side
-
-    def wait(self):
-        """The awaitable of one ``recv``: the next message."""
-        if self._waiting:
-            _busy()
-        self._mode = _RECV
-        return self
-
-    def __aiter__(self):
-        return self
-
-    def __anext__(self):
-        if self._waiting:
-            _busy()
-        self._mode = _ANEXT
-        return self
-
-    def __await__(self):
-        return self
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        cdef PyObject *result = NULL
-        if self._step(&result) == _NEXT:
-            value = <object>result
-            Py_DECREF_(result)
-            return value
-        value = <object>result
-        Py_DECREF_(result)
-        raise StopIteration(value)
-
-    cdef int _step(self, PyObject **result) except -1:
-        cdef object message
-        if self._waiting:
-            _busy()
-        if self.messages:
-            message = self._popleft()
-            if self.paused and len(self.messages) <= self._resume_at:
-                self.paused = False
-                self._owner._queue_low()
-            Py_INCREF(message)
-            result[0] = <PyObject *>message
-            return _RETURN
-        if self._closed:
-            error = self._owner._closed_error()
-            if self._mode == _ANEXT and isinstance(error, ConnectionClosedOK):
-                raise StopAsyncIteration
-            raise error
-        if self._loop is None:
-            self._bind(self._owner._loop)
-        self._waiting = True
-        self._asyncio_future_blocking = True
-        Py_INCREF(self)
-        result[0] = <PyObject *>self
-        return _NEXT
-
-    cdef int _bind(self, loop) except -1:
-        self._loop = loop
-        self._done = Future(loop=loop)
-        self._done.set_result(None)
-        return 0
-
-    # ------------------------------------------------------------ the Task's side (a Future's shape)
-
     def _add_done_callback(self, fn, *, context=None):
         if not self._waiting:
-            raise RuntimeError("Receiver.add_done_callback: nothing is waiting")
+            raise RuntimeError("Waiter.add_done_callback: nothing is waiting")
         self._wakeup = fn
         self._context = copy_context() if context is None else context
 
@@ -246,14 +161,114 @@ cdef class Receiver:
         self._loop.call_soon(cb, cancelled, context=ctx)
         return True
 
+    def __repr__(self):
+        return f"<Waiter waiting={bool(self._waiting)}>"
+
+
+cdef class Receiver:
+    """Messages received and not yet taken, and the one waiting receiver."""
+
+    def __cinit__(self, owner, Py_ssize_t max_queue, Py_ssize_t resume_at):
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
+        self.messages = deque()
+        self._append = self.messages.append
+        self._popleft = self.messages.popleft
+        self.max_queue = max_queue
+        self._resume_at = resume_at
+        self.paused = False
+        self._owner = owner
+        self._waiter = Waiter()
+        self._closed = False
+        self._mode = _RECV
+
+    # ------------------------------------------------------------ the core's side
+
+    def push(self, message):
+        """A whole message arrived: queue it, wake the waiting receiver, and
+        ask the owner to pause reading (``_queue_full()``) once the queue holds
+        ``max_queue``."""
+        self._append(message)
+        if not self.paused and len(self.messages) >= self.max_queue:
+            self.paused = True
+            self._owner._queue_full()
+        if self._waiter._wakeup is not None:
+            self._waiter.wake(True)
+
+    def mark_closed(self):
+        """The connection closed: a waiting receiver takes what is queued,
+        then gets the closed error (the owner's ``_closed_error()``)."""
+        self._closed = True
+        self._waiter.wake(False)
+
+    # ------------------------------------------------------------ the awaiting side
+
+    def wait(self):
+        """The awaitable of one ``recv``: the next message."""
+        if self._waiter._waiting:
+            _busy()
+        self._mode = _RECV
+        return self
+
+    def __aiter__(self):
+        return self
+
+    def __anext__(self):
+        if self._waiter._waiting:
+            _busy()
+        self._mode = _ANEXT
+        return self
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef PyObject *result = NULL
+        if self._step(&result) == _NEXT:
+            value = <object>result
+            Py_DECREF_(result)
+            return value
+        value = <object>result
+        Py_DECREF_(result)
+        raise StopIteration(value)
+
+    cdef int _step(self, PyObject **result) except -1:
+        cdef object message
+        cdef Waiter waiter = self._waiter
+        if waiter._waiting:
+            _busy()
+        if self.messages:
+            message = self._popleft()
+            if self.paused and len(self.messages) <= self._resume_at:
+                self.paused = False
+                self._owner._queue_low()
+            Py_INCREF(message)
+            result[0] = <PyObject *>message
+            return _RETURN
+        if self._closed:
+            error = self._owner._closed_error()
+            if self._mode == _ANEXT and isinstance(error, ConnectionClosedOK):
+                raise StopAsyncIteration
+            raise error
+        if waiter._loop is None:
+            waiter.bind(self._owner._loop)
+        waiter._waiting = True
+        waiter._asyncio_future_blocking = True
+        Py_INCREF(waiter)
+        result[0] = <PyObject *>waiter
+        return _NEXT
+
     def close(self):
         """The coroutine awaiting this was closed (``coroutine.close()``
         closes what it awaits): forget its wake-up."""
-        self._wakeup = self._context = None
-        self._waiting = False
+        self._waiter._wakeup = self._waiter._context = None
+        self._waiter._waiting = False
 
     def __repr__(self):
-        return (f"<Receiver queued={len(self.messages)} waiting={bool(self._waiting)} "
+        return (f"<Receiver queued={len(self.messages)} waiting={bool(self._waiter._waiting)} "
                 f"paused={bool(self.paused)} closed={bool(self._closed)}>")
 
 

@@ -1,10 +1,10 @@
 """The per-message paths of a coroutine connection: the pure-Python twin of ``_hotpath.pyx``.
 
 Receiving: one :class:`Receiver` per connection holds the bounded message queue and the
-one waiting ``recv``. It is its own awaitable and its own "future": awaiting
-it returns a queued message without suspending; with the queue empty it
-yields itself to the Task (``_asyncio_future_blocking``), which registers its
-wake-up through :meth:`add_done_callback`. :meth:`push` calls that wake-up
+one waiting ``recv``. It is its own awaitable: awaiting it returns a queued
+message without suspending; with the queue empty it yields its
+:class:`Waiter` (a Future's shape, ``_asyncio_future_blocking``) to the
+Task, which registers its wake-up through ``add_done_callback``. :meth:`push` calls that wake-up
 directly, in the task's context, when no task is running, so the handler
 resumes inside the turn that read the message and what it sends goes out in
 that turn's one write; otherwise (a task is running, the close, ``cancel``)
@@ -33,7 +33,7 @@ from typing import Any, Awaitable, Callable, Coroutine, Generator, Optional, Uni
 from ..exceptions import ConnectionClosedOK
 from ..websocket.protocol import WebSocketHandler
 
-__all__ = ["Receiver", "Sender"]
+__all__ = ["Receiver", "Sender", "Waiter"]
 
 Data = Union[str, bytes]
 
@@ -48,113 +48,46 @@ def _task_running(loop: Any) -> bool:
     return asyncio.current_task(loop) is not None
 
 
-class Receiver:
-    """Messages received and not yet taken, and the one waiting receiver."""
+class Waiter:
+    """What a Task waiting on a :class:`Receiver` holds: a Future's shape.
 
-    __slots__ = ("messages", "max_queue", "_resume_at", "paused", "_owner", "_loop", "_done",
-                 "_wakeup", "_context", "_waiting", "_closed", "_anext", "_asyncio_future_blocking")
+    A separate object from the Receiver, so that the Receiver (what
+    ``anext(ws)`` returns) is an awaitable and not a future: ``wait_for``
+    and ``gather`` wrap it in a task as they wrap a coroutine.
+    """
 
-    def __init__(self, owner: Any, max_queue: int, resume_at: int) -> None:
-        if max_queue < 1:
-            raise ValueError("max_queue must be >= 1")
-        self.messages: collections.deque[Data] = collections.deque()
-        self.max_queue = max_queue
-        self._resume_at = resume_at
-        self.paused = False
-        self._owner = owner
+    __slots__ = ("_loop", "_done", "_wakeup", "_context", "_waiting", "_asyncio_future_blocking")
+
+    def __init__(self) -> None:
         self._loop: Any = None
         self._done: Optional[asyncio.Future[None]] = None
         self._wakeup: Optional[Callable[[Any], Any]] = None
         self._context: Optional[contextvars.Context] = None
         self._waiting = False
-        self._closed = False
-        self._anext = False
         self._asyncio_future_blocking = False
 
-    # ------------------------------------------------------------ the core's side
+    def bind(self, loop: Any) -> None:
+        self._loop = loop
+        self._done = asyncio.Future(loop=loop)
+        self._done.set_result(None)
 
-    def push(self, message: Data) -> None:
-        """A whole message arrived: queue it, wake the waiting receiver, and
-        ask the owner to pause reading once the queue holds ``max_queue``."""
-        self.messages.append(message)
-        if not self.paused and len(self.messages) >= self.max_queue:
-            self.paused = True
-            self._owner._queue_full()
-        if self._wakeup is not None:
-            self._wake()
-
-    def mark_closed(self) -> None:
-        """The connection closed: a waiting receiver takes what is queued,
-        then gets the closed error."""
-        self._closed = True
-        if self._wakeup is not None:
-            cb, ctx = self._wakeup, self._context
-            self._wakeup = self._context = None
-            self._waiting = False
-            self._loop.call_soon(cb, self._done, context=ctx)
-
-    def _wake(self) -> None:
+    def wake(self, now: bool) -> None:
+        """Resume the waiting task: at once (``now``, and no task running)
+        or on the next turn; a no-op when nothing waits."""
         cb, ctx = self._wakeup, self._context
-        assert cb is not None and ctx is not None
+        if cb is None or ctx is None:
+            return
         self._wakeup = self._context = None
         self._waiting = False
-        if _task_running(self._loop):
+        if not now or _task_running(self._loop):
             self._loop.call_soon(cb, self._done, context=ctx)
         else:
             ctx.run(cb, self._done)
 
-    # ------------------------------------------------------------ the awaiting side
-
-    def wait(self) -> "Receiver":
-        """The awaitable of one ``recv``: the next message."""
-        if self._waiting:
-            raise RuntimeError(_BUSY)
-        self._anext = False
-        return self
-
-    def __aiter__(self) -> "Receiver":
-        return self
-
-    def __anext__(self) -> "Receiver":
-        if self._waiting:
-            raise RuntimeError(_BUSY)
-        self._anext = True
-        return self
-
-    def __await__(self) -> Generator[Any, None, Data]:
-        while True:
-            if self._waiting:
-                raise RuntimeError(_BUSY)
-            messages = self.messages
-            if messages:
-                message = messages.popleft()
-                if self.paused and len(messages) <= self._resume_at:
-                    self.paused = False
-                    self._owner._queue_low()
-                return message
-            if self._closed:
-                error = self._owner._closed_error()
-                if self._anext and isinstance(error, ConnectionClosedOK):
-                    raise StopAsyncIteration
-                raise error
-            if self._loop is None:
-                self._loop = self._owner._loop
-                self._done = asyncio.Future(loop=self._loop)
-                self._done.set_result(None)
-            self._waiting = True
-            self._asyncio_future_blocking = True
-            try:
-                yield self
-            except GeneratorExit:
-                self.close()
-                raise
-
-    # ------------------------------------------------------------ the Task's side (a Future's shape)
-
     def add_done_callback(self, fn: Callable[[Any], Any], *,
                           context: Optional[contextvars.Context] = None) -> None:
         if not self._waiting:
-            raise RuntimeError("Receiver.add_done_callback: nothing is waiting")
+            raise RuntimeError("Waiter.add_done_callback: nothing is waiting")
         self._wakeup = fn
         self._context = contextvars.copy_context() if context is None else context
 
@@ -190,13 +123,97 @@ class Receiver:
         self._loop.call_soon(cb, cancelled, context=ctx)
         return True
 
+    def __repr__(self) -> str:
+        return f"<Waiter waiting={self._waiting}>"
+
+
+class Receiver:
+    """Messages received and not yet taken, and the one waiting receiver."""
+
+    __slots__ = ("messages", "max_queue", "_resume_at", "paused", "_owner", "_waiter", "_closed",
+                 "_anext")
+
+    def __init__(self, owner: Any, max_queue: int, resume_at: int) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
+        self.messages: collections.deque[Data] = collections.deque()
+        self.max_queue = max_queue
+        self._resume_at = resume_at
+        self.paused = False
+        self._owner = owner
+        self._waiter = Waiter()
+        self._closed = False
+        self._anext = False
+
+    # ------------------------------------------------------------ the core's side
+
+    def push(self, message: Data) -> None:
+        """A whole message arrived: queue it, wake the waiting receiver, and
+        ask the owner to pause reading once the queue holds ``max_queue``."""
+        self.messages.append(message)
+        if not self.paused and len(self.messages) >= self.max_queue:
+            self.paused = True
+            self._owner._queue_full()
+        self._waiter.wake(True)
+
+    def mark_closed(self) -> None:
+        """The connection closed: a waiting receiver takes what is queued,
+        then gets the closed error."""
+        self._closed = True
+        self._waiter.wake(False)
+
+    # ------------------------------------------------------------ the awaiting side
+
+    def wait(self) -> "Receiver":
+        """The awaitable of one ``recv``: the next message."""
+        if self._waiter._waiting:
+            raise RuntimeError(_BUSY)
+        self._anext = False
+        return self
+
+    def __aiter__(self) -> "Receiver":
+        return self
+
+    def __anext__(self) -> "Receiver":
+        if self._waiter._waiting:
+            raise RuntimeError(_BUSY)
+        self._anext = True
+        return self
+
+    def __await__(self) -> Generator[Any, None, Data]:
+        waiter = self._waiter
+        while True:
+            if waiter._waiting:
+                raise RuntimeError(_BUSY)
+            messages = self.messages
+            if messages:
+                message = messages.popleft()
+                if self.paused and len(messages) <= self._resume_at:
+                    self.paused = False
+                    self._owner._queue_low()
+                return message
+            if self._closed:
+                error = self._owner._closed_error()
+                if self._anext and isinstance(error, ConnectionClosedOK):
+                    raise StopAsyncIteration
+                raise error
+            if waiter._loop is None:
+                waiter.bind(self._owner._loop)
+            waiter._waiting = True
+            waiter._asyncio_future_blocking = True
+            try:
+                yield waiter
+            except GeneratorExit:
+                self.close()
+                raise
+
     def close(self) -> None:
         """The coroutine awaiting this was closed: forget its wake-up."""
-        self._wakeup = self._context = None
-        self._waiting = False
+        self._waiter._wakeup = self._waiter._context = None
+        self._waiter._waiting = False
 
     def __repr__(self) -> str:
-        return (f"<Receiver queued={len(self.messages)} waiting={self._waiting} "
+        return (f"<Receiver queued={len(self.messages)} waiting={self._waiter._waiting} "
                 f"paused={self.paused} closed={self._closed}>")
 
 
