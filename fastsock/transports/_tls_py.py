@@ -2,7 +2,9 @@
 protocol besides speed: the one log line for a plain-HTTP request on a TLS
 port. With FASTSOCK_PURE=1 (or ``_tls`` not built) the loop uses this
 subclass of asyncio's ``SSLProtocol``; the compiled one calls
-:func:`note_handshake_failure` too."""
+:func:`note_handshake_failure` too. The compiled module's direct OpenSSL
+record layer has no Python twin: here every record goes through the ``ssl``
+module's ``SSLObject``, as it does there when ``_tls.DIRECT`` is False."""
 from __future__ import annotations
 
 import logging
