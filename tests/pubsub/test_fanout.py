@@ -155,7 +155,7 @@ def fill_until_paused(srv: ServerThread, room: type[Room], slow: Room) -> list[i
     raise AssertionError(f"the slow peer was not paused after {MAX_FILL} broadcasts")
 
 
-def numbered(payload: bytes) -> int:
+def numbered(payload: Any) -> int:
     value: int = struct.unpack_from("!I", payload)[0]
     return value
 
