@@ -26,12 +26,14 @@ import pytest
 
 from fastsock import _switch
 
-_tls = _switch.compiled("fastsock.transports._tls")
-if _tls is None:
+_tls_module = _switch.compiled("fastsock.transports._tls")
+if _tls_module is None:
     pytest.skip("the compiled TLS module is switched off (FASTSOCK_PURE=1) or not built",
                 allow_module_level=True)
 
-from conftest import LoopRunner  # noqa: E402
+from conftest import LoopRunner  # type: ignore[import-not-found]  # noqa: E402
+
+_tls: Any = _tls_module
 
 MiB = 1024 * 1024
 LARGE = MiB
@@ -112,13 +114,38 @@ def test_echo_runs_on_the_direct_path_with_the_ssl_modules_info(fs: LoopRunner, 
             ssl_object = writer.get_extra_info("ssl_object")
             assert isinstance(ssl_object, ssl.SSLObject)
             assert ssl_object.version() == "TLSv1.3"
-            assert writer.get_extra_info("cipher")[0] == ssl_object.cipher()[0]
+            cipher = ssl_object.cipher()
+            assert cipher is not None and writer.get_extra_info("cipher")[0] == cipher[0]
             peercert = writer.get_extra_info("peercert")
             assert ("DNS", "localhost") in peercert["subjectAltName"]
             writer.close()
             await writer.wait_closed()
             # leaving WRAPPED hands the connection back to asyncio's state machine
             assert client_protocol._rec is None
+
+    fs.run(main(), timeout=20)
+    assert server.endings == [None]
+
+
+@pytest.mark.timeout(30)
+def test_tls12_records_on_the_direct_path(fs: LoopRunner, tls: Any) -> None:
+    """TLS 1.2 frames records differently (explicit nonce, no inner content
+    type); the direct path moves them the same."""
+    server = Server()
+    client_ctx = tls.client_context()
+    client_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+
+    async def main() -> None:
+        port = await server.start(tls.server_context())
+        async with server.server:  # type: ignore[union-attr]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
+                                                           server_hostname="localhost")
+            assert writer.get_extra_info("ssl_object").version() == "TLSv1.2"
+            for size in SIZES:
+                await _echo(reader, writer, os.urandom(size))
+            assert type(server.protocols[0]._rec).__name__ == "_Records"
+            writer.close()
+            await writer.wait_closed()
 
     fs.run(main(), timeout=20)
     assert server.endings == [None]
