@@ -315,7 +315,14 @@ cdef class _Records:
                 eof = True
                 break
             # any other outcome: the ssl module's read (the error is still
-            # queued) returns or raises exactly what asyncio would see
+            # queued) returns or raises exactly what asyncio would see. It
+            # releases the GIL, so what _plain holds is copied out first
+            # (another loop thread may decrypt into it meanwhile).
+            if parts is None:
+                parts = []
+            if filled:
+                parts.append(PyBytes_FromStringAndSize(_plain, <Py_ssize_t>filled))
+                filled = 0
             try:
                 chunk = self.sslobj.read(self.max_size)
             except _SSL_AGAIN:
@@ -325,13 +332,8 @@ cdef class _Records:
             if not chunk:
                 eof = True
                 break
-            if parts is None:
-                parts = []
-            if filled:
-                parts.append(PyBytes_FromStringAndSize(_plain, <Py_ssize_t>filled))
-                filled = 0
             parts.append(chunk)
-        if parts is not None:
+        if parts:
             if filled:
                 parts.append(PyBytes_FromStringAndSize(_plain, <Py_ssize_t>filled))
             self.app_protocol.data_received(b"".join(parts))
