@@ -16,7 +16,7 @@ def test_every_listed_transition_and_nothing_else() -> None:
         if (state, event) in TRANSITIONS:
             assert next_state(state, event) is TRANSITIONS[state, event]
         else:
-            with pytest.raises(InvalidStateError, match=state.name):
+            with pytest.raises(InvalidStateError, match=f"{state.name} on {event.name}"):
                 next_state(state, event)
 
 

@@ -15,11 +15,13 @@ failed), ``CLOSED`` when the transport is gone.
 from __future__ import annotations
 
 import enum
+from typing import Optional
 
 from ..exceptions import InvalidStateError
 
-__all__ = ["State", "Event", "TRANSITIONS", "next_state",
-           "CONNECTING", "OPEN", "CLOSING", "CLOSED"]
+__all__ = ["State", "Event", "TRANSITIONS", "NEXT", "FAST", "next_state",
+           "CONNECTING", "OPEN", "CLOSING", "CLOSED",
+           "OPENED", "CLOSE_SENT", "CLOSE_RECEIVED", "FAILED", "LOST"]
 
 
 class State(enum.IntEnum):
@@ -29,17 +31,19 @@ class State(enum.IntEnum):
     CLOSED = 3
 
 
-class Event(enum.Enum):
+class Event(enum.IntEnum):
     """What happened to the connection (the input of :func:`next_state`)."""
 
-    OPENED = "opened"                  # the handshake succeeded: attach()
-    CLOSE_SENT = "close sent"          # we queued a close frame (close())
-    CLOSE_RECEIVED = "close received"  # the peer's close frame arrived
-    FAILED = "failed"                  # a protocol error or fail(): close frame + half-close
-    LOST = "lost"                      # the transport is gone (connection_lost, abort)
+    OPENED = 0          # the handshake succeeded: attach()
+    CLOSE_SENT = 1      # we queued a close frame (close())
+    CLOSE_RECEIVED = 2  # the peer's close frame arrived
+    FAILED = 3          # a protocol error or fail(): close frame + half-close
+    LOST = 4            # the transport is gone (connection_lost, abort)
 
 
 CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
+OPENED, CLOSE_SENT, CLOSE_RECEIVED, FAILED, LOST = (
+    Event.OPENED, Event.CLOSE_SENT, Event.CLOSE_RECEIVED, Event.FAILED, Event.LOST)
 
 #: (state, event) -> the next state. Everything not listed is an error.
 TRANSITIONS: dict[tuple[State, Event], State] = {
@@ -58,14 +62,20 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (CLOSING, Event.LOST): CLOSED,
 }
 
-#: The states in which the compiled core's fast paths may run (see
-#: ``WebSocketHandler._transition``: the flags also need no extensions).
-FAST_STATES = frozenset({OPEN})
+#: The same table indexed ``NEXT[state][event]`` (None: no transition).
+#: Enum members hash in Python; a connection changes state on every open
+#: and close, so the core indexes tuples with them instead (C10k connect).
+NEXT: tuple[tuple[Optional[State], ...], ...] = tuple(
+    tuple(TRANSITIONS.get((state, event)) for event in Event) for state in State)
+
+#: ``FAST[state]``: may the compiled core's fast paths run in this state?
+#: (``WebSocketHandler._transition``: the flags also need no extensions.)
+FAST: tuple[bool, ...] = tuple(state is OPEN for state in State)
 
 
 def next_state(state: State, event: Event) -> State:
     """The state after ``event`` in ``state``; InvalidStateError if none."""
-    try:
-        return TRANSITIONS[state, event]
-    except KeyError:
-        raise InvalidStateError(f"no transition from {state.name} on {event.value!r}") from None
+    target = NEXT[state][event]
+    if target is None:
+        raise InvalidStateError(f"no transition from {state.name} on {event.name}")
+    return target

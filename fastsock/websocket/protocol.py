@@ -46,7 +46,10 @@ from ..frame import CloseCode, FrameParser, build_frame
 from ._core_py import COALESCE as _COALESCE
 from ._core_py import COUNTER_FIELDS, _H_BINARY, _H_TEXT, _pack16
 from ._core_py import frame_header as _header
-from ._state import CLOSED, CLOSING, CONNECTING, FAST_STATES, OPEN, Event, State, next_state
+from ._state import (
+    CLOSE_RECEIVED, CLOSE_SENT, CLOSED, CLOSING, CONNECTING, FAILED, FAST, LOST, NEXT, OPEN,
+    OPENED, Event, State, next_state,
+)
 from .extensions.base import Extension
 from .seam import SansIOSeam, Seam, TransportSeam, half_close
 
@@ -180,7 +183,7 @@ class WebSocketHandler(HandlerCore):
                                         (1006 if it ended without a close frame)
 
     Actions: :meth:`send`, :meth:`ping`, :meth:`close`, :meth:`abort`, and
-    :func:`broadcast` for one frame to many connections. State and
+    :func:`fastsock.broadcast` (the hub layer) for one frame to many connections. State and
     measurements: ``state``, ``path``, ``request``, ``subprotocol``,
     ``remote_address``, ``latency``, ``buffered_amount``, ``close_code``,
     ``opened_at`` (``time.monotonic()`` when it opened; 0.0 before).
@@ -310,12 +313,12 @@ class WebSocketHandler(HandlerCore):
         self.request = request
         frame_log = logger if logger is not None else log
         self._frame_log = frame_log if frame_log.isEnabledFor(logging.DEBUG) else None
-        seam.set_write_limits(opts.write_limit, opts.write_low)
-        self._transition(Event.OPENED)
-        seam.bind(self)
+        self._transition(OPENED)
+        seam.bind(self, opts.write_limit, opts.write_low)
         self.opened_at = time.monotonic()
         if opts.ping_interval:
-            self._next_ping_at = seam.time() + opts.ping_interval
+            # _next_ping_at stays 0.0: the first wake-up, ping_interval from
+            # now, is due for a ping (no clock read per connection here).
             self._ping_timer = seam.call_later(opts.ping_interval, self._keepalive)
         self.on_open()
         if self._out and not self._batching:
@@ -328,8 +331,12 @@ class WebSocketHandler(HandlerCore):
         transport, no frame logging. ``_rx_fast`` (the codec delivers whole
         messages, UTF-8 already checked): open, no extensions, UTF-8
         validation on, no frame logging. Every other state clears both."""
-        state = self._state = next_state(self._state, event)
-        if state in FAST_STATES and not self._extensions and self._frame_log is None:
+        state = NEXT[self._state][event]
+        if state is None:
+            next_state(self._state, event)      # raises InvalidStateError
+            return
+        self._state = state
+        if FAST[state] and not self._extensions and self._frame_log is None:
             io = self._io
             self._fast = not self._client and io is not None and io.transport is not None
             self._rx_fast = self._options.validate_utf8
@@ -544,7 +551,7 @@ class WebSocketHandler(HandlerCore):
             self._close_sent = True
             self._sent_code = code
             self._queue_control(0x88, payload)
-        self._transition(Event.CLOSE_RECEIVED)
+        self._transition(CLOSE_RECEIVED)
         self._frag = None
         self._finish_closing()
 
@@ -680,7 +687,7 @@ class WebSocketHandler(HandlerCore):
         if not self._close_sent:
             data = code.to_bytes(2, "big") + reason.encode()[:123]
             self._send_close(code, data)
-        self._transition(Event.FAILED)
+        self._transition(FAILED)
         self._frag = None
         self._cancel_ping()
         if self._out:
@@ -747,7 +754,7 @@ class WebSocketHandler(HandlerCore):
         self._close_sent = True
         self._sent_code = code
         self._queue_control(0x88, data)
-        self._transition(Event.CLOSE_SENT)
+        self._transition(CLOSE_SENT)
         self._cancel_ping()
         self._arm_close_timer()
 
@@ -896,9 +903,9 @@ class WebSocketHandler(HandlerCore):
         if self._state is CLOSED:
             return
         if self._state is CONNECTING:
-            self._transition(Event.LOST)
+            self._transition(LOST)
             return
-        self._transition(Event.LOST)
+        self._transition(LOST)
         self._parser = None            # HandlerCore.data_received ignores what follows
         self._writing_paused = False
         self._wake_drain_waiters()

@@ -16,8 +16,8 @@ done it asks of one object, its seam, through these operations only:
 ``create_future()``       something a coroutine can wait on (``drained()``)
 ========================  ==================================================
 
-plus three facts about the connection (``peername()``,
-``write_buffer_size()``, ``set_write_limits()``).
+plus ``bind(core, write_limit, write_low)`` when the connection opens and two
+facts about it (``peername()``, ``write_buffer_size()``).
 
 :class:`TransportSeam` is the glue to an asyncio-shaped transport and its
 loop: fastsock's reactor, asyncio, uvloop. It also installs the compiled
@@ -66,7 +66,7 @@ class Seam(Protocol):
     @property
     def loop(self) -> Any: ...
 
-    def bind(self, core: "WebSocketHandler") -> None: ...
+    def bind(self, core: "WebSocketHandler", write_limit: int, write_low: int) -> None: ...
     def write(self, frames: list[bytes]) -> None: ...
     def half_close(self) -> bool: ...
     def close(self) -> None: ...
@@ -79,7 +79,6 @@ class Seam(Protocol):
     def create_future(self) -> Any: ...
     def peername(self) -> Any: ...
     def write_buffer_size(self) -> int: ...
-    def set_write_limits(self, high: int, low: int) -> None: ...
 
 
 def half_close(transport: Any) -> bool:
@@ -110,12 +109,19 @@ class TransportSeam:
         self.transport = transport
         self.loop = loop
 
-    def bind(self, core: "WebSocketHandler") -> None:
+    def bind(self, core: "WebSocketHandler", write_limit: int, write_low: int) -> None:
+        """The connection opened: set the transport's write-buffer limits and
+        install the compiled core's write lane."""
+        transport = self.transport
+        try:
+            transport.set_write_buffer_limits(high=write_limit, low=write_low)
+        except (AttributeError, NotImplementedError):
+            pass
         # The compiled core writes on its fast path itself (HandlerCore's
         # _transport and _writer, fastsock/websocket/_core.pxd): the seam's
         # write, inlined. The pointer writer only serves that fast path.
-        core._transport = self.transport
-        core._writer = _writer_for(self.transport) if core._fast else None
+        core._transport = transport
+        core._writer = _writer_for(transport) if core._fast else None
 
     def write(self, frames: list[bytes]) -> None:
         if len(frames) == 1:
@@ -165,12 +171,6 @@ class TransportSeam:
     def write_buffer_size(self) -> int:
         return int(self.transport.get_write_buffer_size())
 
-    def set_write_limits(self, high: int, low: int) -> None:
-        try:
-            self.transport.set_write_buffer_limits(high=high, low=low)
-        except (AttributeError, NotImplementedError):
-            pass
-
 
 class Timer:
     """A timer the core asked a :class:`SansIOSeam` for."""
@@ -218,8 +218,9 @@ class SansIOSeam:
         self._core: Optional["WebSocketHandler"] = None
 
     # -- what the core asks ---------------------------------------------------
-    def bind(self, core: "WebSocketHandler") -> None:
+    def bind(self, core: "WebSocketHandler", write_limit: int, write_low: int) -> None:
         self._core = core
+        self.write_limits = (write_limit, write_low)
         core._transport = None
         core._writer = None
 
@@ -270,9 +271,6 @@ class SansIOSeam:
 
     def write_buffer_size(self) -> int:
         return 0
-
-    def set_write_limits(self, high: int, low: int) -> None:
-        self.write_limits = (high, low)
 
     # -- what the caller reads or does -----------------------------------------
     def data_to_send(self) -> bytes:
