@@ -67,7 +67,7 @@ def test_bytes_in_events_and_bytes_out() -> None:
 def test_the_keepalive_timer_pings_and_fails_a_silent_peer() -> None:
     ws, seam = opened(PINGS)
     [timer] = seam.timers
-    assert timer.when == pytest.approx(110.0)
+    assert timer.when() == pytest.approx(110.0)
     seam.advance(10.0)                          # the ping goes out
     [(op, payload)] = frames(seam.data_to_send())
     assert op == 9 and len(payload) == 4

@@ -33,11 +33,10 @@ aborted, whether it paused reading, and the timers it wants
 """
 from __future__ import annotations
 
-import heapq
-import itertools
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
+from .._fakeclock import FakeClock, FakeTimer
 from ..exceptions import InvalidStateError
 
 if TYPE_CHECKING:
@@ -50,7 +49,7 @@ except ImportError:             # no compiled extensions: transports take bytes
     def _writer_for(transport: Any) -> Optional[ChunkWriter]:
         return None
 
-__all__ = ["Seam", "TimerHandle", "TransportSeam", "SansIOSeam", "Timer", "half_close"]
+__all__ = ["Seam", "TimerHandle", "TransportSeam", "SansIOSeam", "half_close"]
 
 
 class TimerHandle(Protocol):
@@ -172,49 +171,28 @@ class TransportSeam:
         return int(self.transport.get_write_buffer_size())
 
 
-class Timer:
-    """A timer the core asked a :class:`SansIOSeam` for."""
-
-    __slots__ = ("when", "callback", "_cancelled")
-
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
-        self.when = when
-        self.callback = callback
-        self._cancelled = False
-
-    def cancel(self) -> None:
-        self._cancelled = True
-
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-    def __repr__(self) -> str:
-        name = getattr(self.callback, "__name__", repr(self.callback))
-        return f"<Timer at {self.when:.3f} {name}{' cancelled' if self._cancelled else ''}>"
-
-
 class SansIOSeam:
     """No I/O: the core's requests are recorded for the caller to act on.
 
-    The clock is :attr:`now` (seconds; starts at ``now=``), moved only by
-    :meth:`advance`, which runs the timers that fall due, in order. Ending
-    the connection (``close()``/``abort()``) reports it lost to the core at
-    once: there is no transport whose end could be waited for.
+    Timers go on :attr:`clock`, a :class:`~fastsock.testing.FakeClock`
+    (starting at ``now``) whose time moves only with :meth:`advance`, which
+    runs the timers that fall due, in order. Ending the connection
+    (``close()``/``abort()``) reports it lost to the core at once: there is
+    no transport whose end could be waited for. ``loop``, if given, makes
+    the futures of :meth:`create_future` (``drained()``); else the clock does.
     """
 
     transport = None
 
     def __init__(self, *, now: float = 0.0, loop: Any = None) -> None:
-        self.now = now
-        self.loop = loop                    # only for create_future (drained())
+        self.clock = FakeClock(now)
+        self.loop = loop
         self._sent = bytearray()
         self.eof_sent = False
         self.closed = False
         self.aborted = False
         self.reading_paused = False
         self.write_limits: Optional[tuple[int, int]] = None
-        self._timers: list[tuple[float, int, Timer]] = []
-        self._order = itertools.count()
         self._core: Optional["WebSocketHandler"] = None
 
     # -- what the core asks ---------------------------------------------------
@@ -250,21 +228,17 @@ class SansIOSeam:
     def resume_reading(self) -> None:
         self.reading_paused = False
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        timer = Timer(self.now + max(0.0, delay), callback)
-        heapq.heappush(self._timers, (timer.when, next(self._order), timer))
-        return timer
+    def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
+        return self.clock.call_later(max(0.0, delay), callback)
 
     def call_soon(self, callback: Callable[[], None]) -> None:
-        self.call_later(0.0, callback)
+        self.clock.call_soon(callback)
 
     def time(self) -> float:
-        return self.now
+        return self.clock.time()
 
     def create_future(self) -> Any:
-        if self.loop is None:
-            raise InvalidStateError("cannot wait for a drain without a loop")
-        return self.loop.create_future()
+        return (self.loop if self.loop is not None else self.clock).create_future()
 
     def peername(self) -> Any:
         return None
@@ -280,25 +254,15 @@ class SansIOSeam:
         return data
 
     @property
-    def timers(self) -> list[Timer]:
+    def timers(self) -> list[FakeTimer]:
         """The timers wanted and not cancelled, soonest first."""
-        return [t for _, _, t in sorted(self._timers) if not t.cancelled()]
+        return self.clock.pending()
 
     def advance(self, seconds: float) -> int:
         """Move the clock on by ``seconds`` and run the timers due by then
         (including ones those timers set within the interval). Returns how
         many ran."""
-        deadline = self.now + seconds
-        ran = 0
-        while self._timers and self._timers[0][0] <= deadline:
-            when, _, timer = heapq.heappop(self._timers)
-            if timer.cancelled():
-                continue
-            self.now = max(self.now, when)
-            timer.callback()
-            ran += 1
-        self.now = deadline
-        return ran
+        return self.clock.advance(seconds)
 
     def _lost(self) -> None:
         if self._core is not None:
