@@ -135,7 +135,7 @@ cdef inline void _count_out(HandlerCore core, unsigned char op, Py_ssize_t n) no
 
 
 cdef inline void _count_frame_out(HandlerCore core, bytes frame) noexcept:
-    # An encoded server data frame (broadcast, send_frame_bytes).
+    # An encoded server data frame (fastsock.pubsub.fanout: broadcast, offer_frame).
     cdef const unsigned char *f = <const unsigned char *>PyBytes_AS_STRING(frame)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(frame)
     if size >= 2 and (f[0] & 0x0F) in (1, 2):

@@ -283,8 +283,8 @@ class TurnFlush:
     Peers on the same machine then wake once per burst of replies instead of
     once per reply: at one message in flight on 100 connections this is worth
     about 20% in WebSocket echo (docs/benchmarks.md). Broadcasts and frames
-    queued with ``send_frame_bytes`` go through the same queue, so every
-    connection gets at most one write per turn.
+    offered by the hub (``fastsock.pubsub.fanout``) go through the same
+    queue, so every connection gets at most one write per turn.
     """
 
     __slots__ = ("loop", "pending")
