@@ -169,7 +169,8 @@ class ServerState:
                  extra_headers: Union[Sequence[tuple[str, str]], Callable[[HandshakeRequest], Sequence[tuple[str, str]]]] = (),
                  handshake_timeout: float = 10.0,
                  max_head_size: int = MAX_HEAD_SIZE,
-                 max_headers: int = MAX_HEADERS) -> None:
+                 max_headers: int = MAX_HEADERS,
+                 logger: Optional[Union[logging.Logger, str]] = None) -> None:
         # Routing, Origin, subprotocol and extension policy: sans-I/O, decided
         # by ServerHandshake objects (fastsock/websocket/server_handshake.py).
         self.policy = HandshakePolicy(handler, origins=origins, subprotocols=subprotocols,
@@ -187,6 +188,9 @@ class ServerState:
         self.handshake_timeout = handshake_timeout
         self.max_head_size = max_head_size
         self.max_headers = max_headers
+        # Where each connection logs its frames when that logger is enabled
+        # for DEBUG as it opens (None: fastsock.websocket).
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.handlers: set[WebSocketHandler] = set()
         # Handshakes in progress → their deadline (loop.time()), in start order,
         # so deadlines never decrease: one sweep timer per server expires them
@@ -582,7 +586,8 @@ class ServerHandshakeProtocol:
         transport.set_protocol(handler)
         try:
             handler.attach(transport, state.loop, options=state.options, extensions=hs.extensions,
-                           subprotocol=hs.subprotocol, request=hs.request, flusher=state.flusher)
+                           subprotocol=hs.subprotocol, request=hs.request, flusher=state.flusher,
+                           logger=state.logger)
         except Exception:
             log.exception("error in %s.on_open", type(handler).__name__)
             handler.fail(CloseCode.INTERNAL_ERROR, "internal error")

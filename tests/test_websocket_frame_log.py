@@ -106,3 +106,19 @@ def test_describe_frame_cuts_long_payloads() -> None:
     assert describe_frame(2, bytes(100), fin=False).endswith("… [100 bytes, continued]")
     assert describe_frame(8, (1001).to_bytes(2, "big") + b"going") == "CLOSE 1001 'going' [7 bytes]"
     assert describe_frame(9, b"") == "PING [0 bytes]"
+
+
+def test_a_server_logger_gets_the_frame_lines() -> None:
+    logger = logging.getLogger("test.frames.callback")
+    handler = Lines()
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with ServerThread(Echo, options=QUIET, logger="test.frames.callback") as srv:
+            with connect(srv.url, compression=None) as ws:
+                ws.send("mine")
+                assert ws.recv() == "mine"
+    finally:
+        logger.removeHandler(handler)
+    assert any(line.endswith("< TEXT 'mine' [4 bytes]") for line in handler.lines)
+    assert any(line.endswith("> TEXT 'mine' [4 bytes]") for line in handler.lines)
