@@ -116,7 +116,13 @@ cdef class Waiter:
         if not now or _task_running(self._loop):
             self._loop.call_soon(cb, self._done, context=ctx)
             return 0
-        PyContext_Enter(ctx)
+        try:
+            PyContext_Enter(ctx)
+        except RuntimeError:
+            # The context is already entered (pushed from inside ctx.run):
+            # the wake-up runs in it on the next turn instead.
+            self._loop.call_soon(cb, self._done, context=ctx)
+            return 0
         try:
             cb(self._done)
         finally:

@@ -48,6 +48,15 @@ def _task_running(loop: Any) -> bool:
     return asyncio.current_task(loop) is not None
 
 
+def _can_enter(ctx: contextvars.Context) -> bool:
+    """False when ``ctx`` is already entered (pushed from inside ``ctx.run``)."""
+    try:
+        ctx.run(int)
+    except RuntimeError:
+        return False
+    return True
+
+
 class Waiter:
     """What a Task waiting on a :class:`Receiver` holds: a Future's shape.
 
@@ -79,7 +88,7 @@ class Waiter:
             return
         self._wakeup = self._context = None
         self._waiting = False
-        if not now or _task_running(self._loop):
+        if not now or _task_running(self._loop) or not _can_enter(ctx):
             self._loop.call_soon(cb, self._done, context=ctx)
         else:
             ctx.run(cb, self._done)

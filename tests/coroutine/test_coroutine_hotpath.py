@@ -134,6 +134,38 @@ def test_push_from_inside_another_task_wakes_on_a_later_turn(impl: Any) -> None:
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+def test_push_from_inside_the_waiters_own_context_wakes_on_a_later_turn(impl: Any) -> None:
+    async def main() -> None:
+        owner = Owner(asyncio.get_running_loop())
+        rx = impl.Receiver(owner, 16, 4)
+
+        async def one() -> Any:
+            return await rx.wait()
+
+        coro = one()
+        waiter = coro.send(None)               # parked, as under a Task
+        calls: list[Any] = []
+        ctx = contextvars.copy_context()
+        waiter.add_done_callback(calls.append, context=ctx)
+        seen: list[int] = []
+
+        def from_a_callback() -> None:         # outside any task, as a transport callback
+            ctx.run(rx.push, "x")              # the context cannot be entered twice...
+            seen.append(len(calls))            # ...so the wake-up did not run here
+
+        asyncio.get_running_loop().call_soon(from_a_callback)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert seen == [0]
+        assert len(calls) == 1 and calls[0].done() and calls[0].result() is None
+        with pytest.raises(StopIteration) as done:
+            coro.send(None)                    # what the wake-up's task step does
+        assert done.value.value == "x"
+
+    run(main())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_cancelling_the_waiting_task_loses_nothing(impl: Any) -> None:
     async def main() -> None:
         owner = Owner(asyncio.get_running_loop())
