@@ -47,3 +47,7 @@ cdef class DeflateCodec:
     cdef Compressor _fragmenter      # see encode_fragment
     cdef Compressor _get_compressor(self)
     cdef Decompressor _get_decompressor(self)
+    # C entry points for a compiled caller (cimport DeflateCodec): decode
+    # with limit = max_size + 1 (see _limit_of), encode giving (rsv, bytes).
+    cdef object decode_c(self, int rsv, int opcode, object payload, Py_ssize_t limit)
+    cdef tuple encode_c(self, int opcode, object payload)

@@ -567,6 +567,13 @@ cdef class DeflateCodec:
         return False
 
     def decode(self, int rsv, int opcode, payload, max_size=None):
+        return self.decode_c(rsv, opcode, payload, _limit_of(max_size))
+
+    def encode(self, int opcode, payload):
+        return self.encode_c(opcode, payload)
+
+    cdef object decode_c(self, int rsv, int opcode, object payload, Py_ssize_t limit):
+        """``decode`` for a compiled caller; ``limit`` is max_size + 1."""
         cdef Decompressor d
         if not rsv & _RSV1:
             return payload
@@ -575,19 +582,20 @@ cdef class DeflateCodec:
             d = self._get_decompressor()
         if not self.remote_no_context_takeover:
             _dpool._use(d)
-        return d._inflate(payload, _limit_of(max_size), opcode == _OP_TEXT)
+        return d._inflate(payload, limit, opcode == _OP_TEXT)
 
-    def encode(self, int opcode, payload):
+    cdef tuple encode_c(self, int opcode, object payload):
+        """``encode`` for a compiled caller: (rsv, payload)."""
         cdef Compressor c
         cdef Py_ssize_t n = PyBytes_GET_SIZE(payload) if type(payload) is bytes else len(payload)
         if n < self.threshold:
-            return 0, payload
+            return (0, payload)
         c = self._compressor
         if c is None:
             c = self._get_compressor()
         if not self.local_no_context_takeover:
             _cpool._use(c)
-        return _RSV1, c._deflate(payload, True)
+        return (_RSV1, c._deflate(payload, True))
 
     def encode_fragment(self, int opcode, payload, bint first, bint fin):
         """One fragment of a message sent in pieces (the coroutine API's
