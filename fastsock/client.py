@@ -60,8 +60,10 @@ class ClientHandshakeProtocol:
                  future: Any, *, subprotocols: Sequence[str] = (),
                  headers: HeaderList = (), origin: Optional[str] = None,
                  options: Optional[WebSocketOptions] = None, timeout: float = 10.0,
-                 extensions: Sequence[Any] = (), handshake: Optional[ClientHandshake] = None) -> None:
+                 extensions: Sequence[Any] = (), handshake: Optional[ClientHandshake] = None,
+                 logger: Optional[logging.Logger] = None) -> None:
         self.uri = uri
+        self.logger = logger            # the connection's frame lines at DEBUG (attach)
         self.factory = factory
         self.loop = loop
         self.future = future
@@ -101,7 +103,8 @@ class ClientHandshakeProtocol:
         transport.set_protocol(handler)
         try:
             handler.attach(transport, self.loop, client=True, options=self.options,
-                           subprotocol=handshake.subprotocol, extensions=handshake.extensions)
+                           subprotocol=handshake.subprotocol, extensions=handshake.extensions,
+                           logger=self.logger)
         except Exception as exc:
             log.exception("error in %s.on_open", type(handler).__name__)
             handler.fail(CloseCode.INTERNAL_ERROR, "internal error")
@@ -172,14 +175,15 @@ async def _attempt(loop: asyncio.AbstractEventLoop, target: ClientURI,
                    server_hostname: Optional[str], proxy: ProxySetting, headers: HeaderList,
                    subprotocols: Sequence[str], extensions: Sequence[ClientExtensionFactory],
                    origin: Optional[str], user_agent_header: Optional[str],
-                   options: Optional[WebSocketOptions]) -> Opened:
+                   options: Optional[WebSocketOptions],
+                   logger: Optional[logging.Logger]) -> Opened:
     """One connection and handshake, no redirects."""
     uri = target.uri
     handshake = ClientHandshake(target, subprotocols=subprotocols, extensions=extensions,
                                 origin=origin, headers=headers, user_agent_header=user_agent_header)
     future: asyncio.Future[WebSocketHandler] = loop.create_future()
     proto = ClientHandshakeProtocol(uri, factory, loop, future, options=options, timeout=0,
-                                    handshake=handshake)
+                                    handshake=handshake, logger=logger)
     context = _ssl_context(uri, ssl)
     hostname = (server_hostname or uri.host) if context is not None else None
     tunnel = select_proxy(proxy, uri)
@@ -226,8 +230,10 @@ async def open_connection(url: str, factory: Callable[[], WebSocketHandler], *,
                           origin: Optional[str] = None,
                           user_agent_header: Optional[str] = USER_AGENT,
                           options: Optional[WebSocketOptions] = None,
-                          compression: Compression = "deflate") -> Opened:
-    """Open a WebSocket to ``url`` on the running loop; see :func:`connect` for the arguments.
+                          compression: Compression = "deflate",
+                          logger: Optional[logging.Logger] = None) -> Opened:
+    """Open a WebSocket to ``url`` on the running loop; see :func:`connect` for the arguments
+    (``logger``: where the connection logs its frames if it is enabled for DEBUG at open).
 
     Follows 301/302/303/307/308 redirects (ws:// -> wss:// yes, wss:// -> ws://
     never; credentials headers are dropped on a redirect to another origin).
@@ -249,7 +255,8 @@ async def open_connection(url: str, factory: Callable[[], WebSocketHandler], *,
                                           server_hostname=server_hostname, proxy=proxy,
                                           headers=extra, subprotocols=subprotocols,
                                           extensions=extensions, origin=origin,
-                                          user_agent_header=user_agent_header, options=options)
+                                          user_agent_header=user_agent_header, options=options,
+                                          logger=logger)
                 except InvalidStatus as exc:
                     if exc.response.status not in REDIRECT_STATUSES:
                         raise

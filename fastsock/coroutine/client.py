@@ -63,7 +63,9 @@ from ..websocket.client_handshake import (
     parse_client_uri,
 )
 from ..websocket.protocol import WebSocketHandler, WebSocketOptions
-from .connection import DEFAULT_MAX_QUEUE, Connection, ConnectionCore, Dumps, LoggerLike, Loads
+from .connection import (
+    CLIENT_LOGGER, DEFAULT_MAX_QUEUE, Connection, ConnectionCore, Dumps, LoggerLike, Loads, get_logger,
+)
 
 __all__ = ["Connect", "connect", "backoff", "retryable", "DEFAULT_OPEN_TIMEOUT",
            "BACKOFF_INITIAL_DELAY", "BACKOFF_MIN_DELAY", "BACKOFF_MAX_DELAY", "BACKOFF_FACTOR"]
@@ -147,7 +149,8 @@ class Connect:
             ssl=ssl, server_hostname=server_hostname, proxy=proxy, open_timeout=open_timeout,
             max_redirects=max_redirects, headers=headers, subprotocols=subprotocols,
             extensions=extensions, origin=origin, user_agent_header=user_agent_header,
-            options=options, compression=compression)
+            options=options, compression=compression,
+            logger=get_logger(logger, CLIENT_LOGGER))
         self._max_queue = max_queue
         self._dumps = dumps
         self._loads = loads

@@ -23,11 +23,10 @@ Works on any asyncio loop: fastsock's, asyncio's and uvloop's.
 
 Logging (standard :mod:`logging`, ``fastsock.server`` or ``fastsock.client``
 unless ``logger=``): INFO when a connection opens and when it closes, with
-its id, peer and close code. DEBUG lines per message and control frame are
-decided once, when the :class:`Connection` is made: if the logger is enabled
-for DEBUG then, the core and the connection get subclasses that log
-(:class:`_DebugCore`, :class:`_DebugConnection`); otherwise the per-message
-path is exactly the one without logging.
+its id, peer and close code. DEBUG lines, one per frame in and out, come from
+the connection core (``WebSocketHandler._log_frame``) on the same logger,
+prefixed with the id: decided once, when the connection opens; a connection
+that does not log keeps the compiled paths with no level check per message.
 """
 from __future__ import annotations
 
@@ -72,7 +71,6 @@ LoggerLike = Union[logging.Logger, str]
 SERVER_LOGGER = "fastsock.server"
 CLIENT_LOGGER = "fastsock.client"
 # Characters of a message shown in a DEBUG line.
-_DEBUG_PREVIEW = 60
 
 
 def get_logger(logger: Optional[LoggerLike], default: str) -> logging.Logger:
@@ -165,23 +163,28 @@ class ConnectionCore(WebSocketHandler):
 
     # ------------------------------------------------------------ for Connection
 
+    def _log_name(self) -> str:
+        # DEBUG frame lines carry the connection's id (ws.id), as its INFO lines do.
+        ctx = self._log_ctx
+        return ctx[1] if ctx is not None else WebSocketHandler._log_name(self)
+
     # ------------------------------------------------------------ for Receiver
 
     def _queue_full(self) -> None:
         """The queue holds ``max_queue`` messages: pause reading."""
         # Already paused by the slow-peer policy: it must not resume
         # while the queue is full either (see resume_writing).
-        if not self._reading_paused and self._transport is not None:
-            self._transport.pause_reading()
+        if not self._reading_paused and self._io is not None:
+            self._io.pause_reading()
 
     def _queue_low(self) -> None:
         """``recv`` took the queue down to a quarter: resume reading."""
-        if not self._reading_paused and self._state is not CLOSED and self._transport is not None:
-            self._transport.resume_reading()
+        if not self._reading_paused and self._state is not CLOSED and self._io is not None:
+            self._io.resume_reading()
 
     def closed_waiter(self) -> "asyncio.Future[None]":
         if self._closed_waiter is None:
-            self._closed_waiter = self._loop.create_future()
+            self._closed_waiter = self._create_future()
             if self._state is CLOSED:
                 self._closed_waiter.set_result(None)
         return self._closed_waiter
@@ -256,10 +259,6 @@ class Connection:
             log.info("connection open id=%s peer=%s path=%s subprotocol=%s", self.id,
                      _peer(peer), request.path if request is not None else "-",
                      core.subprotocol)
-        if log.isEnabledFor(logging.DEBUG) and type(core) is ConnectionCore:
-            # Decided once: without DEBUG the classes stay the ones without logging.
-            core.__class__ = _DebugCore
-            self.__class__ = _DebugConnection
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.core.state.name} {self.remote_address}>"
@@ -370,7 +369,7 @@ class Connection:
         while self._fragmenting is not None:
             await asyncio.shield(self._fragmenting)
         core = self.core
-        done: asyncio.Future[None] = core._loop.create_future()
+        done: asyncio.Future[None] = core._create_future()
         self._fragmenting = done
         self._tx.fragmenting = True
         try:
@@ -431,6 +430,8 @@ class Connection:
         if core._state is not OPEN:
             raise core._closed_error()
         rsv = 0
+        if core._frame_log is not None:
+            core._log_frame(">", opcode, payload, fin)
         if ext is not None:
             rsv, payload = ext.encode_fragment(opcode, payload, first, fin)
         core._out.append(build_frame(opcode, payload, fin=fin, rsv=rsv, mask=core._client))
@@ -452,7 +453,7 @@ class Connection:
         if payload in waiters:
             raise ValueError("already waiting for a pong with this payload")
         core.ping(payload)          # raises ConnectionClosed unless open
-        future: asyncio.Future[float] = core._loop.create_future()
+        future: asyncio.Future[float] = core._create_future()
         # perf_counter: uvloop's loop.time() counts whole milliseconds
         waiters[payload] = (future, time.perf_counter())
         return await future
@@ -476,78 +477,6 @@ def _peer(address: Any) -> str:
         host = address[0]
         return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
     return str(address)
-
-
-def _describe(data: Union[str, bytes, bytearray, memoryview]) -> tuple[str, str, int]:
-    """(kind, preview, size in bytes) of a message or fragment for a DEBUG line."""
-    if isinstance(data, str):
-        size = len(data.encode())
-        preview = data if len(data) <= _DEBUG_PREVIEW else data[:_DEBUG_PREVIEW] + "..."
-        return "TEXT", repr(preview), size
-    raw = bytes(data[:_DEBUG_PREVIEW])
-    return "BINARY", raw.hex(" ") + (" ..." if len(data) > _DEBUG_PREVIEW else ""), len(data)
-
-
-class _DebugCore(ConnectionCore):
-    """A :class:`ConnectionCore` that logs each message and control frame at DEBUG."""
-
-    __slots__ = ()
-
-    def _debug(self, direction: str, kind: str, detail: str, size: int) -> None:
-        ctx = self._log_ctx
-        if ctx is not None:
-            ctx[0].debug("%s %s %s %s [%d bytes]", ctx[1], direction, kind, detail, size)
-
-    def on_message(self, data: Union[str, bytes]) -> None:
-        self._debug("<", *_describe(data))
-        self.rx.push(data)
-
-    def on_ping(self, payload: bytes) -> None:
-        self._debug("<", "PING", payload.hex(" "), len(payload))
-        ConnectionCore.on_ping(self, payload)
-
-    def on_pong(self, payload: bytes) -> None:
-        self._debug("<", "PONG", payload.hex(" "), len(payload))
-        ConnectionCore.on_pong(self, payload)
-
-    def ping(self, payload: Union[bytes, str] = b"") -> None:
-        data = payload.encode() if isinstance(payload, str) else bytes(payload)
-        self._debug(">", "PING", data.hex(" "), len(data))
-        ConnectionCore.ping(self, payload)
-
-    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        if self._state is OPEN:
-            self._debug(">", "CLOSE", f"{code} {reason!r}", len(reason.encode()) + 2)
-        ConnectionCore.close(self, code, reason)
-
-    def fail(self, code: int, reason: str = "") -> None:
-        if self._state is OPEN:
-            self._debug(">", "CLOSE", f"{code} {reason!r} (failing)", len(reason.encode()) + 2)
-        ConnectionCore.fail(self, code, reason)
-
-
-class _DebugConnection(Connection):
-    """A :class:`Connection` that logs each message or fragment it sends at DEBUG."""
-
-    __slots__ = ()
-
-    async def send(
-            self, message: Union[Fragment, Iterable[Fragment], AsyncIterable[Fragment]]) -> None:
-        if isinstance(message, (str, bytes, bytearray, memoryview)):
-            ctx = self.core._log_ctx
-            if ctx is not None:
-                kind, detail, size = _describe(message)
-                ctx[0].debug("%s > %s %s [%d bytes]", ctx[1], kind, detail, size)
-        await super().send(message)
-
-    def _write_frame(self, opcode: int, payload: bytes, *, fin: bool, ext: Any = None,
-                     first: bool = False) -> None:
-        ctx = self.core._log_ctx
-        if ctx is not None:
-            kind = "TEXT" if opcode == OP_TEXT else "BINARY" if opcode == OP_BINARY else "CONT"
-            ctx[0].debug("%s > %s fragment fin=%s %s [%d bytes]", ctx[1], kind, fin,
-                         payload[:_DEBUG_PREVIEW].hex(" "), len(payload))
-        Connection._write_frame(self, opcode, payload, fin=fin, ext=ext, first=first)
 
 
 async def _aiter(items: Union[Iterable[Fragment], AsyncIterable[Fragment]]) -> AsyncIterator[Fragment]:

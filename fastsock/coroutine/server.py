@@ -113,7 +113,8 @@ class Server:
         if self.server is not None:
             return self
         loop = asyncio.get_running_loop()
-        state = ServerState(self._routes, loop, options=self._options, **self._state_kwargs)
+        state = ServerState(self._routes, loop, options=self._options, logger=self._log,
+                            **self._state_kwargs)
         factory = cast(Callable[[], asyncio.Protocol], state.protocol_factory)
         if self._sock is not None:
             server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog,
@@ -152,7 +153,7 @@ class Server:
         # coroutine around it: every resumption of the handler (one per
         # message) would go through the wrapper's frame too. What the
         # wrapper did at the end is _handler_done, a done callback.
-        task = asyncio.ensure_future(handler(conn), loop=core._loop)
+        task = asyncio.ensure_future(handler(conn), loop=core._loop)   # the seam's loop
         self._tasks.add(task)
         task.add_done_callback(lambda task: self._handler_done(conn, task))
         core.closed_waiter().add_done_callback(lambda _: connections.pop(core, None))

@@ -365,7 +365,9 @@ class WebSocketHandler(HandlerCore):
 
     @property
     def _loop(self) -> Any:
-        # Kept for callers written before the seam (the coroutine layer).
+        # The seam's loop, where the coroutine layer runs handler tasks
+        # (fastsock/coroutine: server.py, the compiled Waiter); the core
+        # itself never calls it.
         return self._io.loop if self._io is not None else None
 
     @property
@@ -421,7 +423,7 @@ class WebSocketHandler(HandlerCore):
             if self._state is CLOSED or self._close_received:
                 return                             # aborted or closed by a callback
             op = frame.opcode
-            if self._frame_log is not None:
+            if self._frame_log is not None and not (frame.rsv and frame.fin and op in (1, 2)):
                 self._log_frame("<", op, frame.payload, frame.fin, frame.rsv)
             if frame.rsv and (op == 0 or op >= 8):
                 # An extension marks a message by its first frame (RFC 7692
@@ -437,6 +439,8 @@ class WebSocketHandler(HandlerCore):
                         payload = self._decode(frame.rsv, op, payload)
                         if payload is None:
                             return
+                        if self._frame_log is not None:   # shown decompressed
+                            self._log_frame("<", op, payload, True, frame.rsv)
                     if op == 2:
                         self._rx_binary += 1
                         self._rx_binary_bytes += len(payload)
@@ -607,8 +611,7 @@ class WebSocketHandler(HandlerCore):
         else:
             self._tx_binary += 1
             self._tx_binary_bytes += len(payload)
-        if self._frame_log is not None:
-            self._log_frame(">", b0 & 0x0F, payload)
+        message_payload = payload
         if self._extensions:
             payload = bytes(payload)
             rsv = 0
@@ -616,6 +619,9 @@ class WebSocketHandler(HandlerCore):
                 r, payload = ext.encode(b0 & 0x0F, payload)
                 rsv |= r
             b0 |= rsv
+        if self._frame_log is not None:
+            # As websockets does: a compressed frame is shown decompressed.
+            self._log_frame(">", b0 & 0x0F, message_payload, True, b0 & 0x70)
         n = len(payload)
         out = self._out
         if self._client:
@@ -879,9 +885,7 @@ class WebSocketHandler(HandlerCore):
         or when the connection closes. ``await ws.drained()`` on asyncio;
         ``reactor.run_until_complete(ws.drained())`` or a done callback on
         fastsock's reactor."""
-        if self._io is None:
-            raise InvalidStateError("cannot wait for a drain before the connection opens")
-        future = self._io.create_future()
+        future = self._create_future()
         if not self._writing_paused or self._state is CLOSED:
             future.set_result(None)
         else:
@@ -889,6 +893,12 @@ class WebSocketHandler(HandlerCore):
                 self._drain_waiters = []
             self._drain_waiters.append(future)
         return future
+
+    def _create_future(self) -> Any:
+        # A future of the seam's loop (the coroutine layer waits on these too).
+        if self._io is None:
+            raise InvalidStateError("cannot wait on a connection before it opens")
+        return self._io.create_future()
 
     def _wake_drain_waiters(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, None
