@@ -579,3 +579,15 @@ def test_the_ascii_check_holds_on_the_baseline_kernel():
         cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "12 passed" in out.stdout
+
+
+def test_apply_mask_large_at_every_source_distance(codec):
+    # The out-of-place kernel (sizes from FS_MASK_OUT_MIN, 24 KiB) with its
+    # fresh output at 64 distances from the source within a page, and the
+    # block/word/byte tails of each size.
+    base = os.urandom(4096 + 70000)
+    key = b"\x37\xfa\x21\x3d"
+    for n in (24576, 24577, 24639, 65536 + 63, 65536 + 7):
+        for off in range(0, 4096, 64):
+            data = memoryview(base)[off:off + n]
+            assert codec.apply_mask(data, key) == naive_mask(bytes(data), key), (n, off)
