@@ -31,7 +31,7 @@ if _tls_module is None:
     pytest.skip("the compiled TLS module is switched off (FASTSOCK_PURE=1) or not built",
                 allow_module_level=True)
 
-from conftest import LoopRunner  # type: ignore[import-not-found]  # noqa: E402
+from loop_runner import LoopRunner  # noqa: E402
 
 _tls: Any = _tls_module
 
