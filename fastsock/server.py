@@ -39,7 +39,7 @@ from .websocket.server_handshake import (
 )
 from .websocket.extensions.permessage_deflate import Compression, server_factories
 from .pubsub.fanout import broadcast
-from .websocket.seam import half_close
+from .websocket.seam import TransportSeam, half_close
 from .websocket.protocol import (
     CLOSING,
     COUNTER_FIELDS,
@@ -182,6 +182,9 @@ class ServerState:
         # One per server: the replies of every connection read in a loop turn
         # are written together at its end (see TurnFlush).
         self.flusher = TurnFlush(loop) if loop is not None else None
+        # One I/O seam for all its connections (each one's transport is in
+        # its compiled core): no seam object per connection.
+        self.seam = TransportSeam(loop)
         self.options = options or WebSocketOptions()
         self.process_request = process_request
         self.http_handler = http_handler
@@ -587,7 +590,7 @@ class ServerHandshakeProtocol:
         try:
             handler.attach(transport, state.loop, options=state.options, extensions=hs.extensions,
                            subprotocol=hs.subprotocol, request=hs.request, flusher=state.flusher,
-                           logger=state.logger)
+                           seam=state.seam, logger=state.logger)
         except Exception:
             log.exception("error in %s.on_open", type(handler).__name__)
             handler.fail(CloseCode.INTERNAL_ERROR, "internal error")

@@ -175,12 +175,12 @@ class ConnectionCore(WebSocketHandler):
         # Already paused by the slow-peer policy: it must not resume
         # while the queue is full either (see resume_writing).
         if not self._reading_paused and self._io is not None:
-            self._io.pause_reading()
+            self._io.pause_reading(self)
 
     def _queue_low(self) -> None:
         """``recv`` took the queue down to a quarter: resume reading."""
         if not self._reading_paused and self._state is not CLOSED and self._io is not None:
-            self._io.resume_reading()
+            self._io.resume_reading(self)
 
     def closed_waiter(self) -> "asyncio.Future[None]":
         if self._closed_waiter is None:

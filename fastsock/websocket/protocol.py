@@ -6,8 +6,8 @@ class applications subclass. It is sans-I/O: bytes go in through
 (``on_message``...) come out, and what it wants done it asks of one seam
 (:mod:`fastsock.websocket.seam`): write these frames, half-close, close,
 abort, pause or resume reading, a timer. The seam is the only I/O it knows:
-:class:`~fastsock.websocket.seam.TransportSeam` over an asyncio-shaped
-transport (fastsock's reactor, asyncio, uvloop), or
+:class:`~fastsock.websocket.seam.TransportSeam` over asyncio-shaped
+transports (fastsock's reactor, asyncio, uvloop; one per server), or
 :class:`~fastsock.websocket.seam.SansIOSeam`, which records every request,
 so the core can be tested through its outputs alone. States change only
 through the table in :mod:`fastsock.websocket._state`. What the owner of a
@@ -51,7 +51,7 @@ from ._state import (
     OPENED, Event, State, next_state,
 )
 from .extensions.base import Extension
-from .seam import SansIOSeam, Seam, TransportSeam, half_close
+from .seam import SansIOSeam, Seam, TransportSeam
 
 if TYPE_CHECKING:
     from ._core_py import HandlerCore, TurnFlush, sum_counters
@@ -299,7 +299,7 @@ class WebSocketHandler(HandlerCore):
         self._options = opts
         self._client = client
         if seam is None:
-            seam = TransportSeam(transport, loop) if transport is not None else SansIOSeam(loop=loop)
+            seam = TransportSeam(loop) if transport is not None else SansIOSeam(loop=loop)
         self._io = seam
         if flusher is None and seam.loop is not None:
             flusher = TurnFlush(seam.loop)
@@ -314,7 +314,7 @@ class WebSocketHandler(HandlerCore):
         frame_log = logger if logger is not None else log
         self._frame_log = frame_log if frame_log.isEnabledFor(logging.DEBUG) else None
         self._transition(OPENED)
-        seam.bind(self, opts.write_limit, opts.write_low)
+        seam.bind(self, transport, opts.write_limit, opts.write_low)
         self.opened_at = time.monotonic()
         if opts.ping_interval:
             # _next_ping_at stays 0.0: the first wake-up, ping_interval from
@@ -338,7 +338,7 @@ class WebSocketHandler(HandlerCore):
         self._state = state
         if FAST[state] and not self._extensions and self._frame_log is None:
             io = self._io
-            self._fast = not self._client and io is not None and io.transport is not None
+            self._fast = not self._client and isinstance(io, TransportSeam)
             self._rx_fast = self._options.validate_utf8
         else:
             self._fast = self._rx_fast = False
@@ -356,7 +356,7 @@ class WebSocketHandler(HandlerCore):
     @property
     def transport(self) -> Any:
         """The transport under the connection's seam (None when sans-I/O)."""
-        return self._io.transport if self._io is not None else None
+        return self._io.transport(self) if self._io is not None else None
 
     @property
     def seam(self) -> Optional[Seam]:
@@ -377,7 +377,7 @@ class WebSocketHandler(HandlerCore):
     @property
     def remote_address(self) -> Any:
         io = self._io
-        return io.peername() if io is not None else None
+        return io.peername(self) if io is not None else None
 
     @property
     def buffered_amount(self) -> int:
@@ -385,7 +385,7 @@ class WebSocketHandler(HandlerCore):
         n = sum(map(len, self._out))
         io = self._io
         if io is not None:
-            n += io.write_buffer_size()
+            n += io.write_buffer_size(self)
         return n
 
     @property
@@ -503,7 +503,7 @@ class WebSocketHandler(HandlerCore):
         """The peer closed its sending side (TCP FIN)."""
         if self._state is CLOSED or self._io is None:
             return
-        self._io.close()
+        self._io.close(self)
 
     def eof_received(self) -> bool:
         """Transport callback: after a close handshake this is the expected end;
@@ -584,7 +584,7 @@ class WebSocketHandler(HandlerCore):
             return True
         self._eof_sent = True
         io = self._io
-        return io is not None and io.half_close()
+        return io is not None and io.half_close(self)
 
     # ------------------------------------------------------------ sending
 
@@ -707,7 +707,7 @@ class WebSocketHandler(HandlerCore):
             return
         self._out.clear()
         if self._io is not None:
-            self._io.abort()
+            self._io.abort(self)
         else:
             self._connection_closed()
 
@@ -775,7 +775,7 @@ class WebSocketHandler(HandlerCore):
     def _close_timed_out(self) -> None:
         self._close_timer = None
         if self._state is not CLOSED and self._io is not None:
-            self._io.abort()
+            self._io.abort(self)
 
     def _flush(self) -> None:
         out = self._out
@@ -785,7 +785,7 @@ class WebSocketHandler(HandlerCore):
         if self._eof_sent:          # nothing may follow our close frame
             out.clear()
             return
-        io.write(out)
+        io.write(self, out)
         out.clear()
 
     def _queue_frame(self, frame: bytes) -> None:
@@ -861,7 +861,7 @@ class WebSocketHandler(HandlerCore):
         if policy == "pause":
             if io is not None and not self._reading_paused:
                 self._reading_paused = True
-                io.pause_reading()
+                io.pause_reading(self)
         elif policy == "disconnect":
             # Not from inside the transport's write(): abort on the next turn.
             if io is not None:
@@ -875,7 +875,7 @@ class WebSocketHandler(HandlerCore):
         self._writing_paused = False
         if self._reading_paused and self._state is not CLOSED and self._io is not None:
             self._reading_paused = False
-            self._io.resume_reading()
+            self._io.resume_reading(self)
         self._wake_drain_waiters()
         self.on_drain()
 

@@ -2,28 +2,32 @@
 
 The connection core (:class:`~fastsock.websocket.protocol.WebSocketHandler`)
 decides; it never touches a socket, a transport or a loop. What it needs
-done it asks of one object, its seam, through these operations only:
+done it asks of one object, its seam, through these operations only (the
+per-connection ones take the connection, ``core``, first):
 
 ========================  ==================================================
-``write(frames)``         send these frames, in order, after what is queued
-``half_close()``          FIN after everything queued (the lingering close)
-``close()`` / ``abort()`` end the connection: gracefully / at once
-``pause_reading()``       stop / restart delivering received bytes
-``resume_reading()``
+``write(core, frames)``   send these frames, in order, after what is queued
+``half_close(core)``      FIN after everything queued (the lingering close)
+``close(core)``           end the connection: gracefully /
+``abort(core)``           at once
+``pause_reading(core)``   stop / restart delivering received bytes
+``resume_reading(core)``
 ``call_later(d, cb)``     a timer (keep-alive, close timeout; None
                           where there is no loop); ``time()``
 ``call_soon(cb)``         run ``cb`` on the next loop turn
 ``create_future()``       something a coroutine can wait on (``drained()``)
 ========================  ==================================================
 
-plus ``bind(core, write_limit, write_low)`` when the connection opens and two
-facts about it (``peername()``, ``write_buffer_size()``).
+plus ``bind(core, transport, write_limit, write_low)`` when the connection
+opens and two facts about it (``peername(core)``, ``write_buffer_size(core)``).
 
-:class:`TransportSeam` is the glue to an asyncio-shaped transport and its
-loop: fastsock's reactor, asyncio, uvloop. It also installs the compiled
-core's write lane (:meth:`TransportSeam.bind`): the transport and, where the
-transport takes a pointer, its ``ChunkWriter``, so a message sent on the hot
-path is written by compiled code with no Python call in between.
+:class:`TransportSeam` is the glue to asyncio-shaped transports on one loop:
+fastsock's reactor, asyncio, uvloop. A server has one for all its
+connections (no object per connection: C10k memory and GC time); each
+connection's transport lives in the compiled core's ``_transport`` field,
+which :meth:`TransportSeam.bind` sets together with, where the transport
+takes a pointer, its ``ChunkWriter``, so a message sent on the hot path is
+written by compiled code with no Python call in between.
 
 :class:`SansIOSeam` performs nothing and records everything, so the core can
 be driven and checked through its outputs alone: the bytes it wrote
@@ -60,24 +64,23 @@ class Seam(Protocol):
     """What the connection core asks of I/O (see the module docstring)."""
 
     @property
-    def transport(self) -> Any: ...
-
-    @property
     def loop(self) -> Any: ...
 
-    def bind(self, core: "WebSocketHandler", write_limit: int, write_low: int) -> None: ...
-    def write(self, frames: list[bytes]) -> None: ...
-    def half_close(self) -> bool: ...
-    def close(self) -> None: ...
-    def abort(self) -> None: ...
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
+    def bind(self, core: "WebSocketHandler", transport: Any,
+             write_limit: int, write_low: int) -> None: ...
+    def transport(self, core: "WebSocketHandler") -> Any: ...
+    def write(self, core: "WebSocketHandler", frames: list[bytes]) -> None: ...
+    def half_close(self, core: "WebSocketHandler") -> bool: ...
+    def close(self, core: "WebSocketHandler") -> None: ...
+    def abort(self, core: "WebSocketHandler") -> None: ...
+    def pause_reading(self, core: "WebSocketHandler") -> None: ...
+    def resume_reading(self, core: "WebSocketHandler") -> None: ...
     def call_later(self, delay: float, callback: Callable[[], None]) -> Optional[TimerHandle]: ...
     def call_soon(self, callback: Callable[[], None]) -> None: ...
     def time(self) -> float: ...
     def create_future(self) -> Any: ...
-    def peername(self) -> Any: ...
-    def write_buffer_size(self) -> int: ...
+    def peername(self, core: "WebSocketHandler") -> Any: ...
+    def write_buffer_size(self, core: "WebSocketHandler") -> int: ...
 
 
 def half_close(transport: Any) -> bool:
@@ -100,18 +103,18 @@ def half_close(transport: Any) -> bool:
 
 
 class TransportSeam:
-    """The seam over an asyncio-shaped transport and its loop."""
+    """The seam over asyncio-shaped transports on one loop (one per server
+    or client; the transport of each connection is in its ``_transport``)."""
 
-    __slots__ = ("transport", "loop")
+    __slots__ = ("loop",)
 
-    def __init__(self, transport: Any, loop: Any) -> None:
-        self.transport = transport
+    def __init__(self, loop: Any) -> None:
         self.loop = loop
 
-    def bind(self, core: "WebSocketHandler", write_limit: int, write_low: int) -> None:
-        """The connection opened: set the transport's write-buffer limits and
-        install the compiled core's write lane."""
-        transport = self.transport
+    def bind(self, core: "WebSocketHandler", transport: Any,
+             write_limit: int, write_low: int) -> None:
+        """The connection opened on ``transport``: set its write-buffer
+        limits and install the compiled core's write lane."""
         try:
             transport.set_write_buffer_limits(high=write_limit, low=write_low)
         except (AttributeError, NotImplementedError):
@@ -122,26 +125,29 @@ class TransportSeam:
         core._transport = transport
         core._writer = _writer_for(transport) if core._fast else None
 
-    def write(self, frames: list[bytes]) -> None:
+    def transport(self, core: "WebSocketHandler") -> Any:
+        return core._transport
+
+    def write(self, core: "WebSocketHandler", frames: list[bytes]) -> None:
         if len(frames) == 1:
-            self.transport.write(frames[0])
+            core._transport.write(frames[0])
         else:
-            self.transport.writelines(frames)
+            core._transport.writelines(frames)
 
-    def half_close(self) -> bool:
-        return half_close(self.transport)
+    def half_close(self, core: "WebSocketHandler") -> bool:
+        return half_close(core._transport)
 
-    def close(self) -> None:
-        self.transport.close()
+    def close(self, core: "WebSocketHandler") -> None:
+        core._transport.close()
 
-    def abort(self) -> None:
-        self.transport.abort()
+    def abort(self, core: "WebSocketHandler") -> None:
+        core._transport.abort()
 
-    def pause_reading(self) -> None:
-        self.transport.pause_reading()
+    def pause_reading(self, core: "WebSocketHandler") -> None:
+        core._transport.pause_reading()
 
-    def resume_reading(self) -> None:
-        self.transport.resume_reading()
+    def resume_reading(self, core: "WebSocketHandler") -> None:
+        core._transport.resume_reading()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Optional[TimerHandle]:
         # Without a loop there are no timers (no keep-alive, no close timeout).
@@ -164,11 +170,11 @@ class TransportSeam:
             raise InvalidStateError("cannot wait for a drain without a loop")
         return self.loop.create_future()
 
-    def peername(self) -> Any:
-        return self.transport.get_extra_info("peername")
+    def peername(self, core: "WebSocketHandler") -> Any:
+        return core._transport.get_extra_info("peername")
 
-    def write_buffer_size(self) -> int:
-        return int(self.transport.get_write_buffer_size())
+    def write_buffer_size(self, core: "WebSocketHandler") -> int:
+        return int(core._transport.get_write_buffer_size())
 
 
 class SansIOSeam:
@@ -182,8 +188,6 @@ class SansIOSeam:
     the futures of :meth:`create_future` (``drained()``); else the clock does.
     """
 
-    transport = None
-
     def __init__(self, *, now: float = 0.0, loop: Any = None) -> None:
         self.clock = FakeClock(now)
         self.loop = loop
@@ -196,36 +200,40 @@ class SansIOSeam:
         self._core: Optional["WebSocketHandler"] = None
 
     # -- what the core asks ---------------------------------------------------
-    def bind(self, core: "WebSocketHandler", write_limit: int, write_low: int) -> None:
+    def bind(self, core: "WebSocketHandler", transport: Any,
+             write_limit: int, write_low: int) -> None:
         self._core = core
         self.write_limits = (write_limit, write_low)
         core._transport = None
         core._writer = None
 
-    def write(self, frames: list[bytes]) -> None:
+    def transport(self, core: "WebSocketHandler") -> Any:
+        return None
+
+    def write(self, core: "WebSocketHandler", frames: list[bytes]) -> None:
         if self.closed or self.aborted:
             return
         for frame in frames:
             self._sent += frame
 
-    def half_close(self) -> bool:
+    def half_close(self, core: "WebSocketHandler") -> bool:
         self.eof_sent = True
         return True
 
-    def close(self) -> None:
+    def close(self, core: "WebSocketHandler") -> None:
         if not (self.closed or self.aborted):
             self.closed = True
             self._lost()
 
-    def abort(self) -> None:
+    def abort(self, core: "WebSocketHandler") -> None:
         if not (self.closed or self.aborted):
             self.aborted = True
             self._lost()
 
-    def pause_reading(self) -> None:
+    def pause_reading(self, core: "WebSocketHandler") -> None:
         self.reading_paused = True
 
-    def resume_reading(self) -> None:
+    def resume_reading(self, core: "WebSocketHandler") -> None:
         self.reading_paused = False
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
@@ -240,10 +248,10 @@ class SansIOSeam:
     def create_future(self) -> Any:
         return (self.loop if self.loop is not None else self.clock).create_future()
 
-    def peername(self) -> Any:
+    def peername(self, core: "WebSocketHandler") -> Any:
         return None
 
-    def write_buffer_size(self) -> int:
+    def write_buffer_size(self, core: "WebSocketHandler") -> int:
         return 0
 
     # -- what the caller reads or does -----------------------------------------
