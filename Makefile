@@ -37,7 +37,9 @@ sysdeps:
 loadgen:
 	@$(MAKE) -s -C benchmarks/loadgen
 
-test: build sysdeps
+# sysdeps first: it installs libssl-dev, whose headers the _tls extension
+# needs (without them setup.py builds everything else and warns).
+test: sysdeps build
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The documentation site (mkdocs.yml) into site/; --strict as in the tests.
