@@ -83,7 +83,11 @@ def test_serve_echo_wss(tls: Any, tmp_path: Path, api: str, loop: str) -> None:
     with echo_app("--api", api, "--certfile", str(cert), "--keyfile", str(key),
                   loop=loop) as (proc, scheme, port):
         assert scheme == "wss"
-        check_echo_and_stop(proc, f"wss://localhost:{port}/", ssl=tls.client_context())
+        # The address it listens on, checked against the certificate's
+        # "localhost": a wss://localhost URL could reach whatever else
+        # listens on [::1] with that port number.
+        check_echo_and_stop(proc, f"wss://127.0.0.1:{port}/", ssl=tls.client_context(),
+                            server_hostname="localhost")
 
 
 def test_serve_echo_bad_certfile_is_one_line(tmp_path: Path) -> None:
