@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol, U
 
 from ..websocket import State, WebSocketHandler, encode_message
 from ..websocket._core_py import frame_header as _header
+from ..websocket.protocol import frame_message, frame_payload
 
 Data = Union[str, bytes, bytearray, memoryview]
 OPEN = State.OPEN
@@ -48,10 +49,6 @@ else:
 
 __all__ = ["Wrapped", "admit", "broadcast", "frame_payload", "offer_frame"]
 
-_OPCODE_TEXT = 0x1
-_LEN16 = 126          # 7-bit length value meaning "16-bit length follows"
-_LEN64 = 127          # ... "64-bit length follows"
-
 
 class Wrapped(Protocol):
     """What :func:`broadcast` takes besides a :class:`WebSocketHandler`: an
@@ -62,18 +59,6 @@ class Wrapped(Protocol):
 
     @property
     def server(self) -> Any: ...
-
-
-def frame_payload(frame: bytes) -> bytes:
-    """The payload of one unmasked frame built by :func:`encode_message`."""
-    n = frame[1] & 0x7F
-    return frame[2 + (2 if n == _LEN16 else 8 if n == _LEN64 else 0):]
-
-
-def _frame_message(frame: bytes) -> Data:
-    """The message of one unmasked frame built by :func:`encode_message`."""
-    payload = frame_payload(frame)
-    return payload.decode() if frame[0] & 0x0F == _OPCODE_TEXT else payload
 
 
 def _encoded_frame(conn: WebSocketHandler, frame: bytes,
@@ -148,7 +133,7 @@ def offer_frame(handler: WebSocketHandler, frame: bytes,
     if handler._client:
         if handler._state is not OPEN:
             return False
-        handler.send(_frame_message(frame))
+        handler.send(frame_message(frame))
         return True
     if not admit(handler):
         return False
@@ -175,7 +160,7 @@ def _offer_rest(rest: list[Any], message: Optional[Data], frame: bytes) -> int:
         if handler._state is not OPEN:
             continue
         if handler._client:
-            handler.send(message if message is not None else _frame_message(frame))
+            handler.send(message if message is not None else frame_message(frame))
             sent += 1
             continue
         if handler._extensions and shared is None:

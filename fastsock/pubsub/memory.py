@@ -14,7 +14,7 @@ import logging
 import os
 from typing import Any, Callable, Optional, Union
 
-from ..websocket.protocol import WebSocketHandler, encode_message
+from ..websocket.protocol import WebSocketHandler, encode_message, frame_message
 from .fanout import broadcast, offer_frame
 
 __all__ = ["Hub", "Listener", "MemoryHub", "Message"]
@@ -24,21 +24,6 @@ log = logging.getLogger("fastsock.pubsub")
 Message = Union[str, bytes, bytearray, memoryview]
 NODE_ID_BYTES = 8     # random id of this hub (process): routes send_to, skips own echoes
 LISTEN_QUEUE = 1_000  # messages a listener's iterator keeps before dropping the oldest
-_OPCODE_TEXT = 0x1
-
-
-def frame_message(frame: bytes) -> Union[str, bytes]:
-    """The message in one unmasked frame made by ``encode_message``: str for a
-    text frame, bytes for a binary one (for listeners of a topic published
-    by another process, which arrives as that frame)."""
-    length = frame[1] & 0x7F
-    start = 2
-    if length == 126:
-        start = 4
-    elif length == 127:
-        start = 10
-    payload = frame[start:]
-    return payload.decode() if frame[0] & 0x0F == _OPCODE_TEXT else bytes(payload)
 
 
 class Listener:

@@ -42,7 +42,7 @@ from ..exceptions import (
     ProtocolError,
 )
 from .. import frame as _codec
-from ..frame import CloseCode, FrameParser, build_frame
+from ..frame import OP_TEXT, CloseCode, FrameParser, build_frame
 from ._core_py import COALESCE as _COALESCE
 from ._core_py import COUNTER_FIELDS, _H_BINARY, _H_TEXT, _pack16
 from ._core_py import frame_header as _header
@@ -83,6 +83,8 @@ __all__ = [
     "COUNTER_FIELDS",
     "check_handler",
     "encode_message",
+    "frame_message",
+    "frame_payload",
     "is_valid_close_code",
     "sum_counters",
 ]
@@ -167,6 +169,19 @@ def encode_message(message: Data) -> bytes:
     else:
         raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
     return _header(b0, len(payload)) + payload
+
+
+def frame_payload(frame: bytes) -> bytes:
+    """The payload of one unmasked frame made by :func:`encode_message`."""
+    n = frame[1] & 0x7F          # 126: a 16-bit length follows; 127: a 64-bit one
+    return frame[2 + (2 if n == 126 else 8 if n == 127 else 0):]
+
+
+def frame_message(frame: bytes) -> Union[str, bytes]:
+    """The message in one unmasked frame made by :func:`encode_message`: str
+    for a text frame, bytes for a binary one."""
+    payload = frame_payload(frame)
+    return payload.decode() if frame[0] & 0x0F == OP_TEXT else payload
 
 
 class WebSocketHandler(HandlerCore):
@@ -732,9 +747,7 @@ class WebSocketHandler(HandlerCore):
 
     def _log_encoded(self, frame: bytes) -> None:
         # A pre-encoded server frame (fastsock.pubsub.fanout): unmasked.
-        n = frame[1] & 0x7F
-        start = 2 + (2 if n == 126 else 8 if n == 127 else 0)
-        self._log_frame(">", frame[0] & 0x0F, frame[start:], bool(frame[0] & 0x80),
+        self._log_frame(">", frame[0] & 0x0F, frame_payload(frame), bool(frame[0] & 0x80),
                         frame[0] & 0x70)
 
     def _log_name(self) -> str:
